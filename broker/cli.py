@@ -1,0 +1,55 @@
+"""The `broker` command: one entry point, one sub-command module per concern.
+
+Each module listed in `COMMANDS` exposes `register(subparsers)`, which adds its parser and sets
+`func` to a callable taking the parsed namespace and returning an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from broker.errors import BrokerError
+
+# Sub-command modules, imported lazily so that `broker kafka` does not pay for Avro or CEL.
+COMMANDS: tuple[str, ...] = (
+    "broker.kafka.cli",
+    "broker.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="broker",
+        description="Inter-agency safeguarding event broker.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMANDS:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        status: int = args.func(args)
+    except BrokerError as exc:
+        print(f"broker {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"broker {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The one place that talks to Kafka: the local runtime, clients and admin."""

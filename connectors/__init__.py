@@ -1,0 +1,1 @@
+"""Agency-side programs: council, police, NRM connectors and subscriber delivery."""
