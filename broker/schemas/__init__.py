@@ -1,0 +1,23 @@
+"""Avro schemas of events and envelopes: loading, fingerprints, single-object encoding, fields."""
+
+from broker.schemas.errors import (
+    EncodingError,
+    FieldValueError,
+    SchemaError,
+    SchemaLoadError,
+    UnknownSchemaError,
+)
+from broker.schemas.fields import FieldInfo
+from broker.schemas.registry import SINGLE_OBJECT_MARKER, SchemaRegistry, crc64_fingerprint
+
+__all__ = [
+    "SINGLE_OBJECT_MARKER",
+    "EncodingError",
+    "FieldInfo",
+    "FieldValueError",
+    "SchemaError",
+    "SchemaLoadError",
+    "SchemaRegistry",
+    "UnknownSchemaError",
+    "crc64_fingerprint",
+]
