@@ -1,0 +1,44 @@
+"""What verification reports: one `Finding` per problem, naming where it is and what it is.
+
+Findings are values, not exceptions, so that an auditor sees every problem in a log at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FindingCode(StrEnum):
+    """Stable codes for audit findings (used by tooling and tests; never change a meaning)."""
+
+    UNDECODABLE = "undecodable"  # bytes are not an audit record at all
+    ALTERED = "altered"  # a record's bytes differ from what its successor chained to
+    BROKEN_LINK = "broken_link"  # a link is broken and which side changed cannot be told
+    DELETED = "deleted"  # sequence numbers are missing: records were removed
+    REORDERED = "reordered"  # a record appears after records that followed it
+    DUPLICATE = "duplicate"  # a sequence number appears twice
+    BAD_START = "bad_start"  # the first record does not start the chain
+    BAD_SIGNATURE = "bad_signature"  # a checkpoint signature does not verify
+    UNKNOWN_KEY = "unknown_key"  # no public key for a checkpoint's agency and key id
+    ROOT_MISMATCH = "root_mismatch"  # a checkpoint's root is not the root of the records
+    HEAD_MISMATCH = "head_mismatch"  # a checkpoint's chain head is not the last record's hash
+    BEYOND_LOG = "beyond_log"  # a checkpoint covers more records than the log holds
+    CHECKPOINT_LINK = "checkpoint_link"  # a checkpoint does not chain to the previous one
+    INCONSISTENT = "inconsistent"  # a checkpoint does not extend the previous one
+    WRONG_CHAIN = "wrong_chain"  # a checkpoint or record belongs to another chain
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One verification problem: where (topic offset, chain) and what, in words with no values."""
+
+    code: FindingCode
+    message: str
+    offset: int | None = None
+    chain: str | None = None
+
+    def __str__(self) -> str:
+        where = "offset ?" if self.offset is None else f"offset {self.offset}"
+        chain = f" chain {self.chain}" if self.chain is not None else ""
+        return f"{where}{chain}: {self.code.value}: {self.message}"
