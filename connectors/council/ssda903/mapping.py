@@ -1,0 +1,260 @@
+"""Pure mapping from validated SSDA903 rows to events in the EVENTS.md JSON form.
+
+Choices (documented in connectors/council/README.md):
+- `occurred_at` is midnight UTC of the recorded date (`2017-11-13T00:00:00Z`). SSDA903 holds
+  dates, not times; midnight UTC keeps the calendar date the council recorded whatever the
+  season, where UK local midnight would move it to the previous day during summer time.
+- `event_id` is a UUIDv5 of the agency, the table, the child and the row's key columns (episode:
+  DECOM; missing episode: MIS_START, MISSING and the occurrence number of that triple in the
+  file) and the event type, so re-reading a return yields the same ids and a corrected
+  non-key value does not publish a second event for the same fact.
+- SSDA903 carries no names, risk level, trafficking flag or Philomena details: those fields are
+  null (unknown), never invented.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+Event = dict[str, Any]
+
+# Fixed namespace of SSDA903-derived event ids (never change it: ids would change).
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:safeguarding-broker:ssda903")
+
+CARE_STARTED = "child.care.started"
+PLACEMENT_CHANGED = "child.placement.changed"
+CARE_ENDED = "child.care.ended"
+MISSING_STARTED = "child.missing.started"
+MISSING_ENDED = "child.missing.ended"
+
+# RNE codes meaning the child moved placement: P (placement and carer), T (legal status and
+# placement and carer), B (placement, same carer), U (legal status and placement, same carer).
+# L is a change of legal status only; S starts a period of care.
+NEW_PLACEMENT_RNE = frozenset({"P", "T", "B", "U"})
+SEX_CODES = {"1": "m", "2": "f", "M": "m", "F": "f", "U": "u"}
+# UPN "unknown" codes (UN1..UN10): the child has no UPN to share.
+_UPN_UNKNOWN = re.compile(r"UN(10|[1-9])")
+_POSTCODE = re.compile(r"([A-Z]{1,2}[0-9][A-Z0-9]?) *([0-9][A-Z]{0,2})?")
+
+
+def event_id(agency: str, table: str, child: str, key: str, event_type: str) -> str:
+    """Deterministic event id of one event derived from one source row."""
+    return str(uuid.uuid5(ID_NAMESPACE, "\x1f".join((agency, table, child, key, event_type))))
+
+
+def iso_instant(day: date) -> str:
+    """Midnight UTC of a recorded date, as EVENTS.md times are written."""
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def age_on(dob: date, day: date) -> int:
+    """Age in whole years on `day` (a 29 February birthday counts from 1 March)."""
+    return day.year - dob.year - ((day.month, day.day) < (dob.month, dob.day))
+
+
+def age_band(dob: date | None, day: date) -> str | None:
+    """EVENTS.md age band at `day`: 0-9, 10-12, 13-15, 16-17, 18+ (None if unknown/negative)."""
+    if dob is None:
+        return None
+    age = age_on(dob, day)
+    if age < 0:
+        return None
+    if age < 10:
+        return "0-9"
+    if age < 13:
+        return "10-12"
+    if age < 16:
+        return "13-15"
+    if age < 18:
+        return "16-17"
+    return "18+"
+
+
+def normalise_postcode(value: str | None) -> str | None:
+    """Upper-case, single-spaced postcode as given (full or partial), None if not one."""
+    if not value:
+        return None
+    match = _POSTCODE.fullmatch(value.strip().upper())
+    if match is None:
+        return None
+    outward, inward = match.groups()
+    return f"{outward} {inward}" if inward else outward
+
+
+def postcode_district(value: str | None) -> str | None:
+    """The postcode district (outward code) of a full or partial postcode.
+
+    Handles `EG19 7TT`, `EG197TT`, `EG19 7` (sector only) and `EG19` (district only); anything
+    else gives None. A bare `EG19` is read as a district, not as district EG1 plus sector 9.
+    """
+    normal = normalise_postcode(value)
+    if normal is None:
+        return None
+    return sys.intern(normal.split(" ", 1)[0])
+
+
+@dataclass(slots=True)
+class ChildFacts:
+    """What Header and UASC say about a child, shared by all of that child's events."""
+
+    dob: date | None = None
+    sex: str | None = None
+    ethnicity: str | None = None
+    upn: str | None = None
+    in_uasc_table: bool | None = None  # None when no UASC information was supplied
+    duc: date | None = None  # date UASC status ceases
+
+    def uasc_on(self, day: date) -> bool | None:
+        """UASC at `day`: listed as UASC and the status had not ceased by then."""
+        if self.in_uasc_table is None:
+            return None
+        return self.in_uasc_table and (self.duc is None or day < self.duc)
+
+
+def upn_value(upn: str | None) -> str | None:
+    """The UPN, or None for a blank or an `UNn` unknown-reason code."""
+    if upn is None or _UPN_UNKNOWN.fullmatch(upn.upper()):
+        return None
+    return upn
+
+
+def child_fields(child: str, facts: ChildFacts, dob: date | None, day: date) -> dict[str, Any]:
+    """The EVENTS.md fields common to child events, at `day`."""
+    return {
+        "la_child_id": child,
+        "first_name": None,
+        "last_name": None,
+        "dob": dob.isoformat() if dob else None,
+        "birth_year": dob.year if dob else None,
+        "age_band": age_band(dob, day),
+        "sex": facts.sex,
+        "uasc": facts.uasc_on(day),
+        "trafficking_concern": None,
+        "exploitation_concerns": None,
+    }
+
+
+def make_event(event_type: str, eid: str, child: str, day: date, fields: dict[str, Any]) -> Event:
+    """An event in the EVENTS.md JSON form."""
+    return {
+        "event_type": event_type,
+        "event_id": eid,
+        "subject": child,
+        "occurred_at": iso_instant(day),
+        "fields": fields,
+    }
+
+
+def placement_fields(episode: dict[str, Any]) -> dict[str, Any]:
+    """Placement fields of an episode row (validated, codes normalised)."""
+    placement_postcode = normalise_postcode(episode.get("PL_POST"))
+    return {
+        "placement_type": episode.get("PLACE"),
+        "placement_provider": episode.get("PLACE_PROVIDER"),
+        "placement_postcode": placement_postcode,
+        "placement_postcode_district": postcode_district(placement_postcode),
+    }
+
+
+def care_started(agency: str, child: str, facts: ChildFacts, episode: dict[str, Any]) -> Event:
+    """`child.care.started` for an episode with RNE S, at DECOM."""
+    day: date = episode["DECOM"]
+    fields = child_fields(child, facts, facts.dob, day)
+    fields.update(
+        legal_status=episode.get("LS"),
+        category_of_need=episode.get("CIN"),
+        **placement_fields(episode),
+        home_postcode=normalise_postcode(episode.get("HOME_POST")),
+        ethnicity=facts.ethnicity,
+        upn=facts.upn,
+    )
+    eid = event_id(agency, "Episodes", child, day.isoformat(), CARE_STARTED)
+    return make_event(CARE_STARTED, eid, child, day, fields)
+
+
+def placement_changed(
+    agency: str, child: str, facts: ChildFacts, episode: dict[str, Any], reason: str | None
+) -> Event:
+    """`child.placement.changed` for an episode with RNE P/T/B/U, at DECOM.
+
+    `reason` is REASON_PLACE_CHANGE of the episode that ended (SSDA903 records the reason on
+    the episode whose placement ended, not on the new one).
+    """
+    day: date = episode["DECOM"]
+    fields = child_fields(child, facts, facts.dob, day)
+    fields.update(**placement_fields(episode), reason=reason)
+    eid = event_id(agency, "Episodes", child, day.isoformat(), PLACEMENT_CHANGED)
+    return make_event(PLACEMENT_CHANGED, eid, child, day, fields)
+
+
+def care_ended(agency: str, child: str, facts: ChildFacts, episode: dict[str, Any]) -> Event:
+    """`child.care.ended` for an episode ending with a REC other than X1, at DEC."""
+    day: date = episode["DEC"]
+    fields = child_fields(child, facts, facts.dob, day)
+    fields["reason"] = episode["REC"]
+    eid = event_id(agency, "Episodes", child, episode["DECOM"].isoformat(), CARE_ENDED)
+    return make_event(CARE_ENDED, eid, child, day, fields)
+
+
+def missing_started(
+    agency: str,
+    child: str,
+    facts: ChildFacts,
+    dob: date | None,
+    row: dict[str, Any],
+    occurrence: int,
+    placement_district: str | None,
+) -> Event:
+    """`child.missing.started` for a Missing row, at MIS_START."""
+    start: date = row["MIS_START"]
+    fields = child_fields(child, facts, dob, start)
+    fields.update(
+        missing_type=row["MISSING"],
+        missing_since=iso_instant(start),
+        risk_level=None,
+        last_seen_location=None,
+        last_seen_postcode_district=None,
+        placement_postcode_district=placement_district,
+        physical_description=None,
+        clothing=None,
+        associates=None,
+        places_frequented=None,
+        phone_numbers=None,
+        social_media=None,
+        medical_needs=None,
+        photo_ref=None,
+    )
+    eid = event_id(agency, "Missing", child, _missing_key(row, occurrence), MISSING_STARTED)
+    return make_event(MISSING_STARTED, eid, child, start, fields)
+
+
+def missing_ended(
+    agency: str,
+    child: str,
+    facts: ChildFacts,
+    dob: date | None,
+    row: dict[str, Any],
+    occurrence: int,
+) -> Event:
+    """`child.missing.ended` for a Missing row with MIS_END, at MIS_END."""
+    start: date = row["MIS_START"]
+    end: date = row["MIS_END"]
+    fields = child_fields(child, facts, dob, end)
+    fields.update(
+        missing_type=row["MISSING"],
+        missing_since=iso_instant(start),
+        missing_until=iso_instant(end),
+        found_location=None,
+        found_postcode_district=None,
+    )
+    eid = event_id(agency, "Missing", child, _missing_key(row, occurrence), MISSING_ENDED)
+    return make_event(MISSING_ENDED, eid, child, end, fields)
+
+
+def _missing_key(row: dict[str, Any], occurrence: int) -> str:
+    return f"{row['MIS_START'].isoformat()}|{row['MISSING']}|{occurrence}"
