@@ -1,0 +1,233 @@
+"""Home Office NRM referral payloads to `nrm.referral.submitted`, and `nrm.decision.made`.
+
+The payload is the online referral form's (`data/nrm/referral_payload_example.json`): flat keys
+such as `AdultOrChild`, `Component*` flags, `Customer.Nationality`, `LocalAuthority`,
+`PoliceForce`, `ExternalId`, `Type`. Only the coarse facts the event catalogue names are
+mapped; names, contact details, addresses and every free-text account stay out of the event.
+
+Exploitation types follow the form's own grouping of its checkboxes: forced to work for
+nothing, wages taken and forced to commit fraud are labour; prostitution, child sexual
+exploitation and "taken somewhere and sexually assaulted" are sexual; forced to commit a crime
+is criminal; organs removed is organ harvesting; unpaid household work is domestic servitude;
+an `ExploitationOther` description (never copied) or an unknown `Component*` flag is other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from connectors.nrm.exceptions import NrmPayloadError
+
+Event = dict[str, Any]
+
+REFERRAL_SUBMITTED = "nrm.referral.submitted"
+DECISION_MADE = "nrm.decision.made"
+TYPE_NRM_REFERRAL = "560734"
+TYPE_DUTY_TO_NOTIFY = "662265"
+
+# Fixed namespace of NRM event ids (never change it: ids would change).
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:safeguarding-broker:nrm")
+
+# Component flag (lower-cased key) -> exploitation type.
+COMPONENTS: Mapping[str, str] = {
+    "componentforcedtoworkfornothing": "labour",
+    "componentwagestaken": "labour",
+    "componentfraud": "labour",
+    "componentprostitution": "sexual",
+    "componentchildexploitation": "sexual",
+    "componentsexuallyassaulted": "sexual",
+    "componentforcedcrime": "criminal",
+    "componentorgansremoved": "organ_harvesting",
+    "componentdomesticservitude": "domestic_servitude",
+}
+EXPLOITATION_ORDER = (
+    "criminal",
+    "labour",
+    "sexual",
+    "domestic_servitude",
+    "organ_harvesting",
+    "other",
+)
+FIRST_RESPONDER_TYPES: Mapping[str, str] = {
+    "council": "local_authority",
+    "la": "local_authority",
+    "police": "police",
+    "gov": "government",
+    "government": "government",
+    "homeoffice": "government",
+    "ngo": "ngo",
+}
+_AGE = {"child": "child", "adult": "adult"}
+_LOCATION = {"uk": "uk", "overseas": "overseas", "both": "both"}
+_GENDER = {"male": "male", "female": "female", "other": "other"}
+_YES = frozenset({"yes", "y", "true", "1"})
+STAGES: Mapping[str, str] = {
+    "reasonable_grounds": "reasonable_grounds",
+    "rg": "reasonable_grounds",
+    "conclusive_grounds": "conclusive_grounds",
+    "cg": "conclusive_grounds",
+}
+OUTCOMES = frozenset({"positive", "negative"})
+
+
+def _text(payload: Mapping[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _instant(moment: datetime | None) -> str:
+    moment = moment or datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise ValueError("times must be timezone-aware (UTC)")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def exploitation_types(payload: Mapping[str, Any]) -> list[str]:
+    """Exploitation types flagged in a payload, in catalogue order, without repeats."""
+    found: set[str] = set()
+    for key, value in payload.items():
+        name = str(key).lower()
+        if not name.startswith("component"):
+            continue
+        flagged = value is True or str(value).strip().lower() in _YES
+        if flagged:
+            found.add(COMPONENTS.get(name, "other"))
+        elif name == "componentdomesticservitude" and str(value or "").strip():
+            # An older form wrote the "other" description into this key.
+            found.add("other")
+    if _text(payload, "ExploitationOther"):
+        found.add("other")
+    return [t for t in EXPLOITATION_ORDER if t in found]
+
+
+def first_responder_type(agency: str) -> str:
+    """First-responder type from the agency kind (`council.E09000033` -> local_authority)."""
+    kind = agency.split(".", 1)[0].lower()
+    try:
+        return FIRST_RESPONDER_TYPES[kind]
+    except KeyError:
+        raise NrmPayloadError(
+            f"agency {agency!r} is not a first responder kind "
+            f"({', '.join(sorted(FIRST_RESPONDER_TYPES))}); pass first_responder_type"
+        ) from None
+
+
+def referral_to_event(
+    payload: Mapping[str, Any],
+    *,
+    agency: str,
+    subject: str | None = None,
+    submitted_at: datetime | None = None,
+    first_responder_kind: str | None = None,
+) -> Event:
+    """Map one referral form payload to an `nrm.referral.submitted` event (EVENTS.md JSON form).
+
+    `agency` is the referring agency (the first responder); `subject` its own reference for
+    the person (defaults to the referral id); `submitted_at` the submission time (default:
+    now). The event id depends only on the agency and `ExternalId`, so re-submitting the same
+    referral is de-duplicated by the router. A duty-to-notify payload (`Type` 662265) is not a
+    referral and is refused, as is a payload without `ExternalId`.
+    """
+    if not isinstance(payload, Mapping):
+        raise NrmPayloadError("the referral payload must be a JSON object")
+    referral_id = _text(payload, "ExternalId")
+    if referral_id is None:
+        raise NrmPayloadError("the referral payload has no ExternalId (the referral id)")
+    kind = _text(payload, "Type")
+    nrm_or_duty = (_text(payload, "NRMOrDuty") or "").upper()
+    if kind == TYPE_DUTY_TO_NOTIFY or nrm_or_duty in {"DTN", "DUTY"}:
+        raise NrmPayloadError(
+            f"referral {referral_id}: this is a duty-to-notify (Type {TYPE_DUTY_TO_NOTIFY}), "
+            "not an NRM referral; it is not published as nrm.referral.submitted"
+        )
+    if kind not in (None, TYPE_NRM_REFERRAL):
+        raise NrmPayloadError(
+            f"referral {referral_id}: unknown Type; expected {TYPE_NRM_REFERRAL} (NRM referral)"
+        )
+    responder_type = (
+        FIRST_RESPONDER_TYPES.get(first_responder_kind, first_responder_kind)
+        if first_responder_kind
+        else first_responder_type(agency)
+    )
+    age = (_text(payload, "AdultOrChildDuringExploitation") or "").lower()
+    location = (_text(payload, "ExploitationLocationPresented") or "").lower()
+    gender = (_text(payload, "Customer.Custom17") or "").lower()
+    fields: dict[str, Any] = {
+        "referral_id": referral_id,
+        "first_responder": agency,
+        "first_responder_type": responder_type,
+        "local_authority": _text(payload, "LocalAuthority"),
+        "police_force": _text(payload, "PoliceForce"),
+        "age_at_exploitation": _AGE.get(age, "unknown"),
+        "nationality": _text(payload, "Customer.Nationality"),
+        "gender": _GENDER.get(gender),
+        "exploitation_types": exploitation_types(payload),
+        "exploitation_location": _LOCATION.get(location),
+    }
+    return {
+        "event_type": REFERRAL_SUBMITTED,
+        "event_id": str(
+            uuid.uuid5(ID_NAMESPACE, f"{agency}\x1f{REFERRAL_SUBMITTED}\x1f{referral_id}")
+        ),
+        "subject": subject or referral_id,
+        "occurred_at": _instant(submitted_at),
+        "fields": fields,
+    }
+
+
+def decision_event(
+    referral_id: str,
+    first_responder: str,
+    stage: str,
+    outcome: str,
+    decision_date: date | str,
+    subject: str,
+    *,
+    agency: str = "nrm.sca",
+    decided_at: datetime | None = None,
+) -> Event:
+    """An `nrm.decision.made` event from the Single Competent Authority.
+
+    `stage` is `reasonable_grounds`/`conclusive_grounds` (or `RG`/`CG`), `outcome`
+    `positive`/`negative`; `first_responder` is the referring agency id, to whom the decision
+    goes; `subject` the reference the event is keyed by (use the referrer's subject so that the
+    decision joins that child's other events). `occurred_at` is `decided_at` if given, else
+    midnight UTC of `decision_date`. The id depends on the referral, stage, outcome and date.
+    """
+    stage_name = STAGES.get(stage.strip().lower())
+    if stage_name is None:
+        raise NrmPayloadError("stage must be reasonable_grounds or conclusive_grounds (RG/CG)")
+    outcome_name = outcome.strip().lower()
+    if outcome_name not in OUTCOMES:
+        raise NrmPayloadError("outcome must be positive or negative")
+    if isinstance(decision_date, str):
+        try:
+            day = date.fromisoformat(decision_date)
+        except ValueError:
+            raise NrmPayloadError("decision_date must be a date YYYY-MM-DD") from None
+    else:
+        day = decision_date
+    if not referral_id or not first_responder or not subject:
+        raise NrmPayloadError("referral_id, first_responder and subject are required")
+    key = "\x1f".join(
+        (agency, DECISION_MADE, referral_id, stage_name, outcome_name, day.isoformat())
+    )
+    return {
+        "event_type": DECISION_MADE,
+        "event_id": str(uuid.uuid5(ID_NAMESPACE, key)),
+        "subject": subject,
+        "occurred_at": _instant(decided_at) if decided_at else f"{day.isoformat()}T00:00:00Z",
+        "fields": {
+            "referral_id": referral_id,
+            "first_responder": first_responder,
+            "stage": stage_name,
+            "outcome": outcome_name,
+            "decision_date": day.isoformat(),
+        },
+    }
