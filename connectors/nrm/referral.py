@@ -14,11 +14,13 @@ an `ExploitationOther` description (never copied) or an unknown `Component*` fla
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from connectors.council.ssda903.mapping import age_band
 from connectors.nrm.exceptions import NrmPayloadError
 
 Event = dict[str, Any]
@@ -63,6 +65,7 @@ FIRST_RESPONDER_TYPES: Mapping[str, str] = {
 _AGE = {"child": "child", "adult": "adult"}
 _LOCATION = {"uk": "uk", "overseas": "overseas", "both": "both"}
 _GENDER = {"male": "male", "female": "female", "other": "other"}
+_AGENCY_ID = re.compile(r"[a-z]+\.[A-Za-z0-9_-]+")
 _YES = frozenset({"yes", "y", "true", "1"})
 STAGES: Mapping[str, str] = {
     "reasonable_grounds": "reasonable_grounds",
@@ -86,6 +89,37 @@ def _instant(moment: datetime | None) -> str:
     if moment.tzinfo is None:
         raise ValueError("times must be timezone-aware (UTC)")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _agency_id(
+    payload: Mapping[str, Any], key: str, agency_ids: Mapping[str, str] | None
+) -> str | None:
+    """An agency id for a form's organisation name; raises when a given name is unknown."""
+    name = _text(payload, key)
+    if name is None:
+        return None
+    if _AGENCY_ID.fullmatch(name):
+        return name
+    wanted = " ".join(name.lower().split())
+    for known, agency_id in (agency_ids or {}).items():
+        if " ".join(known.lower().split()) == wanted:
+            return agency_id
+    # Organisation names are not personal data, so the message may show it.
+    raise NrmPayloadError(
+        f"{key} {name!r} is not a known agency; add it to the agency names map (agency_ids)"
+    )
+
+
+def _date(text: str | None) -> date | None:
+    """A date from the form (YYYY-MM-DD or DD/MM/YYYY); None when absent or not a date."""
+    if text is None:
+        return None
+    for fmt in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y"):
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
 
 
 def exploitation_types(payload: Mapping[str, Any]) -> list[str]:
@@ -123,16 +157,24 @@ def referral_to_event(
     *,
     agency: str,
     subject: str | None = None,
+    la_child_id: str | None = None,
     submitted_at: datetime | None = None,
     first_responder_kind: str | None = None,
+    agency_ids: Mapping[str, str] | None = None,
 ) -> Event:
     """Map one referral form payload to an `nrm.referral.submitted` event (EVENTS.md JSON form).
 
-    `agency` is the referring agency (the first responder); `subject` its own reference for
-    the person (defaults to the referral id); `submitted_at` the submission time (default:
-    now). The event id depends only on the agency and `ExternalId`, so re-submitting the same
-    referral is de-duplicated by the router. A duty-to-notify payload (`Type` 662265) is not a
-    referral and is refused, as is a payload without `ExternalId`.
+    `agency` is the referring agency (the first responder). `la_child_id` is the council's
+    child reference when the person is a looked-after child; `subject` the issuer's reference
+    for the person (default: `la_child_id`, else the referral id). `submitted_at` is the
+    submission time (default: now). `local_authority` and `police_force` are agency ids: the
+    form's `LocalAuthority`/`PoliceForce` names are looked up in `agency_ids` (name -> id, case
+    and spacing ignored; an id is kept as is); with no `LocalAuthority` a council referrer is
+    the local authority, with no `PoliceForce` a police referrer is the force. The potential
+    victim's name and date of birth (when the form has them) are carried in the optional
+    identity fields; the router's agreements decide who sees them. The event id depends only
+    on the agency and `ExternalId`, so re-submitting a referral is de-duplicated by the router.
+    A duty-to-notify payload (`Type` 662265) is not a referral and is refused.
     """
     if not isinstance(payload, Mapping):
         raise NrmPayloadError("the referral payload must be a JSON object")
@@ -155,6 +197,15 @@ def referral_to_event(
         if first_responder_kind
         else first_responder_type(agency)
     )
+    kind_of_agency = agency.split(".", 1)[0].lower()
+    local_authority = _agency_id(payload, "LocalAuthority", agency_ids)
+    if local_authority is None and kind_of_agency == "council":
+        local_authority = agency
+    police_force = _agency_id(payload, "PoliceForce", agency_ids)
+    if police_force is None and kind_of_agency == "police":
+        police_force = agency
+    moment = submitted_at or datetime.now(UTC)
+    dob = _date(_text(payload, "Customer.DOB"))
     age = (_text(payload, "AdultOrChildDuringExploitation") or "").lower()
     location = (_text(payload, "ExploitationLocationPresented") or "").lower()
     gender = (_text(payload, "Customer.Custom17") or "").lower()
@@ -162,21 +213,26 @@ def referral_to_event(
         "referral_id": referral_id,
         "first_responder": agency,
         "first_responder_type": responder_type,
-        "local_authority": _text(payload, "LocalAuthority"),
-        "police_force": _text(payload, "PoliceForce"),
+        "local_authority": local_authority,
+        "police_force": police_force,
         "age_at_exploitation": _AGE.get(age, "unknown"),
         "nationality": _text(payload, "Customer.Nationality"),
         "gender": _GENDER.get(gender),
         "exploitation_types": exploitation_types(payload),
         "exploitation_location": _LOCATION.get(location),
+        "la_child_id": la_child_id,
+        "first_name": _text(payload, "Customer.Forename1"),
+        "last_name": _text(payload, "Customer.Surname"),
+        "dob": dob.isoformat() if dob else None,
+        "age_band": age_band(dob, moment.astimezone(UTC).date()),
     }
     return {
         "event_type": REFERRAL_SUBMITTED,
         "event_id": str(
             uuid.uuid5(ID_NAMESPACE, f"{agency}\x1f{REFERRAL_SUBMITTED}\x1f{referral_id}")
         ),
-        "subject": subject or referral_id,
-        "occurred_at": _instant(submitted_at),
+        "subject": subject or la_child_id or referral_id,
+        "occurred_at": _instant(moment),
         "fields": fields,
     }
 

@@ -26,6 +26,7 @@ class Reason(StrEnum):
     END_DATE_MISSING = "end_date_missing"
     DATE_BEFORE_BIRTH = "date_before_birth"
     INVALID_POSTCODE = "invalid_postcode"
+    REQUIRED_FOR_EVENT = "required_for_event"
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,12 @@ KEY_COLUMNS: dict[str, frozenset[str]] = {
     "Episodes": frozenset({"CHILD", "DECOM", "RNE"}),
     "Missing": frozenset({"CHILD", "MISSING", "MIS_START"}),
 }
+# Episode columns an event's schema requires (all are "canbeblank: no" in SSDA903 too). A row
+# lacking one still yields its other events (a bad LS must not hide a placement move).
+REQUIRED_FOR_EVENT: dict[str, tuple[str, ...]] = {
+    m.CARE_STARTED: ("LS", "CIN", "PLACE"),
+    m.PLACEMENT_CHANGED: ("PLACE",),
+}
 NO_EVENT_LEGAL_STATUS_ONLY = "Episodes RNE=L (change of legal status only)"
 
 
@@ -81,6 +87,7 @@ class Ssda903Result:
         self.rejected: Counter[str] = Counter()  # rows rejected, per reason
         self.problem_counts: Counter[str] = Counter()  # all problems, per reason
         self.no_event: Counter[str] = Counter()  # valid rows that map to no event type
+        self.events_skipped: Counter[str] = Counter()  # events not made: a required value bad
         self.finished = False
         files = list(tables.values()) if form == "csv" else [source]
         self.progress = ByteCounter(sum(p.stat().st_size for p in files))
@@ -113,6 +120,7 @@ class Ssda903Result:
             "events": dict(self.events_by_type),
             "rows_rejected": dict(self.rejected),
             "problems": dict(self.problem_counts),
+            "events_skipped": dict(self.events_skipped),
             "rows_without_event": dict(self.no_event),
         }
 
@@ -295,10 +303,12 @@ class Ssda903Result:
             )
         rne: str = episode["RNE"]
         if rne == "S":
-            yield m.care_started(self.agency, child, facts, episode)
+            if self._has_required(m.CARE_STARTED, episode):
+                yield m.care_started(self.agency, child, facts, episode)
         elif rne in m.NEW_PLACEMENT_RNE:
-            reason = previous.reason_place_change if previous else None
-            yield m.placement_changed(self.agency, child, facts, episode, reason)
+            if self._has_required(m.PLACEMENT_CHANGED, episode):
+                reason = previous.reason_place_change if previous else None
+                yield m.placement_changed(self.agency, child, facts, episode, reason)
         else:
             self.no_event[NO_EVENT_LEGAL_STATUS_ONLY] += 1
         rec: str | None = episode["REC"]
@@ -329,6 +339,23 @@ class Ssda903Result:
             )
             return
         yield m.care_ended(self.agency, child, facts, episode)
+
+    def _has_required(self, event_type: str, episode: dict[str, Any]) -> bool:
+        """True when the columns the event's schema requires are valid; else report the skip."""
+        lacking = [c for c in REQUIRED_FOR_EVENT[event_type] if episode.get(c) is None]
+        if not lacking:
+            return True
+        self.events_skipped[event_type] += 1
+        self._report(
+            RowProblem(
+                "Episodes",
+                episode["_row"],
+                lacking[0],
+                Reason.REQUIRED_FOR_EVENT,
+                f"{event_type} needs a valid {', '.join(lacking)}; event not made",
+            )
+        )
+        return False
 
     def _missing(self, row: SourceRow) -> Iterator[Event]:
         clean = self._validate(row)
