@@ -17,6 +17,7 @@ from broker.errors import BrokerError
 # Sub-command modules, imported lazily so that `broker kafka` does not pay for Avro or CEL.
 COMMANDS: tuple[str, ...] = (
     "broker.kafka.cli",
+    "broker.agreements.cli",
     "broker.demo",
 )
 

@@ -20,9 +20,10 @@ AGENCY_KIND_RE = re.compile(AGENCY_KIND_PATTERN)
 TransformName = Literal["age_band", "birth_year", "postcode_district", "date_only", "pseudonym"]
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 # ISO 8601 period such as P6Y, P18M, P90D (years, months, weeks, days).
-Period = Annotated[str, StringConstraints(pattern=r"^P(?=\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$")]
+Period = Annotated[str, StringConstraints(pattern=r"^P(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$", min_length=3)]
 Instant = date | datetime
 
 
@@ -49,7 +50,7 @@ class Derivation(_Strict):
 class Rule(_Strict):
     """Which events, under which condition, give the recipient which fields."""
 
-    name: Name
+    name: RuleName
     event_types: Annotated[list[Text], Field(min_length=1)]
     when: Text | None = None
     share: list[Name] = []
