@@ -1,0 +1,38 @@
+# The two commands: `make demo` and `make test`. Both set everything up first:
+# the virtual environment in .venv, the project with its dev extras, and the Kafka jars
+# (resolved once from Maven Central into ~/.cache/safeguarding-broker, reused afterwards).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint unit integration bench clean
+
+setup: $(STAMP)
+	$(BIN)/broker kafka jars
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/broker demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not integration"
+
+integration: setup
+	$(BIN)/pytest -m integration
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
