@@ -23,3 +23,11 @@ class CheckpointError(AuditError):
 
 class ProofError(AuditError):
     """An inclusion proof file does not check: it was altered, or does not match the key."""
+
+
+class UnknownKeyError(CheckpointError):
+    """No public key is known for a checkpoint's agency and key id at its time."""
+
+
+class BadSignatureError(CheckpointError):
+    """A checkpoint's signature does not verify with the key it names."""

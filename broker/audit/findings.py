@@ -27,6 +27,7 @@ class FindingCode(StrEnum):
     CHECKPOINT_LINK = "checkpoint_link"  # a checkpoint does not chain to the previous one
     INCONSISTENT = "inconsistent"  # a checkpoint does not extend the previous one
     WRONG_CHAIN = "wrong_chain"  # a checkpoint or record belongs to another chain
+    SPLIT_CHAIN = "split_chain"  # one chain's records are spread over several audit partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +38,13 @@ class Finding:
     message: str
     offset: int | None = None
     chain: str | None = None
+    topic: str | None = None
+    partition: int | None = None
 
     def __str__(self) -> str:
-        where = "offset ?" if self.offset is None else f"offset {self.offset}"
+        where = f"{self.topic or 'offset'}"
+        if self.partition is not None:
+            where += f"[{self.partition}]"
+        where += " offset ?" if self.offset is None else f" offset {self.offset}"
         chain = f" chain {self.chain}" if self.chain is not None else ""
         return f"{where}{chain}: {self.code.value}: {self.message}"

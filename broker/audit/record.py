@@ -38,7 +38,7 @@ _STRINGS: dict[str, str] = {"type": "array", "items": "string"}
 DECISION_SCHEMA: dict[str, Any] = {
     "type": "record",
     "name": "Decision",
-    "namespace": "broker.audit",
+    "namespace": "uk.safeguarding.audit",
     "doc": (
         "One routing decision of the router, hash-chained per ingress partition. Holds no "
         "personal values: ids, types, the issuer's opaque subject reference, digests, field "
@@ -194,6 +194,13 @@ def from_micros(value: int) -> datetime:
 def format_time(value: datetime) -> str:
     """The one textual form of a time in audit documents: ISO 8601 UTC with microseconds."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of `format_time` (only that exact form is accepted)."""
+    if not isinstance(text, str):
+        raise ValueError("time must be a string")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
