@@ -345,7 +345,7 @@ def _grant(
         fields_shared=frozenset(shared),
         fields_withheld=frozenset(event.fields) - shared,
         derived=derived,
-        agreements=tuple(dict.fromkeys(ref.agreement for ref in refs)),
+        agreements=tuple(sorted({ref.agreement for ref in refs})),
         rules=refs,
         reasons={name: tuple(dict.fromkeys(found)) for name, found in reasons.items()},
     )
