@@ -31,6 +31,8 @@ ZERO_HASH = bytes(HASH_LEN)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+CHAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,249}/[0-9]{1,10}")
+"""Form of a chain id: a Kafka topic name, a slash, a partition number."""
 
 _TIMESTAMP: dict[str, str] = {"type": "long", "logicalType": "timestamp-micros"}
 _STRINGS: dict[str, str] = {"type": "array", "items": "string"}
@@ -230,6 +232,8 @@ class DecisionRecord:
             raise ValueError("prev_hash must be 32 bytes")
         if self.seq < 0:
             raise ValueError("seq must be >= 0")
+        if not CHAIN_ID.fullmatch(self.chain):
+            raise ValueError("chain id must be '<ingress topic>/<partition>'")
         object.__setattr__(self, "outcome", Outcome(self.outcome))
         if self.outcome is Outcome.QUARANTINED and not self.reason:
             raise ValueError("a quarantined decision needs a reason code")
@@ -366,9 +370,11 @@ def read_header(data: bytes) -> RecordHeader:
     if length < 0 or end > len(data):
         raise RecordFormatError("audit decision record truncated in its chain id")
     try:
-        chain = data[pos:end].decode("utf-8")
+        chain = data[pos:end].decode("ascii")
     except UnicodeDecodeError:
-        raise RecordFormatError("audit decision record has an invalid chain id") from None
+        chain = ""
+    if not CHAIN_ID.fullmatch(chain):
+        raise RecordFormatError("audit decision record has an invalid chain id")
     seq, pos = read_long(data, end)
     prev_hash = data[pos : pos + HASH_LEN]
     if len(prev_hash) != HASH_LEN:
