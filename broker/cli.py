@@ -18,6 +18,8 @@ from broker.errors import BrokerError
 COMMANDS: tuple[str, ...] = (
     "broker.kafka.cli",
     "broker.agreements.cli",
+    "broker.envelope.cli",
+    "broker.bench.cli",
     "broker.demo",
 )
 

@@ -143,7 +143,7 @@ def _scalar(kind: str, allowed: tuple[str, ...] | None, value: Any) -> Any:
     if kind == "date":
         return _date(value)
     if kind == "timestamp":
-        return _timestamp(value)
+        return parse_time(value)
     raise ValueError(f"unsupported kind {kind}")
 
 
@@ -158,7 +158,8 @@ def _date(value: Any) -> date:
     raise ValueError("expected an ISO 8601 date YYYY-MM-DD")
 
 
-def _timestamp(value: Any) -> datetime:
+def parse_time(value: Any) -> datetime:
+    """An ISO 8601 time with offset (or aware datetime) as UTC; ValueError otherwise."""
     parsed: datetime | None = None
     if isinstance(value, datetime):
         parsed = value

@@ -1,0 +1,157 @@
+"""The ONE module that builds the bytes that are hashed and signed.
+
+Nothing else in the code base assembles signing input or digest input; docs/wire-format.md
+specifies these bytes so another implementation can interoperate. Every variable-length item
+is length-prefixed (`lp(x)` = 4-byte big-endian length, then the bytes), so no two different
+inputs produce the same byte string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cache, lru_cache
+from typing import Any
+
+from fastavro import parse_schema, schemaless_writer
+
+from broker.schemas import SchemaRegistry
+
+DIGEST_SIZE = 32
+SALT_SIZE = 16
+ISSUER_DOMAIN = b"uk.safeguarding.envelope/v1 issuer"
+ROUTER_DOMAIN = b"uk.safeguarding.envelope/v1 router"
+FORWARDED_SCHEMA = "uk.safeguarding.envelope.ForwardedEnvelope"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+_U32 = struct.Struct(">I").pack
+_SALT_PREFIX = _U32(SALT_SIZE)
+
+
+def lp(data: bytes) -> bytes:
+    """Length-prefix: 4-byte big-endian length, then the bytes."""
+    return _U32(len(data)) + data
+
+
+def _text(value: str) -> bytes:
+    return lp(value.encode("utf-8"))
+
+
+@lru_cache(maxsize=1024)
+def _name(value: str) -> bytes:
+    # Field names, event types and agency ids repeat in every message; ids and subjects don't.
+    return lp(value.encode("utf-8"))
+
+
+def _time(value: datetime) -> bytes:
+    # Microseconds since the Unix epoch, as Avro timestamp-micros stores it: signed 64-bit.
+    micros = (value - _EPOCH) // _MICROSECOND
+    return lp(micros.to_bytes(8, "big", signed=True))
+
+
+def disclosure_digest(salt: bytes, name: str, value: bytes) -> bytes:
+    """SHA-256(lp(salt) || lp(utf8(name)) || lp(avro_value))."""
+    salt_part = _SALT_PREFIX + salt if len(salt) == SALT_SIZE else lp(salt)
+    return hashlib.sha256(b"".join((salt_part, _name(name), _U32(len(value)), value))).digest()
+
+
+def header_bytes(
+    *,
+    event_id: str,
+    event_type: str,
+    schema_fingerprint: bytes,
+    issuer: str,
+    key_id: str,
+    issued_at: datetime,
+    occurred_at: datetime,
+    subject: str,
+) -> bytes:
+    """The header fields in their fixed order, each length-prefixed."""
+    return b"".join(
+        (
+            _text(event_id),
+            _name(event_type),
+            lp(schema_fingerprint),
+            _name(issuer),
+            _name(key_id),
+            _time(issued_at),
+            _time(occurred_at),
+            _text(subject),
+        )
+    )
+
+
+def _digest_list(digests: Iterable[bytes]) -> bytes:
+    ordered = sorted(digests)
+    return len(ordered).to_bytes(4, "big") + b"".join(lp(d) for d in ordered)
+
+
+def issuer_signing_input(header: bytes, digests: Iterable[bytes]) -> bytes:
+    """What the issuer signs: lp(domain) || lp(header) || count || lp(digest)... (sorted)."""
+    return lp(ISSUER_DOMAIN) + lp(header) + _digest_list(digests)
+
+
+def router_signing_input(
+    *,
+    event_id: str,
+    issuer: str,
+    issuer_signature: bytes,
+    disclosed_digests: Iterable[bytes],
+    derived: Mapping[str, Any],
+    agreements: Sequence[str],
+    recipient: str,
+    router: str,
+    router_key_id: str,
+    forwarded_at: datetime,
+) -> bytes:
+    """What the router signs: the forward bound to one issued event and one recipient.
+
+    The issuer's signature pins the exact header and digest list; the disclosed digests say what
+    the router chose to forward; derived values are sorted by name, each value Avro-encoded with
+    the `DerivedValue.value` union.
+    """
+    derived_part = len(derived).to_bytes(4, "big") + b"".join(
+        _text(name) + lp(encode_derived_value(derived[name])) for name in sorted(derived)
+    )
+    agreements_part = len(agreements).to_bytes(4, "big") + b"".join(_text(a) for a in agreements)
+    return b"".join(
+        (
+            lp(ROUTER_DOMAIN),
+            _text(event_id),
+            _text(issuer),
+            lp(issuer_signature),
+            _digest_list(disclosed_digests),
+            derived_part,
+            agreements_part,
+            _text(recipient),
+            _text(router),
+            _text(router_key_id),
+            _time(forwarded_at),
+        )
+    )
+
+
+def encode_derived_value(value: Any) -> bytes:
+    """Avro binary encoding of one derived value with the `DerivedValue.value` union."""
+    out = io.BytesIO()
+    schemaless_writer(out, _derived_value_schema(), {"value": value})
+    return out.getvalue()
+
+
+@cache
+def _derived_value_schema() -> Any:
+    forwarded = SchemaRegistry.default().schema(FORWARDED_SCHEMA)
+    derived = next(f for f in forwarded["fields"] if f["name"] == "derived")["type"]
+    values = next(f for f in derived["fields"] if f["name"] == "values")["type"]
+    value_type = next(f for f in values["items"]["fields"] if f["name"] == "value")["type"]
+    record = {
+        "type": "record",
+        "name": "uk.safeguarding.wire.DerivedValueOnly",
+        "fields": [{"name": "value", "type": value_type}],
+    }
+    return parse_schema(record)

@@ -1,0 +1,87 @@
+"""The issuer role (an agency connector): from a JSON event to a signed envelope."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from broker.envelope import canonical
+from broker.envelope.errors import EventFormatError, KeyFileError
+from broker.envelope.keys import SigningKey
+from broker.envelope.model import Disclosure, Envelope, Header
+from broker.schemas import SchemaRegistry
+from broker.schemas.fields import parse_time
+
+_EVENT_KEYS = {"event_type", "event_id", "subject", "occurred_at", "fields"}
+
+
+def issue(
+    event: Mapping[str, Any],
+    *,
+    issuer: str,
+    key: SigningKey,
+    now: datetime | None = None,
+    registry: SchemaRegistry | None = None,
+    salts: Mapping[str, bytes] | None = None,
+) -> Envelope:
+    """Validate an EVENTS.md JSON event and return it as an envelope signed with `key`.
+
+    Every payload field (null ones too, so the digest count reveals nothing) gets a disclosure
+    with a fresh 128-bit salt. `salts` fixes them per field name: for test vectors only.
+    """
+    registry = registry or SchemaRegistry.default()
+    if key.agency_id != issuer:
+        raise KeyFileError(f"key {key.agency_id}/{key.key_id} cannot sign for issuer {issuer}")
+    issued_at = (now or datetime.now(UTC)).astimezone(UTC)
+    key.check_valid_at(issued_at)
+    event_type, event_id, subject, occurred_at, fields = _read_event(event)
+    values = registry.validate_fields(event_type, fields)
+    disclosures = []
+    for name, value in values.items():
+        salt = salts[name] if salts is not None else os.urandom(canonical.SALT_SIZE)
+        if len(salt) != canonical.SALT_SIZE:
+            raise EventFormatError(f"salt for field '{name}' must be {canonical.SALT_SIZE} bytes")
+        disclosures.append(Disclosure(salt, name, registry.encode_value(event_type, name, value)))
+    digests = tuple(sorted(d.digest() for d in disclosures))
+    header = Header(
+        event_id=event_id,
+        event_type=event_type,
+        schema_fingerprint=registry.fingerprint(event_type),
+        issuer=issuer,
+        key_id=key.key_id,
+        issued_at=issued_at,
+        occurred_at=occurred_at,
+        subject=subject,
+    )
+    signature = key.sign(canonical.issuer_signing_input(header.to_bytes(), digests))
+    return Envelope(header, digests, tuple(disclosures), signature)
+
+
+def _read_event(event: Mapping[str, Any]) -> tuple[str, str, str, datetime, Mapping[str, Any]]:
+    """Check the EVENTS.md envelope keys; name the offending key, never its value."""
+    if not isinstance(event, Mapping):
+        raise EventFormatError("an event must be a JSON object (see EVENTS.md)")
+    unknown = sorted(set(event) - _EVENT_KEYS)
+    if unknown:
+        raise EventFormatError(
+            f"unknown event key(s) {', '.join(unknown)}; payload values go under 'fields'"
+        )
+    for required in ("event_type", "subject", "occurred_at"):
+        if not isinstance(event.get(required), str) or not event[required]:
+            raise EventFormatError(f"event key '{required}' must be a non-empty string")
+    event_id = event.get("event_id")
+    if event_id is None:
+        event_id = str(uuid.uuid4())
+    elif not isinstance(event_id, str) or not event_id:
+        raise EventFormatError("event key 'event_id' must be a non-empty string when given")
+    fields = event.get("fields", {})
+    if not isinstance(fields, Mapping):
+        raise EventFormatError("event key 'fields' must be a JSON object")
+    try:
+        occurred_at = parse_time(event["occurred_at"])
+    except ValueError as exc:
+        raise EventFormatError(f"event key 'occurred_at': {exc}") from None
+    return event["event_type"], event_id, event["subject"], occurred_at, fields

@@ -1,0 +1,276 @@
+"""The envelope types: issued envelope, forwarded envelope and verified event.
+
+Their text forms show ids, types and field names, never a value: disclosure values, salts,
+subject references and derived values are left out of every repr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from broker.envelope import canonical
+from broker.envelope.errors import VerificationError
+from broker.personal import PersonalDict
+from broker.schemas import EncodingError, SchemaError, SchemaRegistry, UnknownSchemaError
+from broker.schemas.fields import format_time
+
+ENVELOPE_SCHEMA = "uk.safeguarding.envelope.Envelope"
+FORWARDED_SCHEMA = canonical.FORWARDED_SCHEMA
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What the event is, who issued it with which key, and when; signed by the issuer."""
+
+    event_id: str
+    event_type: str
+    schema_fingerprint: bytes
+    issuer: str
+    key_id: str
+    issued_at: datetime
+    occurred_at: datetime
+    subject: str = field(repr=False)
+
+    def to_bytes(self) -> bytes:
+        """The canonical header bytes (see `canonical.header_bytes`)."""
+        return canonical.header_bytes(
+            event_id=self.event_id,
+            event_type=self.event_type,
+            schema_fingerprint=self.schema_fingerprint,
+            issuer=self.issuer,
+            key_id=self.key_id,
+            issued_at=self.issued_at,
+            occurred_at=self.occurred_at,
+            subject=self.subject,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """The Avro record form."""
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "schema_fingerprint": self.schema_fingerprint,
+            "issuer": self.issuer,
+            "key_id": self.key_id,
+            "issued_at": self.issued_at,
+            "occurred_at": self.occurred_at,
+            "subject": self.subject,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Header:
+        """From the Avro record form."""
+        return cls(**record)
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """One payload field: 128-bit salt, field name, the field's Avro-encoded value."""
+
+    salt: bytes = field(repr=False)
+    name: str
+    value: bytes = field(repr=False)
+
+    def digest(self) -> bytes:
+        """SHA-256 digest committed to by the issuer's signature."""
+        return canonical.disclosure_digest(self.salt, self.name, self.value)
+
+
+def _disclosures(records: list[dict[str, Any]]) -> tuple[Disclosure, ...]:
+    return tuple(Disclosure(r["salt"], r["name"], r["value"]) for r in records)
+
+
+def _decode(data: bytes, schema: str, registry: SchemaRegistry | None) -> dict[str, Any]:
+    registry = registry or SchemaRegistry.default()
+    try:
+        return registry.decode(data, expected=schema)[1]
+    except UnknownSchemaError:
+        raise VerificationError("unknown_schema", "message schema fingerprint unknown") from None
+    except EncodingError as exc:
+        raise VerificationError("bad_encoding", str(exc)) from None
+
+
+def _field_values(
+    header: Header, disclosures: tuple[Disclosure, ...], registry: SchemaRegistry | None
+) -> PersonalDict:
+    registry = registry or SchemaRegistry.default()
+    try:
+        return PersonalDict(
+            registry.decode_values(header.event_type, ((d.name, d.value) for d in disclosures))
+        )
+    except SchemaError as exc:
+        raise VerificationError("schema_violation", str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An issued event: header, one disclosure per payload field, sorted digests, signature."""
+
+    header: Header
+    digests: tuple[bytes, ...] = field(repr=False)
+    disclosures: tuple[Disclosure, ...]
+    signature: bytes = field(repr=False)
+
+    def field_values(self, registry: SchemaRegistry | None = None) -> PersonalDict:
+        """Decoded values of all disclosures (for agreement evaluation); text form redacted."""
+        return _field_values(self.header, self.disclosures, registry)
+
+    def to_record(self) -> dict[str, Any]:
+        """The Avro record form."""
+        return {
+            "header": self.header.to_record(),
+            "digests": list(self.digests),
+            "disclosures": [
+                {"salt": d.salt, "name": d.name, "value": d.value} for d in self.disclosures
+            ],
+            "signature": self.signature,
+        }
+
+    def to_bytes(self, registry: SchemaRegistry | None = None) -> bytes:
+        """Avro single-object encoding."""
+        return (registry or SchemaRegistry.default()).encode(ENVELOPE_SCHEMA, self.to_record())
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Envelope:
+        """From the Avro record form."""
+        return cls(
+            header=Header.from_record(record["header"]),
+            digests=tuple(record["digests"]),
+            disclosures=_disclosures(record["disclosures"]),
+            signature=record["signature"],
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, registry: SchemaRegistry | None = None) -> Envelope:
+        """Decode; raises `VerificationError` (bad_encoding, unknown_schema)."""
+        return cls.from_record(_decode(data, ENVELOPE_SCHEMA, registry))
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """The router's section: derived values and agreements, bound to one event and recipient."""
+
+    values: PersonalDict = field(repr=False)
+    agreements: tuple[str, ...]
+    recipient: str
+    router: str
+    router_key_id: str
+    forwarded_at: datetime
+    signature: bytes = field(repr=False)
+
+    def to_record(self) -> dict[str, Any]:
+        """The Avro record form."""
+        return {
+            "values": [{"name": k, "value": v} for k, v in self.values.items()],
+            "agreements": list(self.agreements),
+            "recipient": self.recipient,
+            "router": self.router,
+            "router_key_id": self.router_key_id,
+            "forwarded_at": self.forwarded_at,
+            "signature": self.signature,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Derived:
+        """From the Avro record form."""
+        values = PersonalDict()
+        for item in record["values"]:
+            if item["name"] in values:
+                raise VerificationError("bad_encoding", f"derived value '{item['name']}' repeated")
+            values[item["name"]] = item["value"]
+        return cls(
+            values=values,
+            agreements=tuple(record["agreements"]),
+            recipient=record["recipient"],
+            router=record["router"],
+            router_key_id=record["router_key_id"],
+            forwarded_at=record["forwarded_at"],
+            signature=record["signature"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedEnvelope:
+    """What a recipient receives: permitted disclosures, all digests, both signatures."""
+
+    header: Header
+    digests: tuple[bytes, ...] = field(repr=False)
+    disclosures: tuple[Disclosure, ...]
+    signature: bytes = field(repr=False)
+    derived: Derived
+
+    def field_values(self, registry: SchemaRegistry | None = None) -> PersonalDict:
+        """Decoded values of the disclosures carried; text form redacted."""
+        return _field_values(self.header, self.disclosures, registry)
+
+    def to_record(self) -> dict[str, Any]:
+        """The Avro record form."""
+        record = Envelope(self.header, self.digests, self.disclosures, self.signature).to_record()
+        record["derived"] = self.derived.to_record()
+        return record
+
+    def to_bytes(self, registry: SchemaRegistry | None = None) -> bytes:
+        """Avro single-object encoding."""
+        return (registry or SchemaRegistry.default()).encode(FORWARDED_SCHEMA, self.to_record())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, registry: SchemaRegistry | None = None) -> ForwardedEnvelope:
+        """Decode; raises `VerificationError` (bad_encoding, unknown_schema)."""
+        record = _decode(data, FORWARDED_SCHEMA, registry)
+        issued = Envelope.from_record(record)
+        return cls(
+            issued.header,
+            issued.digests,
+            issued.disclosures,
+            issued.signature,
+            Derived.from_record(record["derived"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEvent:
+    """An event whose signatures and disclosures all checked out."""
+
+    header: Header
+    fields: PersonalDict = field(repr=False)
+    derived: PersonalDict = field(repr=False)
+    agreements: tuple[str, ...] = ()
+    recipient: str | None = None
+    router: str | None = None
+
+    @property
+    def issuer(self) -> str:
+        """The issuing agency id."""
+        return self.header.issuer
+
+    @property
+    def event_id(self) -> str:
+        """The event id."""
+        return self.header.event_id
+
+    @property
+    def event_type(self) -> str:
+        """The event type."""
+        return self.header.event_type
+
+    def to_json(self, registry: SchemaRegistry | None = None) -> dict[str, Any]:
+        """The EVENTS.md feed form: only disclosed fields, derived values, agreements."""
+        registry = registry or SchemaRegistry.default()
+        event_type = self.header.event_type
+        return {
+            "issuer": self.header.issuer,
+            "event_id": self.header.event_id,
+            "event_type": event_type,
+            "subject": self.header.subject,
+            "occurred_at": format_time(self.header.occurred_at),
+            "fields": {
+                name: registry.value_to_json(event_type, name, value)
+                for name, value in self.fields.items()
+            },
+            "derived": dict(self.derived),
+            "agreements": list(self.agreements),
+            "verified": True,
+        }

@@ -1,0 +1,176 @@
+"""The verifier role (the router at ingress, a subscriber on its feed).
+
+Each check is explicit and raises `VerificationError` with its own reason code; the order is
+cheap structural checks first, then the signature, then the disclosures against the digests.
+"""
+
+from __future__ import annotations
+
+from broker.envelope import canonical
+from broker.envelope.errors import VerificationError
+from broker.envelope.keys import KeyRegistry
+from broker.envelope.model import (
+    Disclosure,
+    Envelope,
+    ForwardedEnvelope,
+    Header,
+    VerifiedEvent,
+)
+from broker.personal import PersonalDict
+from broker.schemas import SchemaError, SchemaRegistry, UnknownSchemaError
+
+
+def verify_envelope(
+    envelope: Envelope | bytes,
+    keys: KeyRegistry,
+    *,
+    registry: SchemaRegistry | None = None,
+) -> VerifiedEvent:
+    """Verify an issued envelope, which must carry a disclosure for every digest."""
+    registry = registry or SchemaRegistry.default()
+    if isinstance(envelope, bytes | bytearray | memoryview):
+        envelope = Envelope.from_bytes(bytes(envelope), registry)
+    values, _ = _verify_issued(
+        envelope.header,
+        envelope.digests,
+        envelope.disclosures,
+        envelope.signature,
+        keys,
+        registry,
+        complete=True,
+    )
+    return VerifiedEvent(envelope.header, values, PersonalDict())
+
+
+def verify_forwarded(
+    forwarded: ForwardedEnvelope | bytes,
+    keys: KeyRegistry,
+    *,
+    recipient: str | None = None,
+    registry: SchemaRegistry | None = None,
+) -> VerifiedEvent:
+    """Verify a forwarded envelope: the issuer's part, then the router's section.
+
+    With `recipient`, a forward made out to any other agency is refused (`wrong_recipient`).
+    """
+    registry = registry or SchemaRegistry.default()
+    if isinstance(forwarded, bytes | bytearray | memoryview):
+        forwarded = ForwardedEnvelope.from_bytes(bytes(forwarded), registry)
+    header, derived = forwarded.header, forwarded.derived
+    values, disclosed = _verify_issued(
+        header,
+        forwarded.digests,
+        forwarded.disclosures,
+        forwarded.signature,
+        keys,
+        registry,
+        complete=False,
+    )
+    if recipient is not None and derived.recipient != recipient:
+        raise VerificationError(
+            "wrong_recipient", f"forward is for {derived.recipient}, not {recipient}"
+        )
+    router_key = keys.lookup(derived.router, derived.router_key_id, derived.forwarded_at)
+    signed = canonical.router_signing_input(
+        event_id=header.event_id,
+        issuer=header.issuer,
+        issuer_signature=forwarded.signature,
+        disclosed_digests=disclosed,
+        derived=derived.values,
+        agreements=derived.agreements,
+        recipient=derived.recipient,
+        router=derived.router,
+        router_key_id=derived.router_key_id,
+        forwarded_at=derived.forwarded_at,
+    )
+    if not router_key.verify(derived.signature, signed):
+        raise VerificationError(
+            "bad_derived_signature", f"router signature of event {header.event_id} does not verify"
+        )
+    return VerifiedEvent(
+        header,
+        values,
+        derived.values,
+        derived.agreements,
+        derived.recipient,
+        derived.router,
+    )
+
+
+def _verify_issued(
+    header: Header,
+    digests: tuple[bytes, ...],
+    disclosures: tuple[Disclosure, ...],
+    signature: bytes,
+    keys: KeyRegistry,
+    registry: SchemaRegistry,
+    *,
+    complete: bool,
+) -> tuple[PersonalDict, list[bytes]]:
+    """Check the issuer's part; return the decoded disclosed values and their digests."""
+    event_id = header.event_id
+    try:
+        event_type = registry.event_type_for(header.schema_fingerprint)
+    except UnknownSchemaError:
+        raise VerificationError(
+            "unknown_schema", f"event {event_id}: payload schema fingerprint is not registered"
+        ) from None
+    if header.event_type != event_type:
+        raise VerificationError(
+            "schema_violation", f"event {event_id}: header type does not match its schema"
+        )
+    key = keys.lookup(header.issuer, header.key_id, header.issued_at)
+    digest_set = set(digests)
+    if len(digest_set) != len(digests):
+        raise VerificationError("duplicate_digest", f"event {event_id}: a digest is repeated")
+    schema_fields = registry.fields(event_type)
+    if len(digests) != len(schema_fields):
+        raise VerificationError(
+            "schema_violation",
+            f"event {event_id}: {len(digests)} digests for {len(schema_fields)} schema fields",
+        )
+    if not key.verify(signature, canonical.issuer_signing_input(header.to_bytes(), digests)):
+        raise VerificationError("bad_signature", f"event {event_id}: issuer signature invalid")
+    return _check_disclosures(event_id, event_type, digest_set, disclosures, registry, complete)
+
+
+def _check_disclosures(
+    event_id: str,
+    event_type: str,
+    digest_set: set[bytes],
+    disclosures: tuple[Disclosure, ...],
+    registry: SchemaRegistry,
+    complete: bool,
+) -> tuple[PersonalDict, list[bytes]]:
+    seen: set[bytes] = set()
+    disclosed: list[bytes] = []
+    names: set[str] = set()
+    for disclosure in disclosures:
+        digest = disclosure.digest()
+        if digest in seen:
+            raise VerificationError(
+                "duplicate_digest", f"event {event_id}: disclosure '{disclosure.name}' repeated"
+            )
+        if digest not in digest_set:
+            raise VerificationError(
+                "digest_mismatch",
+                f"event {event_id}: disclosure '{disclosure.name}' matches no signed digest",
+            )
+        seen.add(digest)
+        disclosed.append(digest)
+        if disclosure.name in names:
+            raise VerificationError(
+                "schema_violation", f"event {event_id}: field '{disclosure.name}' disclosed twice"
+            )
+        names.add(disclosure.name)
+    try:
+        values = PersonalDict(
+            registry.decode_values(event_type, ((d.name, d.value) for d in disclosures))
+        )
+    except SchemaError as exc:
+        raise VerificationError("schema_violation", f"event {event_id}: {exc}") from None
+    if complete and len(seen) != len(digest_set):
+        raise VerificationError(
+            "schema_violation", f"event {event_id}: issued envelope lacks some disclosures"
+        )
+    return values, disclosed
