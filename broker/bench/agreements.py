@@ -11,10 +11,11 @@ import argparse
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from broker.agreements.evaluate import AgreementSet, EventView
-from broker.agreements.model import Agreement
+if TYPE_CHECKING:  # `broker` imports this module at start-up; CEL and pydantic load on `run`
+    from broker.agreements.evaluate import AgreementSet, EventView
+    from broker.agreements.model import Agreement
 
 _ISSUER = "council.E09000033"
 _NOW = datetime(2026, 11, 24, 18, 6, tzinfo=UTC)
@@ -31,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the per-event decision cost for 5 and 500 agreements, and their ratio."""
+    from broker.agreements.evaluate import AgreementSet
+
     events = _events(args.events)
     small = AgreementSet.of(_matching())
     large = AgreementSet.of([*_matching(), *_non_matching(495)])
@@ -68,6 +71,8 @@ def _measure(agreements: AgreementSet, events: list[EventView]) -> float:
 def _agreement(
     n: int, *, provider: str, event_type: str, recipient: str, when: str | None
 ) -> Agreement:
+    from broker.agreements.model import Agreement
+
     return Agreement.model_validate({
         "id": f"dsa.bench.a{n}", "version": 1, "title": "Benchmark", "providers": [provider],
         "recipient": recipient, "purpose": "Benchmark.", "lawful_basis": ["UK GDPR Art 6(1)(e)"],
@@ -118,6 +123,8 @@ def _non_matching(count: int) -> list[Agreement]:
 
 def _events(count: int) -> list[EventView]:
     """Varied `child.missing.started` events from one council, as decoded from Avro."""
+    from broker.agreements.evaluate import EventView
+
     base = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)
     events = []
     for n in range(count):

@@ -13,6 +13,7 @@ from typing import Any
 # name -> module; add a line here to add a benchmark.
 BENCHMARKS: dict[str, str] = {
     "envelope": "broker.bench.envelope",
+    "agreements": "broker.bench.agreements",
 }
 
 
