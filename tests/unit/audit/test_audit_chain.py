@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 from conftest import TOPIC, as_log, make_chain
@@ -11,12 +12,12 @@ from hypothesis import strategies as st
 
 from broker.audit.chain import ChainState, chain_id, verify_chain
 from broker.audit.exceptions import AuditError, RecordFormatError
-from broker.audit.findings import FindingCode
+from broker.audit.findings import Finding, FindingCode
 from broker.audit.merkle import root_of
 from broker.audit.record import ZERO_HASH, DecisionRecord, read_header
 
 
-def codes_at(findings: list, offset: int) -> set[FindingCode]:
+def codes_at(findings: list[Finding], offset: int) -> set[FindingCode]:
     return {f.code for f in findings if f.offset == offset}
 
 
@@ -33,7 +34,7 @@ def test_append_sets_seq_and_prev_hash() -> None:
     records = make_chain(5)
     assert [r.seq for r in records] == list(range(5))
     assert records[0].prev_hash == ZERO_HASH
-    for a, b in zip(records, records[1:], strict=False):
+    for a, b in itertools.pairwise(records):
         assert b.prev_hash == a.record_hash
     assert verify_chain(as_log(records)) == []
 
@@ -159,7 +160,9 @@ def test_chain_not_starting_at_zero_hash() -> None:
 
 def test_interleaved_chains_verify_separately() -> None:
     a, b = make_chain(5, partition=0), make_chain(5, partition=1)
-    log = [(i, r.to_bytes()) for i, r in enumerate(x for pair in zip(a, b) for x in pair)]
+    log = [
+        (i, r.to_bytes()) for i, r in enumerate(x for pair in zip(a, b, strict=False) for x in pair)
+    ]
     assert verify_chain(log) == []
     del log[4]  # a[2]
     findings = verify_chain(log)
