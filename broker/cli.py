@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "broker.agreements.cli",
     "broker.envelope.cli",
     "broker.bench.cli",
+    "broker.stats.cli",
     "broker.demo",
 )
 
