@@ -77,7 +77,7 @@ def read_file(path: Path) -> tuple[SourcedAgreement | None, list[Problem]]:
         return None, [Problem(path, None, f"cannot read file ({exc.__class__.__name__})",
                               "make it a readable UTF-8 text file")]
     try:
-        data, lines, duplicates = _parse_yaml(text)
+        data, lines, duplicates = parse_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -102,7 +102,11 @@ def read_file(path: Path) -> tuple[SourcedAgreement | None, list[Problem]]:
     return SourcedAgreement(agreement, path, lines), problems
 
 
-def _parse_yaml(text: str) -> tuple[Any, dict[Loc, int], list[tuple[str, int]]]:
+def parse_yaml(text: str) -> tuple[Any, dict[Loc, int], list[tuple[str, int]]]:
+    """Parse one YAML document: (data, line of every key and item, duplicated keys with lines).
+
+    Raises `yaml.YAMLError` (with a mark naming the line) when the text is not valid YAML.
+    """
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -118,6 +122,10 @@ def _parse_yaml(text: str) -> tuple[Any, dict[Loc, int], list[tuple[str, int]]]:
             duplicates.append((".".join(map(str, loc)), line))
         lines.setdefault(loc, line)
     return data, lines, duplicates
+
+
+# broker.config imported the earlier private name; keep it until it uses `parse_yaml`.
+_parse_yaml = parse_yaml
 
 
 def _walk(node: yaml.Node, loc: Loc) -> Iterator[tuple[Loc, int, bool]]:
