@@ -253,3 +253,16 @@ def test_index_ignores_agreements_that_cannot_match(
     trace: list[RuleOutcome] = []
     agreements.decide(missing_event(registry), now=NOW, trace=trace)
     assert len(trace) == 1
+
+
+def test_conditions_are_compiled_at_load_not_per_event(
+    write: Callable[..., Path], registry: SchemaRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agreements = _one(write, registry)
+
+    def refuse(source: str) -> None:
+        raise AssertionError("compiled during a decision")
+
+    monkeypatch.setattr("cel.compile", refuse)
+    for risk in ("high", "low", "high"):
+        agreements.decide(missing_event(registry, risk_level=risk), now=NOW)

@@ -91,11 +91,11 @@ def test_pseudonym_differs_per_key_and_needs_a_key() -> None:
 
 
 @given(st.text(min_size=1), st.binary(min_size=16, max_size=64))
-def test_pseudonym_is_stable_and_never_contains_the_value(value: str, key: bytes) -> None:
+def test_pseudonym_is_stable_hex(value: str, key: bytes) -> None:
     first = pseudonym(value, AT, key)
     assert first == pseudonym(value, AT, key)
     assert len(first) == 64
-    assert value not in first or len(value) <= 2  # tiny hex-like strings may appear by chance
+    int(first, 16)
 
 
 @given(st.dates(min_value=date(1900, 1, 1), max_value=date(2026, 11, 24)))
