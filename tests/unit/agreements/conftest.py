@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from agreement_samples import EXAMPLES
 
+import broker.cli
 from broker.agreements import AgreementSet, load_agreements
 from broker.schemas import SchemaRegistry
 
@@ -33,3 +34,9 @@ def write(tmp_path: Path) -> Callable[..., Path]:
 
     return _write
 
+
+
+@pytest.fixture(autouse=True)
+def only_agreement_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`broker.cli.main` with only the agreements commands: other modules' imports stay out."""
+    monkeypatch.setattr(broker.cli, "COMMANDS", ("broker.agreements.cli",))
