@@ -220,10 +220,6 @@ class AgreementSet:
         return tuple(sorted(self._versions.values(),
                             key=lambda v: (v.agreement.id, v.agreement.version)))
 
-    def in_force(self, at: datetime) -> tuple[AgreementVersion, ...]:
-        """The versions in force at `at`."""
-        return tuple(v for v in self.versions() if v.in_force(at))
-
     def __len__(self) -> int:
         return len(self._versions)
 
