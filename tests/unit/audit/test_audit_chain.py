@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 
 import pytest
-from conftest import TOPIC, as_log, make_chain
+from audit_samples import TOPIC, as_log, make_chain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

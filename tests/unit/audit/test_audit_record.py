@@ -9,7 +9,7 @@ from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import T0, TOPIC, make_chain
+from audit_samples import T0, TOPIC, make_chain
 from hypothesis import given
 from hypothesis import strategies as st
 
