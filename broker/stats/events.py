@@ -201,6 +201,59 @@ class Episode:
 _KIND_ORDER = {CARE_ENDED: 0, CARE_STARTED: 1, PLACEMENT_CHANGED: 2}
 
 
+class _Timeline:
+    """Builds `Episode`s from episode facts applied in time order."""
+
+    def __init__(self) -> None:
+        self.done: list[Episode] = []
+        self.current: Episode | None = None
+
+    def close(self, at: dt.datetime) -> None:
+        if self.current is not None:
+            c = self.current
+            self.done.append(
+                Episode(
+                    c.start, at, c.legal_status, c.inside_boundary, c.care_start, c.placement_start
+                )
+            )
+            self.current = None
+
+    def apply(self, fact: EpisodeFact) -> None:
+        at = fact.at
+        if fact.kind == CARE_ENDED:
+            if self.current is None and not self.done:
+                # Looked after since before the feed began.
+                self.done.append(Episode(None, at, None, None, None, None))
+            self.close(at)
+            return
+        previous = self.current
+        self.close(at)
+        placement_start = at if fact.new_placement else None
+        if fact.kind == CARE_STARTED:
+            self.current = Episode(
+                at, None, fact.legal_status, fact.inside_boundary, at, placement_start
+            )
+        elif previous is None:
+            self.current = Episode(
+                at, None, fact.legal_status, fact.inside_boundary, None, placement_start
+            )
+        else:
+            same_place = not fact.new_placement
+            self.current = Episode(
+                at,
+                None,
+                fact.legal_status or previous.legal_status,
+                fact.inside_boundary
+                if fact.inside_boundary is not None or not same_place
+                else previous.inside_boundary,
+                previous.care_start,
+                previous.placement_start if same_place else at,
+            )
+
+    def finish(self) -> list[Episode]:
+        return [*self.done, *([self.current] if self.current is not None else [])]
+
+
 @dataclass
 class ChildFacts:
     """Everything the statistics feed has said about one child of one council."""
@@ -216,68 +269,26 @@ class ChildFacts:
             self.trafficking_from = at
 
     def episodes(self) -> list[Episode]:
-        """The child's care timeline: later episodes supersede earlier ones from their start."""
-        facts = sorted(
-            self.episode_facts.items(),
-            key=lambda item: (item[1].at, _KIND_ORDER[item[1].kind], item[0]),
-        )
-        done: list[Episode] = []
-        current: Episode | None = None
+        """The child's care timeline: later episodes supersede earlier ones from their start.
 
-        def close(at: dt.datetime) -> None:
-            nonlocal current
-            if current is not None:
-                done.append(
-                    Episode(
-                        current.start,
-                        at,
-                        current.legal_status,
-                        current.inside_boundary,
-                        current.care_start,
-                        current.placement_start,
-                    )
-                )
-                current = None
-
-        for _, fact in facts:
-            if fact.kind == CARE_ENDED:
-                if current is None and not done:
-                    # Looked after since before the feed began.
-                    done.append(Episode(None, fact.at, None, None, None, None))
-                close(fact.at)
-            elif fact.kind == CARE_STARTED:
-                close(fact.at)
-                placement_start = fact.at if fact.new_placement else None
-                current = Episode(
-                    fact.at, None, fact.legal_status, fact.inside_boundary, fact.at, placement_start
-                )
-            else:
-                previous = current
-                close(fact.at)
-                if previous is None:
-                    current = Episode(
-                        fact.at,
-                        None,
-                        fact.legal_status,
-                        fact.inside_boundary,
-                        None,
-                        fact.at if fact.new_placement else None,
-                    )
-                else:
-                    same_place = not fact.new_placement
-                    current = Episode(
-                        fact.at,
-                        None,
-                        fact.legal_status or previous.legal_status,
-                        fact.inside_boundary
-                        if fact.inside_boundary is not None or not same_place
-                        else previous.inside_boundary,
-                        previous.care_start,
-                        previous.placement_start if same_place else fact.at,
-                    )
-        if current is not None:
-            done.append(current)
-        return done
+        Facts at the same instant: an end closes the spell that was open before it when a new
+        care period starts at that instant (left care and came back the same day); otherwise
+        the episodes starting at that instant come first and the end closes them (a one-day
+        episode, or a move on the day care ended).
+        """
+        by_instant: dict[dt.datetime, list[tuple[str, EpisodeFact]]] = {}
+        for key, fact in self.episode_facts.items():
+            by_instant.setdefault(fact.at, []).append((key, fact))
+        timeline = _Timeline()
+        for at in sorted(by_instant):
+            group = sorted(by_instant[at], key=lambda item: (_KIND_ORDER[item[1].kind], item[0]))
+            ends = [f for _, f in group if f.kind == CARE_ENDED]
+            starts = [f for _, f in group if f.kind != CARE_ENDED]
+            restart = timeline.current is not None and any(f.kind == CARE_STARTED for f in starts)
+            ordered = [*ends, *starts] if restart else [*starts, *ends]
+            for fact in ordered:
+                timeline.apply(fact)
+        return timeline.finish()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -443,7 +454,7 @@ class StatsState:
                 kind=CARE_STARTED if event_type == CARE_STARTED else PLACEMENT_CHANGED,
                 at=occurred_at,
                 legal_status=disclosed(event, "legal_status"),
-                inside_boundary=None if only_legal else inside_boundary(event, council),
+                inside_boundary=inside_boundary(event, council),
                 new_placement=not only_legal,
             )
         elif event_type == CARE_ENDED:
