@@ -117,7 +117,7 @@ def test_issue_errors_never_quote_values(issuer_key: SigningKey) -> None:
 def test_verification_errors_never_quote_values(
     envelope: Envelope, forwarded: ForwardedEnvelope, issuer_key: SigningKey, keys: KeyRegistry
 ) -> None:
-    broken = [
+    broken: list[Envelope | bytes] = [
         dataclasses.replace(envelope, disclosures=envelope.disclosures[1:]),
         dataclasses.replace(envelope, header=dataclasses.replace(envelope.header, subject="x")),
         dataclasses.replace(
