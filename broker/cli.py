@@ -17,6 +17,9 @@ from broker.errors import BrokerError
 # Sub-command modules, imported lazily so that `broker kafka` does not pay for Avro or CEL.
 COMMANDS: tuple[str, ...] = (
     "broker.kafka.cli",
+    "broker.publish",
+    "broker.router.cli",
+    "broker.feed",
     "broker.agreements.cli",
     "broker.envelope.cli",
     "broker.bench.cli",

@@ -67,13 +67,16 @@ def postcode_district(value: Any, occurred_at: datetime, key: bytes | None = Non
     return match.group(1)
 
 
-def date_only(value: Any, occurred_at: datetime, key: bytes | None = None) -> date:
-    """The calendar date (UTC) of a timestamp; a date is returned as it is."""
+def date_only(value: Any, occurred_at: datetime, key: bytes | None = None) -> str:
+    """The calendar date (UTC) of a timestamp, as `YYYY-MM-DD`; a date is kept as it is.
+
+    Text, because derived values travel in the router-signed section, which holds JSON values.
+    """
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise TransformError("timestamp has no time zone")
-        return value.astimezone(UTC).date()
-    return _as_date(value)
+        return value.astimezone(UTC).date().isoformat()
+    return _as_date(value).isoformat()
 
 
 def pseudonym(value: Any, occurred_at: datetime, key: bytes | None = None) -> str:

@@ -1,0 +1,252 @@
+"""The deployment config file: Kafka connection, agency registry, agreements, router identity.
+
+One YAML file, validated with pydantic. Relative paths are resolved against the file's own
+directory, so a config and its keys can move together. Every mistake becomes a `ConfigError`
+naming the file, the line and field, and what to do; see docs/config.md for a full example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from broker.errors import BrokerError
+
+AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z]+\.[A-Za-z0-9_-]+$")]
+_ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+class ConfigError(BrokerError):
+    """The config file is missing, malformed or inconsistent."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicSettings(_Strict):
+    """How the broker creates the topics it needs when they are missing."""
+
+    create: bool = True
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class KafkaSettings(_Strict):
+    """Connection to Kafka (security settings are passed to kafka-python as they are)."""
+
+    bootstrap_servers: str
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    topics: TopicSettings = TopicSettings()
+    request_timeout_ms: int = Field(default=30000, ge=1000)
+
+    def client_options(self) -> dict[str, Any]:
+        """Options common to every kafka-python client built from this config."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            if self.sasl_password_env:
+                options["sasl_plain_password"] = os.environ.get(self.sasl_password_env, "")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = str(value)
+        return options
+
+
+class Agency(_Strict):
+    """One agency of the registry. The private key is only needed by that agency's publisher."""
+
+    id: AgencyId
+    name: str
+    signing_key: Path | None = None
+    passphrase_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+class RouterSettings(_Strict):
+    """The routing service's identity, key and tuning."""
+
+    id: AgencyId = "router.main"
+    signing_key: Path
+    passphrase_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] | None = None
+    pseudonym_secret_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] = (
+        "BROKER_PSEUDONYM_SECRET"
+    )
+    pseudonym_secret_file: Path | None = None
+    group_id: str = "broker-router"
+    instance_id: str = "router-0"
+    batch_max_records: int = Field(default=500, ge=1)
+    poll_timeout_ms: int = Field(default=50, ge=1)
+    transaction_timeout_ms: int = Field(default=15000, ge=1000)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    checkpoint_interval_s: float = Field(default=30.0, gt=0)
+
+
+class BrokerConfig(_Strict):
+    """The whole deployment config file."""
+
+    kafka: KafkaSettings
+    keys_dir: Path = Field(description="directory of public key files (*.pub.json)")
+    agreements_dir: Path
+    agencies: list[Agency] = Field(min_length=1)
+    router: RouterSettings
+    source: Path = Field(default=Path("config.yaml"), exclude=True)
+
+    def agency(self, agency_id: str) -> Agency:
+        for agency in self.agencies:
+            if agency.id == agency_id:
+                return agency
+        raise ConfigError(
+            f"{self.source}: agency {agency_id} is not in the `agencies` registry: "
+            "add it there (id, name, signing_key) or correct the id"
+        )
+
+    @property
+    def agency_ids(self) -> list[str]:
+        return [agency.id for agency in self.agencies]
+
+    @cached_property
+    def pseudonym_secret(self) -> bytes:
+        """The router's secret for recipient-specific pseudonyms (env var, else file)."""
+        value = os.environ.get(self.router.pseudonym_secret_env)
+        if value:
+            return value.encode()
+        if self.router.pseudonym_secret_file is not None:
+            try:
+                return self.router.pseudonym_secret_file.read_bytes().strip()
+            except OSError:
+                pass
+        raise ConfigError(
+            f"{self.source}: no pseudonym secret: set ${self.router.pseudonym_secret_env} or "
+            "router.pseudonym_secret_file to a file holding a long random secret"
+        )
+
+    def pseudonym_key(self, recipient: str) -> bytes:
+        """A key per recipient, so that pseudonyms cannot be linked across recipients."""
+        return hmac.new(self.pseudonym_secret, recipient.encode(), hashlib.sha256).digest()
+
+
+def topic_ingress(agency_id: str) -> str:
+    return f"ingress.{agency_id}"
+
+
+def topic_feed(agency_id: str) -> str:
+    return f"feed.{agency_id}"
+
+
+TOPIC_AUDIT = "audit.decisions"
+TOPIC_CHECKPOINTS = "audit.checkpoints"
+TOPIC_QUARANTINE = "quarantine"
+TOPIC_ROUTER_STATE = "router.state"
+_INGRESS = re.compile(r"^ingress\.(.+)$")
+
+
+def agency_of_ingress(topic: str) -> str | None:
+    match = _INGRESS.match(topic)
+    return match.group(1) if match else None
+
+
+_PATH_FIELDS = (
+    ("keys_dir",),
+    ("agreements_dir",),
+    ("router", "signing_key"),
+    ("router", "pseudonym_secret_file"),
+    ("kafka", "ssl_cafile"),
+    ("kafka", "ssl_certfile"),
+    ("kafka", "ssl_keyfile"),
+)
+
+
+def load_config(path: Path) -> BrokerConfig:
+    """Read and validate a config file; relative paths are taken from the file's directory."""
+    from broker.agreements.loader import line_of, parse_yaml
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path} ({exc.strerror}): check the --config path"
+        ) from None
+    try:
+        data, lines, duplicates = parse_yaml(text)
+    except Exception as exc:  # yaml.YAMLError and its marks
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML: fix the syntax at that line") from None
+    if duplicates:
+        key, line = duplicates[0]
+        raise ConfigError(f"{path}:{line}: key `{key}` appears twice: keep one")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the config must be a mapping (see docs/config.md)")
+    base = path.resolve().parent
+    _resolve_paths(data, base)
+    try:
+        config = BrokerConfig.model_validate({**data, "source": path})
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        loc = tuple(first["loc"])
+        field = ".".join(map(str, loc)) or "file"
+        line = line_of(lines, loc)
+        fix = (
+            f"add `{loc[-1]}`"
+            if first["type"] == "missing"
+            else "remove it or correct its spelling"
+            if first["type"] == "extra_forbidden"
+            else "correct the value (see docs/config.md)"
+        )
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{path}:{line}: `{field}`: {first['msg']}: {fix}{more}") from None
+    _check_consistency(config, path)
+    return config
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    for loc in _PATH_FIELDS:
+        holder: Any = data
+        for key in loc[:-1]:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(loc[-1]), str):
+            holder[loc[-1]] = str(base / holder[loc[-1]])
+    for agency in data.get("agencies") or []:
+        if isinstance(agency, dict) and isinstance(agency.get("signing_key"), str):
+            agency["signing_key"] = str(base / agency["signing_key"])
+
+
+def _check_consistency(config: BrokerConfig, path: Path) -> None:
+    seen: set[str] = set()
+    for agency in config.agencies:
+        if agency.id in seen:
+            raise ConfigError(f"{path}: agency {agency.id} is listed twice: keep one entry")
+        seen.add(agency.id)
+    if not config.keys_dir.is_dir():
+        raise ConfigError(
+            f"{path}: keys_dir {config.keys_dir} is not a directory: create it and put the "
+            "agencies' *.pub.json files there (broker keys generate)"
+        )
+    if not config.agreements_dir.is_dir():
+        raise ConfigError(
+            f"{path}: agreements_dir {config.agreements_dir} is not a directory: point it at "
+            "the folder of agreement YAML files"
+        )

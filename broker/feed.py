@@ -1,0 +1,149 @@
+"""The subscriber's side: read `feed.<agency>`, verify every event end to end, emit JSON.
+
+An event is emitted only after the issuer's signature, every disclosure digest and the router's
+signature over derived values have been checked; an event that fails is reported on stderr (its
+offset and reason code, never its content) and never emitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import TopicPartition
+
+from broker.config import BrokerConfig, load_config, topic_feed
+from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent, verify_forwarded
+from broker.errors import BrokerError
+from broker.kafka.client import KafkaClients
+from broker.schemas import SchemaRegistry
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One feed record: verified, or the reason it failed."""
+
+    partition: int
+    offset: int
+    event: VerifiedEvent | None
+    error: VerificationError | None = None
+
+
+class FeedReader:
+    """Reads one agency's feed with `read_committed` and verifies each record."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        agency_id: str,
+        *,
+        from_beginning: bool = False,
+        group_id: str | None = None,
+    ) -> None:
+        config.agency(agency_id)  # must be registered
+        self.agency_id = agency_id
+        self.topic = topic_feed(agency_id)
+        self.keys = KeyRegistry.from_dir(config.keys_dir)
+        self.registry = SchemaRegistry.default()
+        self.from_beginning = from_beginning
+        self.group_id = group_id or f"feed-{agency_id}"
+        self.consumer = KafkaClients(config.kafka).consumer(
+            group_id=None if from_beginning else self.group_id
+        )
+        partitions = sorted(self.consumer.partitions_for_topic(self.topic) or [])
+        if not partitions:
+            raise BrokerError(
+                f"topic {self.topic} does not exist yet: start the router (`broker route`), "
+                "which creates every agency's feed"
+            )
+        self.partitions = [TopicPartition(self.topic, p) for p in partitions]
+        self.consumer.assign(self.partitions)
+        if from_beginning:
+            self.consumer.seek_to_beginning(*self.partitions)
+
+    def verify(self, partition: int, offset: int, value: bytes) -> FeedItem:
+        try:
+            event = verify_forwarded(
+                value, self.keys, recipient=self.agency_id, registry=self.registry
+            )
+        except VerificationError as exc:
+            return FeedItem(partition, offset, None, exc)
+        return FeedItem(partition, offset, event)
+
+    def batches(self, *, follow: bool, poll_ms: int = 500) -> Iterator[list[FeedItem]]:
+        """Verified batches in partition order; without `follow`, stop at the current end."""
+        ends = None if follow else self.consumer.end_offsets(self.partitions)
+        while True:
+            polled = self.consumer.poll(timeout_ms=poll_ms)
+            batch = [
+                self.verify(tp.partition, record.offset, record.value)
+                for tp, records in sorted(polled.items())
+                for record in records
+            ]
+            if batch:
+                yield batch
+            if ends is not None and all(
+                self.consumer.position(tp) >= ends[tp] for tp in self.partitions
+            ):
+                return
+
+    def commit(self) -> None:
+        """Remember what was delivered (not when reading `--from-beginning`)."""
+        if not self.from_beginning:
+            self.consumer.commit()
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def emit_jsonl(
+    reader: FeedReader, *, follow: bool, write: Callable[[dict[str, Any]], None]
+) -> tuple[int, int]:
+    """Write every verified event; return (emitted, failed)."""
+    emitted = failed = 0
+    for batch in reader.batches(follow=follow):
+        for item in batch:
+            if item.event is None:
+                failed += 1
+                code = item.error.code if item.error else "unknown"
+                print(
+                    f"NOT VERIFIED {reader.topic}/{item.partition}@{item.offset}: {code}",
+                    file=sys.stderr,
+                )
+                continue
+            write(item.event.to_json(reader.registry))
+            emitted += 1
+        reader.commit()
+    return emitted, failed
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "feed", help="print an agency's verified feed as EVENTS.md JSON lines"
+    )
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--agency", required=True)
+    parser.add_argument("--from-beginning", action="store_true", help="re-read the whole feed")
+    parser.add_argument("--follow", action="store_true", help="keep waiting for new events")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    reader = FeedReader(config, args.agency, from_beginning=args.from_beginning)
+
+    def write(event: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
+        sys.stdout.flush()
+
+    try:
+        emitted, failed = emit_jsonl(reader, follow=args.follow, write=write)
+    finally:
+        reader.close()
+    print(f"{emitted} verified event(s); {failed} failed verification", file=sys.stderr)
+    return 1 if failed else 0

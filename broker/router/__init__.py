@@ -1,0 +1,1 @@
+"""The routing service: verify, apply agreements, forward, audit; exactly once on Kafka."""

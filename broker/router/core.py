@@ -1,0 +1,313 @@
+"""The routing decision for one ingress record: pure, no Kafka.
+
+decode -> check the issuer owns the ingress topic -> verify signature and key validity -> schema
+-> de-duplicate -> evaluate agreements -> one forwarded envelope per permitted recipient -> one
+audit record. Anything unacceptable becomes a quarantine output with a stable reason code; this
+function never raises on input. `RouterCore.route` returns every output and state change, and
+the I/O shell writes them in one Kafka transaction (plus one chain snapshot per partition and
+batch, `state.chain_snapshot`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from broker.agreements import AgreementSet, EventView, SubjectContext
+from broker.audit.record import ConditionError as AuditConditionError
+from broker.audit.record import DecisionRecord, Outcome, RecipientDecision
+from broker.config import (
+    TOPIC_AUDIT,
+    TOPIC_QUARANTINE,
+    TOPIC_ROUTER_STATE,
+    agency_of_ingress,
+    topic_feed,
+)
+from broker.envelope import Envelope, KeyRegistry, SigningKey, VerificationError, disclose
+from broker.envelope.verifier import verify_envelope
+from broker.router.state import (
+    PartitionState,
+    encode_subject,
+    seen_key,
+    subject_key,
+)
+from broker.schemas import SchemaRegistry
+
+log = logging.getLogger(__name__)
+
+# Reason codes of the router's own checks (the envelope layer supplies the others).
+WRONG_INGRESS = "wrong_ingress"
+DUPLICATE = "duplicate"
+INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One Kafka record to produce in the routing transaction."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class RouteResult:
+    """Everything one ingress record leads to."""
+
+    outcome: Outcome
+    record: DecisionRecord
+    outputs: list[Output] = field(default_factory=list)
+    reason: str | None = None
+    issuer: str | None = None
+    event_type: str | None = None
+    recipients: tuple[str, ...] = ()
+    issued_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IngressRecord:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+class RouterCore:
+    """The decision logic, configured with keys, agreements and the router's identity."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeyRegistry,
+        agreements: AgreementSet,
+        router_key: SigningKey,
+        agencies: Collection[str],
+        pseudonym_key: Callable[[str], bytes],
+        registry: SchemaRegistry | None = None,
+    ) -> None:
+        self.keys = keys
+        self.agreements = agreements
+        self.router_key = router_key
+        self.agencies = frozenset(agencies)
+        self.pseudonym_key = pseudonym_key
+        self.registry = registry or SchemaRegistry.default()
+
+    def route(
+        self, record: IngressRecord, state: PartitionState, *, now: datetime | None = None
+    ) -> RouteResult:
+        """Decide one record, updating `state` (restore a snapshot if the transaction aborts).
+
+        A fault in the router's own code quarantines the record (`internal_error`, with the
+        exception's type only) instead of failing the batch: retrying could never succeed.
+        """
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        try:
+            return self._route(record, state, now)
+        except Exception as exc:
+            log.error(
+                "internal error routing %s/%d@%d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                type(exc).__name__,
+            )
+            return self._quarantine(
+                record, state, now, INTERNAL_ERROR, f"router fault {type(exc).__name__}", None
+            )
+
+    def _route(self, record: IngressRecord, state: PartitionState, now: datetime) -> RouteResult:
+        # All fallible work comes before the first change to `state` (the audit append).
+        try:
+            envelope = Envelope.from_bytes(record.value, self.registry)
+        except VerificationError as exc:
+            return self._quarantine(record, state, now, exc.code, str(exc), None)
+        header = envelope.header
+        ingress_agency = agency_of_ingress(record.topic)
+        if header.issuer != ingress_agency:
+            return self._quarantine(
+                record,
+                state,
+                now,
+                WRONG_INGRESS,
+                f"event issued by {header.issuer} arrived on {record.topic}",
+                envelope,
+            )
+        try:
+            verified = verify_envelope(envelope, self.keys, registry=self.registry)
+        except VerificationError as exc:
+            return self._quarantine(record, state, now, exc.code, str(exc), envelope)
+        seen = (header.issuer, header.event_id)
+        if seen in state.seen:
+            return self._quarantine(
+                record,
+                state,
+                now,
+                DUPLICATE,
+                f"event {header.event_id} of {header.issuer} was already routed",
+                envelope,
+            )
+
+        context = state.context(header.subject)
+        decision = self.agreements.decide(
+            EventView(
+                event_id=header.event_id,
+                event_type=header.event_type,
+                issuer=header.issuer,
+                subject=header.subject,
+                occurred_at=header.occurred_at,
+                fields=verified.fields,
+            ),
+            now=now,
+            context=context,
+            pseudonym_key=self.pseudonym_key,
+        )
+        outputs: list[Output] = []
+        decisions: list[RecipientDecision] = []
+        recipients: list[str] = []
+        for recipient, grant in decision.grants.items():
+            if recipient not in self.agencies:
+                log.warning("agreement names recipient %s, not in the registry", recipient)
+                continue
+            forwarded = disclose(
+                envelope,
+                grant.fields_shared,
+                derived=grant.derived,
+                agreements=grant.agreements,
+                recipient=recipient,
+                router_key=self.router_key,
+                now=now,
+            )
+            outputs.append(
+                Output(
+                    topic_feed(recipient),
+                    header.subject.encode(),
+                    forwarded.to_bytes(self.registry),
+                )
+            )
+            recipients.append(recipient)
+            decisions.append(
+                RecipientDecision(
+                    recipient=recipient,
+                    fields_forwarded=tuple(grant.fields_shared),
+                    fields_withheld=tuple(grant.fields_withheld),
+                    derived=tuple(grant.derived),
+                    agreements=grant.agreements,
+                )
+            )
+        outcome = Outcome.FORWARDED if recipients else Outcome.DENIED
+        audit = state.chain.append(
+            ingress_topic=record.topic,
+            ingress_partition=record.partition,
+            ingress_offset=record.offset,
+            decided_at=now,
+            outcome=outcome,
+            event_id=header.event_id,
+            issuer=header.issuer,
+            event_type=header.event_type,
+            subject=header.subject,
+            occurred_at=header.occurred_at,
+            reason=None if recipients else "no_agreement",
+            digests=[d.hex() for d in envelope.digests],
+            recipients=decisions,
+            condition_errors=sorted(
+                {
+                    AuditConditionError(error.rule.agreement, error.stage)
+                    for error in decision.errors
+                }
+            ),
+        )
+        state.seen.add(seen)
+        outputs.append(self._audit_output(state, audit))
+        outputs.append(Output(TOPIC_ROUTER_STATE, seen_key(state.chain.chain, *seen), b"1"))
+        updated = _learn(context, header.event_type, verified.fields)
+        if updated != context:
+            state.subjects[header.subject] = updated
+            outputs.append(
+                Output(
+                    TOPIC_ROUTER_STATE,
+                    subject_key(state.chain.chain, header.subject),
+                    encode_subject(updated),
+                )
+            )
+        return RouteResult(
+            outcome=outcome,
+            record=audit,
+            outputs=outputs,
+            issuer=header.issuer,
+            event_type=header.event_type,
+            recipients=tuple(recipients),
+            issued_at=header.issued_at,
+        )
+
+    def _quarantine(
+        self,
+        record: IngressRecord,
+        state: PartitionState,
+        now: datetime,
+        reason: str,
+        detail: str,
+        envelope: Envelope | None,
+    ) -> RouteResult:
+        """Keep the original bytes with the reason; record the decision in the audit chain.
+
+        `detail` comes from messages that by construction name no personal value.
+        """
+        header = envelope.header if envelope is not None else None
+        audit = state.chain.append(
+            ingress_topic=record.topic,
+            ingress_partition=record.partition,
+            ingress_offset=record.offset,
+            decided_at=now,
+            outcome=Outcome.DUPLICATE if reason == DUPLICATE else Outcome.QUARANTINED,
+            event_id=header.event_id if header else None,
+            issuer=header.issuer if header else None,
+            event_type=header.event_type if header else None,
+            subject=header.subject if header else None,
+            occurred_at=header.occurred_at if header else None,
+            reason=reason,
+            digests=[d.hex() for d in envelope.digests] if envelope else [],
+        )
+        meta = {
+            "reason": reason,
+            "detail": detail,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "quarantined_at": now.isoformat(),
+        }
+        quarantine = Output(
+            TOPIC_QUARANTINE,
+            f"{record.topic}/{record.partition}/{record.offset}".encode(),
+            record.value,
+            headers=(
+                ("reason", reason.encode()),
+                ("detail", json.dumps(meta).encode()),
+            ),
+        )
+        return RouteResult(
+            outcome=audit.outcome,
+            record=audit,
+            outputs=[quarantine, self._audit_output(state, audit)],
+            reason=reason,
+            issuer=header.issuer if header else None,
+            event_type=header.event_type if header else None,
+        )
+
+    @staticmethod
+    def _audit_output(state: PartitionState, audit: DecisionRecord) -> Output:
+        return Output(TOPIC_AUDIT, state.chain.chain.encode(), audit.to_bytes())
+
+
+def _learn(context: SubjectContext, event_type: str, fields: dict[str, object]) -> SubjectContext:
+    """Relationships an event creates for later events about the same subject."""
+    if event_type == "guardian.appointed" and isinstance(fields.get("guardian_service"), str):
+        service = str(fields["guardian_service"])
+        return SubjectContext(context.guardians | {service}, context.nrm_referrers)
+    if event_type == "nrm.referral.submitted" and isinstance(fields.get("first_responder"), str):
+        referrer = str(fields["first_responder"])
+        return SubjectContext(context.guardians, context.nrm_referrers | {referrer})
+    return context

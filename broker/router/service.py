@@ -1,0 +1,285 @@
+"""The routing service's Kafka loop: consume ingress, route, produce, commit, in transactions.
+
+One Kafka transaction per polled batch holds the feed envelopes, quarantine records, audit
+records, changelog updates and the consumer offsets, so `read_committed` readers see each ingress
+record's effects exactly once. The transactional id is stable per instance (`router.instance_id`):
+a restarted instance fences its predecessor and aborts whatever it left open. Partition state is
+rebuilt from the compacted `router.state` changelog whenever partitions are assigned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+
+from broker.agreements import load_agreements
+from broker.audit.chain import chain_id
+from broker.audit.record import Outcome
+from broker.config import (
+    TOPIC_AUDIT,
+    TOPIC_CHECKPOINTS,
+    TOPIC_QUARANTINE,
+    TOPIC_ROUTER_STATE,
+    BrokerConfig,
+    topic_feed,
+    topic_ingress,
+)
+from broker.envelope import KeyRegistry, load_signing_key
+from broker.kafka.client import KafkaClients, TopicSpec
+from broker.router.core import IngressRecord, RouterCore, RouteResult
+from broker.router.metrics import RouterMetrics
+from broker.router.state import PartitionState, apply_changelog, chain_snapshot
+
+log = logging.getLogger(__name__)
+
+
+def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
+    """Every topic the broker uses, with its partitioning."""
+    partitions = config.kafka.topics.partitions
+    specs = [TopicSpec(topic_ingress(a), partitions) for a in config.agency_ids]
+    specs += [TopicSpec(topic_feed(a), partitions) for a in config.agency_ids]
+    specs += [
+        TopicSpec(TOPIC_AUDIT, partitions),
+        TopicSpec(TOPIC_CHECKPOINTS, 1),
+        TopicSpec(TOPIC_QUARANTINE, 1),
+        TopicSpec(TOPIC_ROUTER_STATE, 1, compacted=True),
+    ]
+    return specs
+
+
+def build_core(config: BrokerConfig) -> RouterCore:
+    """The pure routing logic configured from the deployment config."""
+    keys = KeyRegistry.from_dir(config.keys_dir)
+    env = config.router.passphrase_env
+    passphrase = os.environ.get(env) if env else None
+    router_key = load_signing_key(config.router.signing_key, passphrase)
+    keys.add(router_key.public_key_info())
+    return RouterCore(
+        keys=keys,
+        agreements=load_agreements(config.agreements_dir),
+        router_key=router_key,
+        agencies=config.agency_ids,
+        pseudonym_key=config.pseudonym_key,
+    )
+
+
+@dataclass
+class RouterStats:
+    batches: int = 0
+    records: int = 0
+    forwarded: int = 0
+    quarantined: int = 0
+
+
+class RouterService:
+    """Runs the consume-route-produce loop until `stop()` (or SIGTERM/SIGINT)."""
+
+    def __init__(self, config: BrokerConfig, *, instance_id: str | None = None) -> None:
+        self.config = config
+        self.instance_id = instance_id or config.router.instance_id
+        self.clients = KafkaClients(config.kafka)
+        self.core = build_core(config)
+        self.metrics = RouterMetrics()
+        self.states: dict[TopicPartition, PartitionState] = {}
+        self.stats = RouterStats()
+        self._stop = threading.Event()
+        self.metrics_port: int | None = None
+
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %d: finishing the open transaction, then stopping", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self, *, idle_exit_s: float | None = None) -> RouterStats:
+        """Route until stopped; with `idle_exit_s`, also stop after that long without input."""
+        self.clients.ensure_topics(topic_specs(self.config))
+        if self.config.router.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.config.router.metrics_port)
+        settings = self.config.router
+        producer = self.clients.transactional_producer(
+            f"{settings.group_id}-{self.instance_id}",
+            transaction_timeout_ms=settings.transaction_timeout_ms,
+            linger_ms=2,
+        )
+        consumer = self.clients.consumer(
+            group_id=settings.group_id,
+            max_poll_records=settings.batch_max_records,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=2000,
+        )
+        consumer.subscribe(
+            [topic_ingress(a) for a in self.config.agency_ids], listener=_Listener(self)
+        )
+        last_input = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
+                if polled:
+                    self._route_batch(producer, consumer, polled)
+                    last_input = time.monotonic()
+                    self._update_lag(consumer)
+                elif idle_exit_s is not None and time.monotonic() - last_input > idle_exit_s:
+                    break
+        finally:
+            consumer.close(autocommit=False)
+            producer.close()
+        return self.stats
+
+    # -- one transaction ---------------------------------------------------------------------
+
+    def _route_batch(self, producer: Any, consumer: Any, polled: dict[Any, list[Any]]) -> None:
+        received = time.monotonic()
+        snapshots = {tp: self.states[tp].snapshot() for tp in polled}
+        results: list[RouteResult] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        producer.begin_transaction()
+        try:
+            for tp, records in polled.items():
+                state = self.states[tp]
+                for record in records:
+                    result = self.core.route(
+                        IngressRecord(tp.topic, tp.partition, record.offset, record.value), state
+                    )
+                    for out in result.outputs:
+                        producer.send(
+                            out.topic, key=out.key, value=out.value, headers=list(out.headers)
+                        )
+                    results.append(result)
+                key, value = chain_snapshot(state)
+                producer.send(TOPIC_ROUTER_STATE, key=key, value=value)
+                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+            producer.commit_transaction()
+        except Exception:
+            log.exception("routing transaction failed; aborting and retrying the batch")
+            self.metrics.transactions.labels("abort").inc()
+            self._abort(producer, consumer, polled, snapshots)
+            return
+        self.metrics.transactions.labels("commit").inc()
+        self._count(results, received)
+
+    def _abort(
+        self,
+        producer: Any,
+        consumer: Any,
+        polled: dict[Any, list[Any]],
+        snapshots: dict[TopicPartition, PartitionState],
+    ) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            producer.abort_transaction()
+        except KafkaError:
+            log.exception("abort failed")
+            raise
+        for tp, records in polled.items():
+            self.states[tp] = snapshots[tp]
+            consumer.seek(tp, records[0].offset)
+
+    def _count(self, results: Iterable[RouteResult], received: float) -> None:
+        now = datetime.now(UTC)
+        done = time.monotonic()
+        m = self.metrics
+        self.stats.batches += 1
+        for result in results:
+            self.stats.records += 1
+            m.routing_seconds.observe(done - received)
+            if result.issuer and result.event_type:
+                m.events_in.labels(result.issuer, result.event_type).inc()
+            if result.outcome in (Outcome.QUARANTINED, Outcome.DUPLICATE):
+                self.stats.quarantined += 1
+                m.quarantined.labels(result.reason or "unknown").inc()
+            elif result.outcome == Outcome.DENIED:
+                m.denied.labels(result.issuer, result.event_type).inc()
+            for recipient in result.recipients:
+                self.stats.forwarded += 1
+                m.forwarded.labels(recipient).inc()
+            if result.recipients and result.issued_at is not None:
+                m.event_age_seconds.observe((now - result.issued_at).total_seconds())
+
+    def _update_lag(self, consumer: Any) -> None:
+        for tp in self.states:
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = consumer.position(tp, timeout_ms=1000)
+            except Exception:  # lag is best effort: it never stops routing
+                continue
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                max(0, highwater - position)
+            )
+
+    # -- partition ownership -----------------------------------------------------------------
+
+    def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        """Rebuild the state of newly assigned partitions from the changelog."""
+        new = {tp: PartitionState.new(chain_id(tp.topic, tp.partition)) for tp in partitions}
+        new = {tp: s for tp, s in new.items() if tp not in self.states}
+        if new:
+            by_chain = {state.chain.chain: state for state in new.values()}
+            count = self._replay_changelog(by_chain)
+            log.info("recovered %d partition(s) from %d changelog records", len(new), count)
+            self.states.update(new)
+        self.metrics.partitions_owned.set(len(self.states))
+
+    def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self.states.pop(tp, None)
+            with contextlib.suppress(KeyError):  # no lag reported yet for that partition
+                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        self.metrics.partitions_owned.set(len(self.states))
+
+    def _replay_changelog(self, states: dict[str, PartitionState]) -> int:
+        reader = self.clients.consumer(isolation_level="read_committed")
+        try:
+            partitions = [
+                TopicPartition(TOPIC_ROUTER_STATE, p)
+                for p in sorted(reader.partitions_for_topic(TOPIC_ROUTER_STATE) or [])
+            ]
+            reader.assign(partitions)
+            reader.seek_to_beginning(*partitions)
+            ends = reader.end_offsets(partitions)
+            count = 0
+            pending = {tp for tp in partitions if ends[tp] > 0}
+            while pending:
+                for records in reader.poll(timeout_ms=500).values():
+                    for record in records:
+                        apply_changelog(states, record.key, record.value)
+                        count += 1
+                for tp in list(pending):
+                    if reader.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+            return count
+        finally:
+            reader.close(autocommit=False)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: RouterService) -> None:
+        self.service = service
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.service.revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.service.assigned(assigned)

@@ -1,0 +1,77 @@
+"""A complete local deployment in one directory: keys for every agency and the router, a
+pseudonym secret, and a config file using the example agreements. The demo and the integration
+tests start from this; it is also a worked example of docs/config.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from broker.envelope import generate_key
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_AGREEMENTS = REPO_ROOT / "agreements" / "examples"
+
+DEMO_AGENCIES: dict[str, str] = {
+    "council.E09000033": "Westminster City Council children's services",
+    "council.E09000022": "Lambeth Council children's services",
+    "council.E09000028": "Southwark Council children's services",
+    "police.met": "Metropolitan Police missing persons unit",
+    "nrm.sca": "NRM Single Competent Authority",
+    "guardian.ictg": "Independent Child Trafficking Guardian service",
+    "stats.national": "National statistics (children looked after)",
+}
+ROUTER_ID = "router.main"
+
+
+def write_deployment(
+    directory: Path,
+    *,
+    bootstrap_servers: str,
+    agencies: dict[str, str] | None = None,
+    agreements_dir: Path = EXAMPLE_AGREEMENTS,
+    partitions: int = 3,
+    router: dict[str, object] | None = None,
+) -> Path:
+    """Write keys and `config.yaml` into `directory`; return the config path."""
+    agencies = agencies or DEMO_AGENCIES
+    keys = directory / "keys"
+    private = directory / "private"
+    keys.mkdir(parents=True, exist_ok=True)
+    private.mkdir(parents=True, exist_ok=True)
+    signing: dict[str, Path] = {}
+    for agency_id in [*agencies, ROUTER_ID]:
+        private_path, public_path = generate_key(agency_id, private)
+        signing[agency_id] = private_path
+        public_path.rename(keys / public_path.name)
+    secret = directory / "private" / "pseudonym.secret"
+    secret.write_bytes(os.urandom(32).hex().encode())
+    secret.chmod(0o600)
+    config = {
+        "kafka": {
+            "bootstrap_servers": bootstrap_servers,
+            "topics": {"create": True, "partitions": partitions, "replication_factor": 1},
+        },
+        "keys_dir": "keys",
+        "agreements_dir": str(agreements_dir),
+        "agencies": [
+            {
+                "id": agency_id,
+                "name": name,
+                "signing_key": str(signing[agency_id].relative_to(directory)),
+            }
+            for agency_id, name in agencies.items()
+        ],
+        "router": {
+            "id": ROUTER_ID,
+            "signing_key": str(signing[ROUTER_ID].relative_to(directory)),
+            "pseudonym_secret_file": "private/pseudonym.secret",
+            **(router or {}),
+        },
+    }
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
