@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from broker.audit._codec import HEADER_LEN, SingleObjectCodec
 from broker.audit.chain import ChainState
@@ -82,6 +82,12 @@ _BODY_CODEC = SingleObjectCodec(
 )  # fmt: skip
 
 
+class Signer(Protocol):
+    """Anything that makes Ed25519 signatures: a raw private key or a `SigningKey`."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
 def _check_hash(value: bytes, what: str) -> None:
     if not isinstance(value, bytes) or len(value) != HASH_LEN:
         raise ValueError(f"{what} must be 32 bytes")
@@ -119,7 +125,7 @@ class Checkpoint:
         head_hash: bytes,
         previous: Checkpoint | None,
         issued_at: datetime,
-        private_key: Ed25519PrivateKey,
+        private_key: Signer,
         agency: str,
         key_id: str,
     ) -> Checkpoint:
@@ -149,7 +155,7 @@ class Checkpoint:
         *,
         previous: Checkpoint | None,
         issued_at: datetime,
-        private_key: Ed25519PrivateKey,
+        private_key: Signer,
         agency: str,
         key_id: str,
     ) -> Checkpoint:

@@ -27,6 +27,7 @@ from kafka.structs import OffsetAndMetadata
 
 from broker.agreements import load_agreements
 from broker.audit.chain import chain_id
+from broker.audit.checkpoint import Checkpoint
 from broker.audit.record import Outcome
 from broker.config import (
     TOPIC_AUDIT,
@@ -41,7 +42,12 @@ from broker.envelope import KeyRegistry, load_signing_key
 from broker.kafka.client import KafkaClients, TopicSpec
 from broker.router.core import IngressRecord, RouterCore, RouteResult
 from broker.router.metrics import RouterMetrics
-from broker.router.state import PartitionState, apply_changelog, chain_snapshot
+from broker.router.state import (
+    PartitionState,
+    apply_changelog,
+    chain_snapshot,
+    checkpoint_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,7 @@ class RouterService:
         self.stats = RouterStats()
         self._stop = threading.Event()
         self.metrics_port: int | None = None
+        self._last_checkpoint = time.monotonic()
 
     def stop(self, *_: Any) -> None:
         self._stop.set()
@@ -139,6 +146,7 @@ class RouterService:
                     self._update_lag(consumer)
                 elif idle_exit_s is not None and time.monotonic() - last_input > idle_exit_s:
                     break
+            self._final_checkpoints(producer)
         finally:
             consumer.close(autocommit=False)
             producer.close()
@@ -167,6 +175,8 @@ class RouterService:
                 key, value = chain_snapshot(state)
                 producer.send(TOPIC_ROUTER_STATE, key=key, value=value)
                 offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            if time.monotonic() - self._last_checkpoint >= self.config.router.checkpoint_interval_s:
+                self._send_checkpoints(producer)
             producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
             producer.commit_transaction()
         except Exception:
@@ -176,6 +186,49 @@ class RouterService:
             return
         self.metrics.transactions.labels("commit").inc()
         self._count(results, received)
+
+    def _send_checkpoints(self, producer: Any) -> int:
+        """Sign a checkpoint of every owned chain that grew since its last one (in the open
+        transaction, so a checkpoint is visible exactly when the records it covers are)."""
+        key = self.core.router_key
+        now = datetime.now(UTC)
+        count = 0
+        for state in self.states.values():
+            if state.uncheckpointed == 0:
+                continue
+            checkpoint = Checkpoint.for_chain(
+                state.chain,
+                previous=state.last_checkpoint,
+                issued_at=now,
+                private_key=key,
+                agency=key.agency_id,
+                key_id=key.key_id,
+            )
+            chain = state.chain.chain.encode()
+            producer.send(TOPIC_CHECKPOINTS, key=chain, value=checkpoint.to_bytes())
+            producer.send(
+                TOPIC_ROUTER_STATE,
+                key=checkpoint_key(state.chain.chain),
+                value=checkpoint.to_bytes(),
+            )
+            state.last_checkpoint = checkpoint
+            count += 1
+        self._last_checkpoint = time.monotonic()
+        return count
+
+    def _final_checkpoints(self, producer: Any) -> None:
+        """At a clean stop, cover everything routed with a signed checkpoint."""
+        if not any(state.uncheckpointed for state in self.states.values()):
+            return
+        snapshots = {tp: state.snapshot() for tp, state in self.states.items()}
+        producer.begin_transaction()
+        try:
+            self._send_checkpoints(producer)
+            producer.commit_transaction()
+        except Exception:
+            log.exception("final checkpoint failed; the next run will write it")
+            producer.abort_transaction()
+            self.states.update(snapshots)
 
     def _abort(
         self,

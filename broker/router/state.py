@@ -6,7 +6,8 @@ and per-subject relationships from earlier events (guardians appointed, NRM refe
 change is written to the compacted `router.state` topic in the same transaction as the feeds and
 the audit record, so a new owner rebuilds exactly the state that matches the committed outputs.
 
-Changelog keys (UTF-8): `c|<chain>` chain snapshot; `s|<chain>|<issuer>|<event id>` seen;
+Changelog keys (UTF-8): `c|<chain>` chain snapshot; `k|<chain>` last signed checkpoint;
+`s|<chain>|<issuer>|<event id>` seen;
 `p|<chain>|<subject>` subject relationships (JSON). The subject is the issuer's opaque reference.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from broker.agreements import SubjectContext
 from broker.audit.chain import ChainState
+from broker.audit.checkpoint import Checkpoint
 
 SEP = "|"
 
@@ -28,6 +30,13 @@ class PartitionState:
     chain: ChainState
     seen: set[tuple[str, str]] = field(default_factory=set)
     subjects: dict[str, SubjectContext] = field(default_factory=dict)
+    last_checkpoint: Checkpoint | None = None
+
+    @property
+    def uncheckpointed(self) -> int:
+        """Records of the chain no signed checkpoint covers yet."""
+        covered = self.last_checkpoint.tree_size if self.last_checkpoint else 0
+        return self.chain.next_seq - covered
 
     @classmethod
     def new(cls, chain_id: str) -> PartitionState:
@@ -39,13 +48,20 @@ class PartitionState:
     def snapshot(self) -> PartitionState:
         """A copy to restore when a transaction aborts."""
         return PartitionState(
-            chain=self.chain.copy(), seen=set(self.seen), subjects=dict(self.subjects)
+            chain=self.chain.copy(),
+            seen=set(self.seen),
+            subjects=dict(self.subjects),
+            last_checkpoint=self.last_checkpoint,
         )
 
 
 def chain_snapshot(state: PartitionState) -> tuple[bytes, bytes]:
     """The changelog record of a chain's head, written once per partition per transaction."""
     return chain_key(state.chain.chain), state.chain.to_bytes()
+
+
+def checkpoint_key(chain_id: str) -> bytes:
+    return f"k{SEP}{chain_id}".encode()
 
 
 def chain_key(chain_id: str) -> bytes:
@@ -76,6 +92,8 @@ def apply_changelog(states: dict[str, PartitionState], key: bytes, value: bytes 
         return
     if kind == "c" and value is not None:
         state.chain = ChainState.from_bytes(value)
+    elif kind == "k" and value is not None:
+        state.last_checkpoint = Checkpoint.from_bytes(value)
     elif kind == "s":
         _, issuer, event_id = rest.split(SEP, 2)
         if value is None:
