@@ -223,18 +223,36 @@ def secondary_suppression(
                 hidden.add(bound.minuend)
                 changed = True
         if not changed:
-            for cell in sorted(determined_cells(relations, hidden)):
-                for relation in relations:
-                    if cell in relation.parts or cell == relation.total:
-                        extra = _pick(relation, counts, hidden, 1)
-                        if extra is not None:
-                            hidden.add(extra)
-                            changed = True
-                            break
-                if changed:
-                    break
+            extra = _break_combination(counts, hidden, relations)
+            if extra is not None:
+                hidden.add(extra)
+                changed = True
         if not changed:
             return hidden
+
+
+def _break_combination(
+    counts: Mapping[str, int], hidden: set[str], relations: Sequence[Relation]
+) -> str | None:
+    """A cell to suppress so that a suppressed cell no longer follows from a combination of
+    totals (the smallest that works, else the smallest candidate), or None if none is exposed."""
+    determined = sorted(determined_cells(relations, hidden))
+    if not determined:
+        return None
+    target = determined[0]
+    candidates = sorted(
+        {
+            (counts[c], c)
+            for r in relations
+            if any(x in hidden for x in (r.total, *r.parts))
+            for c in (r.total, *r.parts)
+            if c not in hidden and counts[c] >= SUPPRESS_MIN
+        }
+    )
+    for _, cell in candidates:
+        if target not in determined_cells(relations, hidden | {cell}):
+            return cell
+    return candidates[0][1] if candidates else None
 
 
 def disclose_council(
