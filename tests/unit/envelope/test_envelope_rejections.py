@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from envelope_samples import ISSUER, KEYS_FROM, NOW, RECIPIENT, sample_event
+from envelope_samples import ISSUER, KEYS_FROM, NOW, RECIPIENT, ROUTER, sample_event
 
 from broker.envelope import (
     Disclosure,
@@ -23,7 +23,9 @@ from broker.envelope import (
     VerificationError,
     canonical,
     disclose,
+    generate_key,
     issue,
+    load_signing_key,
     signing_key_from_pem,
     verify_envelope,
     verify_forwarded,
@@ -392,3 +394,16 @@ def test_wrong_recipient(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> Non
         code_of(lambda: verify_forwarded(forwarded, keys, recipient="nrm.sca")) == "wrong_recipient"
     )
     assert verify_forwarded(forwarded, keys, recipient=RECIPIENT).recipient == RECIPIENT
+
+
+def test_router_key_id_unknown(
+    envelope: Envelope, router_key: SigningKey, keys: KeyRegistry, tmp_path: Path
+) -> None:
+    other = load_signing_key(generate_key(ROUTER, tmp_path, key_id="r2", valid_from=KEYS_FROM)[0])
+    forwarded = forward(envelope, other, ["missing_type"])
+    assert code_of(lambda: verify_forwarded(forwarded, keys)) == "unknown_key"
+
+
+def test_router_key_revoked(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
+    keys.revoke(ROUTER, "r1", NOW - timedelta(minutes=1))
+    assert code_of(lambda: verify_forwarded(forwarded, keys)) == "revoked_key"
