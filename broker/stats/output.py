@@ -186,7 +186,7 @@ def chart_council_comparison(
     codes = sorted(results.councils)
     labels = [names.get(c, c) for c in codes]
     series: dict[str, list[float]] = {}
-    notes: list[tuple[int, str]] = []
+    notes: dict[int, str] = {}
     for t, _ in INCIDENT_TYPES:
         values: list[float] = []
         for i, code in enumerate(codes):
@@ -194,13 +194,13 @@ def chart_council_comparison(
             number = _value(text)
             values.append(number or 0.0)
             if number is None:
-                notes.append((i, text))
+                notes[i] = text
         series[t] = values
 
     def draw(axes: Any) -> None:
         _grouped_bars(axes, labels or ["(no councils)"], series or {"missing": [0.0]}, "%")
         axes.set_title("Percentage of looked after children with an incident, by council")
-        for i, text in notes:
+        for i, text in sorted(notes.items()):
             axes.annotate(text, (i, 0), ha="center", va="bottom", fontsize=8)
 
     return _figure_png(draw)
@@ -247,7 +247,10 @@ def render_html(
     ]
     parts.append("<main><h2>Measures</h2><table><tr><th>Measure</th><th>England</th>")
     codes = sorted(results.councils)
-    parts += [f"<th>{esc(names.get(c, c))}<br>{esc(c)}</th>" for c in codes]
+    parts += [
+        f"<th>{esc(names[c])}<br>{esc(c)}</th>" if c in names else f"<th>{esc(c)}</th>"
+        for c in codes
+    ]
     parts.append("</tr>")
     for m in headline:
         parts.append(f"<tr><td>{esc(m.label)}</td><td>{esc(national[('', m.id)])}</td>")
