@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kafka-python logs transient connection noise at ERROR (e.g. on close); the broker
+        # reports every Kafka failure that matters itself, as one clear line.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         status: int = args.func(args)
     except BrokerError as exc:

@@ -1,63 +1,150 @@
-"""The demo scenario, run by `broker demo` (and `make demo`) against a local Kafka."""
+"""The demo scenario, run by `broker demo` (and `make demo`) against a local Kafka.
+
+Westminster places a 15-year-old unaccompanied child with a trafficking concern, appoints a
+guardian and refers her to the NRM; she goes missing within 48 hours; the police open and close a
+missing-person report; the NRM decides. A second child is "away" with no concern. A forged event
+and an event on the wrong topic are quarantined. Each agency's verified feed is then printed:
+who received what, under which agreement.
+"""
 
 from __future__ import annotations
 
 import tempfile
-import uuid
 from pathlib import Path
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from rich.console import Console
+from rich.table import Table
 
+from broker.config import TOPIC_QUARANTINE, BrokerConfig, load_config, topic_ingress
+from broker.envelope import Envelope
+from broker.feed import FeedReader
+from broker.kafka.client import KafkaClients
 from broker.kafka.local import LocalKafka
+from broker.publish import Publisher, read_jsonl
+from broker.scaffold import REPO_ROOT, write_deployment
+
+EXAMPLE_EVENTS = REPO_ROOT / "examples" / "events"
+console = Console(width=140)
 
 
 def run_demo(*, bootstrap: str | None = None) -> int:
     """Start a private Kafka (unless given one), run the scenario, stop what was started."""
-    if bootstrap is not None:
-        return _scenario(bootstrap)
     with tempfile.TemporaryDirectory(prefix="broker-demo-") as tmp:
-        kafka = LocalKafka(Path(tmp) / "kafka")
+        work = Path(tmp)
+        if bootstrap is not None:
+            return _scenario(bootstrap, work)
+        kafka = LocalKafka(work / "kafka")
         took = kafka.start()
-        print(f"Local Kafka ready in {took:.1f} s at {kafka.bootstrap_servers}")
+        console.print(f"Local Kafka ready in {took:.1f} s at {kafka.bootstrap_servers}")
         try:
-            return _scenario(kafka.bootstrap_servers)
+            return _scenario(kafka.bootstrap_servers, work)
         finally:
             kafka.stop()
-            print("Local Kafka stopped.")
+            console.print("Local Kafka stopped.")
 
 
-def _scenario(bootstrap: str) -> int:
-    """Smoke run: a topic, one aborted and one committed transaction, a read_committed read."""
-    topic = f"demo-smoke-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, 1, 1)])
-    admin.wait_for_topics([topic])
-    admin.close()
-    print(f"Created topic {topic}")
+def _scenario(bootstrap: str, work: Path) -> int:
+    config = load_config(write_deployment(work / "deployment", bootstrap_servers=bootstrap))
+    console.rule("1. Agencies publish signed events")
+    for path in sorted(EXAMPLE_EVENTS.glob("*.jsonl")):
+        agency = path.stem
+        publisher = Publisher(config, agency)
+        try:
+            with path.open() as stream:
+                report = publisher.publish_all(read_jsonl(stream, path.name))
+        finally:
+            publisher.close()
+        types = ", ".join(f"{n} {t}" for t, n in sorted(report.published.items()))
+        console.print(f"{agency}: published {report.total_published} ({types})")
+    _publish_bad_input(config)
 
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap, transactional_id=f"demo-{topic}", acks="all"
+    console.rule("2. The router applies the data-sharing agreements")
+    from broker.router.service import RouterService
+
+    stats = RouterService(config, instance_id="demo").run(idle_exit_s=6)
+    console.print(
+        f"routed {stats.records} ingress records in {stats.batches} transaction(s): "
+        f"{stats.forwarded} forwards, {stats.quarantined} quarantined"
     )
-    producer.init_transactions()
-    producer.begin_transaction()
-    producer.send(topic, b"never seen: aborted")
-    producer.abort_transaction()
-    producer.begin_transaction()
-    for i in range(3):
-        producer.send(topic, f"committed record {i}".encode())
-    producer.commit_transaction()
-    producer.close()
-    print("Produced one aborted transaction (1 record) and one committed (3 records)")
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
-    consumer.assign([TopicPartition(topic, 0)])
-    seen = [record.value.decode() for record in consumer]
+    console.rule("3. What each agency received (verified end to end)")
+    failures = sum(_show_feed(config, agency) for agency in config.agency_ids)
+    _show_quarantine(config)
+    return 1 if failures else 0
+
+
+def _publish_bad_input(config: BrokerConfig) -> None:
+    """A forged signature, and a police event pushed onto a council's ingress topic."""
+    publisher = Publisher(config, "police.met")
+    try:
+        event = {
+            "event_type": "police.missing_report.opened",
+            "subject": "MPS-MISPER-26-55999",
+            "occurred_at": "2026-11-24T10:00:00Z",
+            "fields": {"police_ref": "MPS-MISPER-26-55999", "force": "police.met"},
+        }
+        from broker.envelope import issue
+
+        envelope = issue(event, issuer="police.met", key=publisher.key)
+        wire = bytearray(envelope.to_bytes())
+        wire[-5] ^= 0x01  # inside the signature
+        publisher.producer.send(topic_ingress("police.met"), key=b"x", value=bytes(wire))
+        publisher.producer.send(
+            topic_ingress("council.E09000033"), key=b"y", value=envelope.to_bytes()
+        )
+        publisher.producer.flush()
+    finally:
+        publisher.close()
+    console.print("also sent: one event with a forged signature, one on another agency's topic")
+
+
+def _show_feed(config: BrokerConfig, agency: str) -> int:
+    reader = FeedReader(config, agency, from_beginning=True)
+    table = Table(title=f"feed.{agency}", title_justify="left", expand=True, show_lines=True)
+    table.add_column("event / from / subject", no_wrap=True)
+    table.add_column("fields received (issuer-signed)", ratio=3)
+    table.add_column("derived (router-signed)", ratio=1)
+    table.add_column("agreement", no_wrap=True)
+    failed = 0
+    try:
+        for batch in reader.batches(follow=False):
+            for item in batch:
+                if item.event is None:
+                    failed += 1
+                    continue
+                shown = item.event.to_json(reader.registry)
+                received = [name for name, value in shown["fields"].items() if value is not None]
+                table.add_row(
+                    f"{shown['event_type']}\n{shown['issuer']}\n{shown['subject']}",
+                    ", ".join(sorted(received)),
+                    ", ".join(sorted(shown["derived"])),
+                    "\n".join(shown["agreements"]),
+                )
+    finally:
+        reader.close()
+    if table.row_count:
+        console.print(table)
+    else:
+        console.print(f"feed.{agency}: nothing (no agreement allows it anything here)")
+    if failed:
+        console.print(f"[red]{failed} event(s) failed verification in feed.{agency}[/red]")
+    return failed
+
+
+def _show_quarantine(config: BrokerConfig) -> None:
+    from kafka import TopicPartition
+
+    consumer = KafkaClients(config.kafka).consumer(consumer_timeout_ms=2000)
+    consumer.assign([TopicPartition(TOPIC_QUARANTINE, 0)])
+    consumer.seek_to_beginning()
+    for record in consumer:
+        headers = dict(record.headers)
+        try:
+            event_type = Envelope.from_bytes(record.value).header.event_type
+        except Exception:
+            event_type = "undecodable"
+        console.print(
+            f"quarantine@{record.offset}: {headers['reason'].decode()} ({event_type}); "
+            "original bytes kept"
+        )
     consumer.close()
-    print(f"A read_committed consumer saw {len(seen)} records: {seen}")
-    return 0 if len(seen) == 3 else 1
