@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 
 setup: $(STAMP)
 	$(BIN)/broker kafka jars
+	sh scripts/ensure_chromium.sh >/dev/null
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

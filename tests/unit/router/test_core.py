@@ -1,0 +1,177 @@
+"""The router's pure decision step: no Kafka, real keys, agreements and envelopes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from broker.agreements import load_agreements
+from broker.audit.record import DecisionRecord, Outcome
+from broker.config import TOPIC_AUDIT, TOPIC_QUARANTINE, load_config
+from broker.envelope import (
+    ForwardedEnvelope,
+    KeyRegistry,
+    SigningKey,
+    issue,
+    load_signing_key,
+    verify_forwarded,
+)
+from broker.router.core import IngressRecord, RouterCore
+from broker.router.state import PartitionState
+from broker.scaffold import REPO_ROOT, write_deployment
+
+EVENTS = REPO_ROOT / "examples" / "events"
+WESTMINSTER = "council.E09000033"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_deployment(tmp_path_factory.mktemp("dep"), bootstrap_servers="127.0.0.1:9")
+
+
+@pytest.fixture
+def core(deployment: Path) -> RouterCore:
+    config = load_config(deployment)
+    keys = KeyRegistry.from_dir(config.keys_dir)
+    return RouterCore(
+        keys=keys,
+        agreements=load_agreements(config.agreements_dir),
+        router_key=load_signing_key(config.router.signing_key),
+        agencies=config.agency_ids,
+        pseudonym_key=config.pseudonym_key,
+    )
+
+
+def _key(deployment: Path, agency: str) -> SigningKey:
+    config = load_config(deployment)
+    path = config.agency(agency).signing_key
+    assert path is not None
+    return load_signing_key(path)
+
+
+def _events(agency: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (EVENTS / f"{agency}.jsonl").read_text().splitlines()]
+
+
+def _route(
+    core: RouterCore, state: PartitionState, value: bytes, topic: str, offset: int = 0
+) -> tuple[Outcome, list[tuple[str, bytes | None, dict[str, bytes]]]]:
+    result = core.route(IngressRecord(topic, 0, offset, value), state)
+    return result.outcome, [(o.topic, o.value, dict(o.headers)) for o in result.outputs]
+
+
+def test_missing_child_reaches_police_and_stats_with_their_fields(
+    core: RouterCore, deployment: Path
+) -> None:
+    event = _events(WESTMINSTER)[3]  # child.missing.started, M, high risk
+    value = issue(event, issuer=WESTMINSTER, key=_key(deployment, WESTMINSTER)).to_bytes()
+    state = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    outcome, outputs = _route(core, state, value, f"ingress.{WESTMINSTER}")
+    assert outcome == Outcome.FORWARDED
+    feeds = {topic: v for topic, v, _ in outputs if topic.startswith("feed.")}
+    assert set(feeds) >= {"feed.police.met", "feed.stats.national"}
+    police = verify_forwarded(feeds["feed.police.met"], core.keys, recipient="police.met")
+    assert {"physical_description", "clothing", "first_name", "dob"} <= set(police.fields)
+    stats = verify_forwarded(feeds["feed.stats.national"], core.keys, recipient="stats.national")
+    assert not {"first_name", "last_name", "dob", "physical_description"} & set(stats.fields)
+    assert "child_pseudonym" in stats.derived
+    (audit,) = [v for topic, v, _ in outputs if topic == TOPIC_AUDIT]
+    assert audit is not None
+    record = DecisionRecord.from_bytes(audit)
+    assert record.seq == 0
+    assert {r.recipient for r in record.recipients} == set(p.removeprefix("feed.") for p in feeds)
+    assert "Amina" not in audit.decode("latin-1")
+
+
+def test_away_episode_without_concern_gives_police_the_reduced_set(
+    core: RouterCore, deployment: Path
+) -> None:
+    event = _events(WESTMINSTER)[4]  # child.missing.started, A, low risk, no concern
+    value = issue(event, issuer=WESTMINSTER, key=_key(deployment, WESTMINSTER)).to_bytes()
+    state = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    _, outputs = _route(core, state, value, f"ingress.{WESTMINSTER}")
+    (police,) = [v for topic, v, _ in outputs if topic == "feed.police.met"]
+    assert police is not None
+    fields = set(ForwardedEnvelope.from_bytes(police).field_values())
+    assert "physical_description" not in fields and "first_name" not in fields
+    assert {"la_child_id", "missing_type", "risk_level"} <= fields
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda b: b"\x00garbage", "bad_encoding"),
+        (lambda b: b[:2] + bytes(8) + b[10:], "unknown_schema"),
+        (lambda b: b[:-3] + bytes([b[-3] ^ 1]) + b[-2:], "bad_signature"),
+    ],
+)
+def test_bad_input_is_quarantined_with_original_bytes(
+    core: RouterCore, deployment: Path, mutate: object, reason: str
+) -> None:
+    event = _events(WESTMINSTER)[0]
+    good = issue(event, issuer=WESTMINSTER, key=_key(deployment, WESTMINSTER)).to_bytes()
+    bad = mutate(good)  # type: ignore[operator]
+    state = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    outcome, outputs = _route(core, state, bad, f"ingress.{WESTMINSTER}")
+    assert outcome == Outcome.QUARANTINED
+    (quarantine,) = [(v, h) for topic, v, h in outputs if topic == TOPIC_QUARANTINE]
+    assert quarantine[0] == bad
+    assert quarantine[1]["reason"] == reason.encode()
+    assert not [topic for topic, _, _ in outputs if topic.startswith("feed.")]
+    assert state.chain.next_seq == 1  # the quarantine decision is audited too
+
+
+def test_wrong_ingress_and_duplicates(core: RouterCore, deployment: Path) -> None:
+    event = _events("police.met")[0]
+    value = issue(event, issuer="police.met", key=_key(deployment, "police.met")).to_bytes()
+    state = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    outcome, outputs = _route(core, state, value, f"ingress.{WESTMINSTER}")
+    assert outcome == Outcome.QUARANTINED
+    assert any(h.get("reason") == b"wrong_ingress" for _, _, h in outputs)
+
+    state = PartitionState.new("ingress.police.met/0")
+    first, _ = _route(core, state, value, "ingress.police.met", offset=0)
+    again, outputs = _route(core, state, value, "ingress.police.met", offset=1)
+    assert first == Outcome.FORWARDED
+    assert again == Outcome.DUPLICATE
+    assert any(h.get("reason") == b"duplicate" for _, _, h in outputs)
+    assert not [topic for topic, _, _ in outputs if topic.startswith("feed.")]
+
+
+def test_guardian_gets_later_events_only_after_appointment(
+    core: RouterCore, deployment: Path
+) -> None:
+    key = _key(deployment, WESTMINSTER)
+    events = _events(WESTMINSTER)
+    missing = issue(events[3], issuer=WESTMINSTER, key=key).to_bytes()
+    appointment = issue(events[1], issuer=WESTMINSTER, key=key).to_bytes()
+    topic = f"ingress.{WESTMINSTER}"
+
+    before = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    _, outputs = _route(core, before, missing, topic)
+    assert "feed.guardian.ictg" not in {t for t, _, _ in outputs}
+
+    after = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    _route(core, after, appointment, topic, offset=0)
+    _, outputs = _route(core, after, missing, topic, offset=1)
+    assert "feed.guardian.ictg" in {t for t, _, _ in outputs}
+
+
+def test_a_router_fault_quarantines_instead_of_failing_the_batch(
+    core: RouterCore, deployment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Amina")  # a message that must not leak
+
+    monkeypatch.setattr("broker.router.core.disclose", broken)
+    event = _events(WESTMINSTER)[3]
+    value = issue(event, issuer=WESTMINSTER, key=_key(deployment, WESTMINSTER)).to_bytes()
+    state = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    outcome, outputs = _route(core, state, value, f"ingress.{WESTMINSTER}")
+    assert outcome == Outcome.QUARANTINED
+    (headers,) = [h for topic, _, h in outputs if topic == TOPIC_QUARANTINE]
+    assert headers["reason"] == b"internal_error"
+    assert b"Amina" not in headers["detail"]
+    assert state.seen == set()  # a later retry of the same event is not a "duplicate"
