@@ -59,7 +59,7 @@ def test_bad_value_points_at_its_line(config_path: Path) -> None:
 
 def test_unknown_key_is_named(config_path: Path) -> None:
     _edit(config_path, "keys_dir: keys", "keys_dir: keys\nkeyz_dir: typo")
-    with pytest.raises(ConfigError, match="`keyz_dir`.*remove it or correct its spelling"):
+    with pytest.raises(ConfigError, match=r"`keyz_dir`.*remove it or correct its spelling"):
         load_config(config_path)
 
 
@@ -77,7 +77,7 @@ def test_duplicate_key_is_refused(config_path: Path) -> None:
 
 def test_missing_keys_dir_says_what_to_do(config_path: Path) -> None:
     _edit(config_path, "keys_dir: keys", "keys_dir: nowhere")
-    with pytest.raises(ConfigError, match="keys_dir .* is not a directory: create it"):
+    with pytest.raises(ConfigError, match=r"keys_dir .* is not a directory: create it"):
         load_config(config_path)
 
 
@@ -88,7 +88,7 @@ def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
 
 def test_unregistered_agency_is_named(config_path: Path) -> None:
     config = load_config(config_path)
-    with pytest.raises(ConfigError, match="police.nowhere is not in the `agencies` registry"):
+    with pytest.raises(ConfigError, match=r"police\.nowhere is not in the `agencies` registry"):
         config.agency("police.nowhere")
 
 
