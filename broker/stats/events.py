@@ -30,11 +30,9 @@ NRM_DECISION = "nrm.decision.made"
 # Not in EVENTS.md yet: an episode that changes only the legal status (SSDA903 RNE L).
 LEGAL_STATUS_CHANGED = "child.legal_status.changed"
 
-# Names the statistics feed may use for the same thing, preferred first: the example
-# agreement derives `child_pseudonym`, `missing_date` and `returned_date`.
+# Names the statistics feed may use for the child, preferred first (the example agreement
+# derives `child_pseudonym`).
 CHILD_KEY_NAMES = ("child_pseudonym", "pseudonym")
-SINCE_NAMES = ("missing_since", "missing_date")
-UNTIL_NAMES = ("missing_until", "returned_date")
 
 # Child events whose common fields (uasc, trafficking_concern, ...) the state reads.
 CHILD_EVENT_PREFIX = "child."
@@ -95,6 +93,30 @@ def inside_boundary(event: Mapping[str, Any], council: str) -> bool | None:
         return flag
     code = disclosed(event, "placement_local_authority")
     return None if not isinstance(code, str) else code == council
+
+
+def _exact_time(
+    event: Mapping[str, Any],
+    time_name: str,
+    date_name: str,
+    occurred_at: dt.datetime,
+    occurred_is_it: bool,
+) -> dt.datetime | None:
+    """A time the event gives as an exact time, or only as a date (`date_name`).
+
+    When only the date is disclosed and the event's own `occurred_at` is that moment
+    (`occurred_is_it`) on the same date, `occurred_at` gives the time of day.
+    """
+    exact = disclosed(event, time_name)
+    if exact is not None:
+        return parse_time(exact)
+    on = disclosed(event, date_name)
+    if on is None:
+        return occurred_at if occurred_is_it else None
+    midnight = parse_time(on)
+    if occurred_is_it and occurred_at.date() == midnight.date():
+        return occurred_at
+    return midnight
 
 
 def _as_bool(value: Any) -> bool | None:
@@ -470,20 +492,22 @@ class StatsState:
         event_type: str,
         occurred_at: dt.datetime,
     ) -> str | None:
+        """Merge a started or ended event into its incident.
+
+        The statistics agreement may give only the date an incident started (`missing_date`),
+        so an ended event is matched to its started one by type and start date; the exact
+        start time comes from the started event's `occurred_at` when the date agrees.
+        """
         missing_type = disclosed(event, "missing_type")
         if missing_type not in MISSING_TYPES:
             return "unknown_missing_type"
-        since_value = first_disclosed(event, SINCE_NAMES)
-        since = parse_time(since_value) if since_value is not None else None
-        if event_type == MISSING_STARTED and since is None:
-            since = occurred_at
+        since = _exact_time(
+            event, "missing_since", "missing_date", occurred_at, event_type == MISSING_STARTED
+        )
         if since is None:
             return "missing_since_absent"
-        key = f"{missing_type}@{since.isoformat()}"
-        incident = child.incidents.get(key)
-        if incident is None:
-            incident = child.incidents[key] = IncidentFact(missing_type=missing_type, since=since)
         if event_type == MISSING_STARTED:
+            incident = self._started_incident(child, missing_type, since)
             incident.started_seen = True
             incident.age_years = _as_int(disclosed(event, "age_years"))
             band = disclosed(event, "age_band")
@@ -491,11 +515,68 @@ class StatsState:
             incident.uasc = _as_bool(disclosed(event, "uasc"))
             incident.inside_boundary = inside_boundary(event, child.council)
         else:
-            until_value = first_disclosed(event, UNTIL_NAMES)
-            incident.until = parse_time(until_value) if until_value is not None else occurred_at
+            until = _exact_time(event, "missing_until", "returned_date", occurred_at, True)
+            assert until is not None
+            exact = disclosed(event, "missing_since") is not None
+            incident = self._ended_incident(child, missing_type, since, until, exact)
+            incident.until = until
             if not incident.started_seen and incident.uasc is None:
                 incident.uasc = _as_bool(disclosed(event, "uasc"))
         return None
+
+    @staticmethod
+    def _started_incident(child: ChildFacts, missing_type: str, since: dt.datetime) -> IncidentFact:
+        key = f"{missing_type}@{since.isoformat()}"
+        if key in child.incidents:
+            return child.incidents[key]
+        # An ended event that came first made a placeholder at the start date: take it over.
+        for other_key, other in sorted(child.incidents.items()):
+            if (
+                not other.started_seen
+                and other.missing_type == missing_type
+                and other.since.date() == since.date()
+            ):
+                del child.incidents[other_key]
+                other.since = since
+                child.incidents[key] = other
+                return other
+        incident = child.incidents[key] = IncidentFact(missing_type=missing_type, since=since)
+        return incident
+
+    @staticmethod
+    def _ended_incident(
+        child: ChildFacts,
+        missing_type: str,
+        since: dt.datetime,
+        until: dt.datetime,
+        since_is_exact: bool,
+    ) -> IncidentFact:
+        key = f"{missing_type}@{since.isoformat()}"
+        exact = child.incidents.get(key)
+        if since_is_exact:
+            if exact is None:
+                exact = child.incidents[key] = IncidentFact(missing_type=missing_type, since=since)
+            return exact
+        same_day = sorted(
+            (
+                i
+                for i in child.incidents.values()
+                if i.missing_type == missing_type
+                and i.since.date() == since.date()
+                and i.since <= until
+            ),
+            key=lambda i: i.since,
+        )
+        for incident in same_day:  # the replay of this end, else the first still open
+            if incident.until == until:
+                return incident
+        for incident in same_day:
+            if incident.until is None:
+                return incident
+        if exact is not None:
+            return exact
+        incident = child.incidents[key] = IncidentFact(missing_type=missing_type, since=since)
+        return incident
 
     def _apply_referral(
         self, event: Mapping[str, Any], council: str, occurred_at: dt.datetime

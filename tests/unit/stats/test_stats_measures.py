@@ -187,3 +187,39 @@ def test_reporting_year_period() -> None:
     assert (
         Period.between(dt.date(2024, 5, 3), dt.date(2024, 6, 1)).time_period == "20240503-20240601"
     )
+
+
+def _date_only_incident(b: FeedBuilder, child: str, since: str, until: str) -> None:
+    """A missing incident as the example agreement shares it: dates, exact times in occurred_at."""
+    start, end = when(since), when(until)
+    b.add(
+        "child.missing.started",
+        f"council.{LA}",
+        child,
+        start,
+        {"missing_type": "M", "trafficking_concern": True},
+        {"missing_date": start.date().isoformat(), "age_years": 14},
+    )
+    b.add(
+        "child.missing.ended",
+        f"council.{LA}",
+        child,
+        end,
+        {"missing_type": "M"},
+        {"missing_date": start.date().isoformat(), "returned_date": end.date().isoformat()},
+    )
+
+
+def test_date_only_incidents_pair_up_in_any_order() -> None:
+    b = FeedBuilder()
+    b.care_started(LA, "A", when("2024-06-01T22:00:00"), trafficking=True)
+    _date_only_incident(b, "A", "2024-06-03T09:00:00", "2024-06-03T11:00:00")
+    _date_only_incident(b, "A", "2024-06-03T20:00:00", "2024-06-05T08:00:00")
+    for events in (b.events, list(reversed(b.events)), b.events + b.events):
+        got = council(events)
+        assert got["missing.incidents"] == 2
+        assert got["missing.incidents_by_duration.less_than_1_day"] == 1
+        assert got["missing.incidents_by_duration.1_to_2_days"] == 1
+        assert got["missing.children_at_period_end"] == 0
+        # 35 hours after care started, from the started event's exact time
+        assert got["trafficking.missing.first_within_48_hours_of_care_start"] == 1
