@@ -1,0 +1,415 @@
+"""Replay: re-read the ingress topics, re-decide every event, compare with the recorded decision.
+
+The auditor's independent re-check that the router did exactly what the agreements allowed. For
+each ingress partition, in offset order (as the router saw it): decode the envelope, check that
+its issuer owns the ingress topic, verify the issuer's signature and key, de-duplicate event ids,
+rebuild the per-subject relationships earlier events created (guardians appointed, NRM
+referrers), and evaluate the agreements **in force at the recorded decision time** (`decided_at`;
+agreement versions are never overwritten, so old decisions re-evaluate under the old versions).
+The result is compared with the decision in `audit.decisions`: outcome, reason code, header
+values, digests, and per recipient the fields forwarded and withheld, derived value names and
+agreements. Any difference is a finding naming the decision's audit offset and the ingress record.
+
+Replay needs no private key and no pseudonym secret: it compares the *names* of derived values,
+which do not depend on the key. It does not check the chain (that is `verify`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from broker.agreements import AgreementSet, EventView, SubjectContext
+from broker.audit.findings import Finding, FindingCode
+from broker.audit.record import Outcome, decode_fields
+from broker.config import agency_of_ingress
+from broker.envelope import Envelope, KeyRegistry, VerificationError, VerifiedEvent
+from broker.envelope.verifier import verify_envelope
+from broker.router.core import _learn as learn_relationships  # the router's one rule for this
+from broker.schemas import SchemaRegistry
+
+DECISIONS_TOPIC = "audit.decisions"
+WRONG_INGRESS = "wrong_ingress"
+DUPLICATE = "duplicate"
+NO_AGREEMENT = "no_agreement"
+INTERNAL_ERROR = "internal_error"
+
+# Derived values are compared by name only, so any fixed key will do (see the module doc).
+_PLACEHOLDER_KEY = bytes(32)
+
+
+def _placeholder_key(recipient: str) -> bytes:
+    return _PLACEHOLDER_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One decision as stored: where it is in the audit topic, and its decoded fields."""
+
+    partition: int
+    offset: int
+    fields: Mapping[str, Any]
+
+    @property
+    def decided_at(self) -> datetime:
+        value: datetime = self.fields["decided_at"]
+        return value
+
+
+Location = tuple[str, int, int]
+"""(ingress topic, partition, offset)."""
+
+
+def index_decisions(
+    values: Iterable[tuple[int, int, bytes | None]],
+    findings: list[Finding],
+    *,
+    topic: str = DECISIONS_TOPIC,
+) -> dict[Location, list[Recorded]]:
+    """Index audit records ``(partition, offset, value)`` by the ingress record they decide.
+
+    Unreadable records are skipped here (`verify` reports them) without a finding.
+    """
+    index: dict[Location, list[Recorded]] = defaultdict(list)
+    for partition, offset, value in values:
+        if value is None:
+            continue
+        try:
+            d = decode_fields(value)
+        except Exception:  # verify's business: any damage is reported there
+            continue
+        loc = (d["ingress_topic"], d["ingress_partition"], d["ingress_offset"])
+        index[loc].append(Recorded(partition, offset, d))
+    return index
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    outcome: Outcome
+    reason: str | None
+    header: dict[str, Any]
+    digests: list[bytes]
+    recipients: list[dict[str, Any]]
+    condition_errors: list[dict[str, str]]
+
+
+class Judge:
+    """The re-evaluation, configured like the router but with public keys only."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeyRegistry,
+        agreements: AgreementSet,
+        agencies: Collection[str],
+        registry: SchemaRegistry | None = None,
+        pseudonym_key: Callable[[str], bytes] = _placeholder_key,
+    ) -> None:
+        self.keys = keys
+        self.agreements = agreements
+        self.agencies = frozenset(agencies)
+        self.registry = registry or SchemaRegistry.default()
+        self.pseudonym_key = pseudonym_key
+
+
+@dataclass
+class _Checked:
+    """What the time-independent checks of one ingress record gave."""
+
+    envelope: Envelope | None
+    event: VerifiedEvent | None
+    reason: str | None
+
+
+class PartitionReplay:
+    """Replays one ingress partition in offset order, keeping the router's per-partition state."""
+
+    def __init__(self, judge: Judge, topic: str, partition: int) -> None:
+        self.judge = judge
+        self.topic = topic
+        self.partition = partition
+        self.seen: set[tuple[str, str]] = set()
+        self.subjects: dict[str, SubjectContext] = {}
+
+    def _check(self, value: bytes | None) -> _Checked:
+        judge = self.judge
+        if value is None:  # a tombstone: the router's decoder fails on it (a router fault)
+            return _Checked(None, None, INTERNAL_ERROR)
+        try:
+            envelope = Envelope.from_bytes(value, judge.registry)
+        except VerificationError as exc:
+            return _Checked(None, None, exc.code)
+        if envelope.header.issuer != agency_of_ingress(self.topic):
+            return _Checked(envelope, None, WRONG_INGRESS)
+        try:
+            event = verify_envelope(envelope, judge.keys, registry=judge.registry)
+        except VerificationError as exc:
+            return _Checked(envelope, None, exc.code)
+        if (envelope.header.issuer, envelope.header.event_id) in self.seen:
+            return _Checked(envelope, None, DUPLICATE)
+        return _Checked(envelope, event, None)
+
+    def learn(self, value: bytes | None) -> None:
+        """Take one record into the state without comparing (before the replay window)."""
+        self._after(self._check(value))
+
+    def _after(self, checked: _Checked) -> None:
+        event = checked.event
+        if event is None:
+            return
+        header = event.header
+        self.seen.add((header.issuer, header.event_id))
+        context = self.subjects.get(header.subject) or SubjectContext()
+        updated = learn_relationships(context, header.event_type, event.fields)
+        if updated != context:
+            self.subjects[header.subject] = updated
+
+    def step(self, offset: int, value: bytes | None, recorded: Recorded) -> list[str]:
+        """Re-decide one record at its recorded time; return the differences (names only)."""
+        checked = self._check(value)
+        expected = self._expected(checked, recorded.decided_at)
+        self._after(checked)
+        return _differences(expected, recorded.fields)
+
+    def _expected(self, checked: _Checked, now: datetime) -> _Expected:
+        envelope = checked.envelope
+        header: dict[str, Any] = {
+            "event_id": None,
+            "issuer": None,
+            "event_type": None,
+            "subject": None,
+            "occurred_at": None,
+        }
+        digests: list[bytes] = []
+        if envelope is not None:
+            h = envelope.header
+            header = {
+                "event_id": h.event_id,
+                "issuer": h.issuer,
+                "event_type": h.event_type,
+                "subject": h.subject,
+                "occurred_at": h.occurred_at,
+            }
+            digests = sorted(envelope.digests)
+        if checked.event is None:
+            reason = checked.reason or INTERNAL_ERROR
+            outcome = Outcome.DUPLICATE if reason == DUPLICATE else Outcome.QUARANTINED
+            return _Expected(outcome, reason, header, digests, [], [])
+        event = checked.event
+        h = event.header
+        decision = self.judge.agreements.decide(
+            EventView(
+                event_id=h.event_id,
+                event_type=h.event_type,
+                issuer=h.issuer,
+                subject=h.subject,
+                occurred_at=h.occurred_at,
+                fields=event.fields,
+            ),
+            now=now,
+            context=self.subjects.get(h.subject) or SubjectContext(),
+            pseudonym_key=self.judge.pseudonym_key,
+        )
+        recipients = [
+            {
+                "recipient": recipient,
+                "fields_forwarded": sorted(grant.fields_shared),
+                "fields_withheld": sorted(grant.fields_withheld),
+                "derived": sorted(grant.derived),
+                "agreements": sorted(grant.agreements),
+            }
+            for recipient, grant in sorted(decision.grants.items())
+            if recipient in self.judge.agencies
+        ]
+        errors = sorted({(e.rule.agreement, e.stage) for e in decision.errors})
+        return _Expected(
+            Outcome.FORWARDED if recipients else Outcome.DENIED,
+            None if recipients else NO_AGREEMENT,
+            header,
+            digests,
+            recipients,
+            [{"agreement": a, "code": c} for a, c in errors],
+        )
+
+
+def _names(diff_plus: Iterable[str], diff_minus: Iterable[str]) -> str:
+    parts = [f"+{n}" for n in sorted(diff_plus)] + [f"-{n}" for n in sorted(diff_minus)]
+    return " ".join(parts)
+
+
+def _differences(expected: _Expected, recorded: Mapping[str, Any]) -> list[str]:
+    """What differs, in words naming fields, recipients and agreements only (never a value)."""
+    out: list[str] = []
+    if recorded["outcome"] != expected.outcome.value:
+        out.append(f"outcome recorded {recorded['outcome']}, agreements give {expected.outcome}")
+    if recorded["reason"] != expected.reason:
+        out.append(f"reason recorded {recorded['reason']}, re-check gives {expected.reason}")
+    for name, value in expected.header.items():
+        if recorded[name] != value:
+            out.append(f"{name} differs from the ingress envelope")
+    if recorded["digests"] != expected.digests:
+        out.append("digests differ from the ingress envelope")
+    got = {r["recipient"]: r for r in recorded["recipients"]}
+    want = {r["recipient"]: r for r in expected.recipients}
+    for recipient in sorted(got.keys() - want.keys()):
+        out.append(f"recipient {recipient} recorded but no agreement in force allows it")
+    for recipient in sorted(want.keys() - got.keys()):
+        out.append(f"recipient {recipient} allowed by the agreements but not recorded")
+    for recipient in sorted(got.keys() & want.keys()):
+        g, w = got[recipient], want[recipient]
+        for key in ("fields_forwarded", "fields_withheld", "derived", "agreements"):
+            if g[key] != w[key]:
+                extra, missing = set(g[key]) - set(w[key]), set(w[key]) - set(g[key])
+                out.append(
+                    f"{recipient} {key}: recorded {_names(extra, missing)} against the agreements"
+                )
+    if list(recorded["condition_errors"]) != expected.condition_errors:
+        out.append("condition errors differ from re-evaluation")
+    return out
+
+
+@dataclass
+class ReplayReport:
+    """What a replay found: counts and findings (empty findings: every decision re-checks)."""
+
+    ingress_records: int = 0
+    compared: int = 0
+    learned: int = 0
+    """Records before the window, read only to rebuild state (seen ids, relationships)."""
+    pending: int = 0
+    """Ingress records after the last decision of their partition: not routed yet."""
+    decisions: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    first_decided_at: datetime | None = None
+    last_decided_at: datetime | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+class Replay:
+    """Drives `PartitionReplay`s over ingress records and matches them with decisions.
+
+    Feed `record(...)` with every ingress record of a partition from its first offset, in offset
+    order (partitions may interleave); then `finish(...)` reports decisions nobody matched.
+    """
+
+    def __init__(
+        self,
+        judge: Judge,
+        decisions: dict[Location, list[Recorded]],
+        *,
+        audit_topic: str = DECISIONS_TOPIC,
+    ) -> None:
+        self.judge = judge
+        self.decisions = decisions
+        self.audit_topic = audit_topic
+        self.report = ReplayReport(decisions=sum(len(v) for v in decisions.values()))
+        self.partitions: dict[tuple[str, int], PartitionReplay] = {}
+        self.last_decided: dict[tuple[str, int], int] = defaultdict(lambda: -1)
+        for topic, partition, offset in decisions:
+            key = (topic, partition)
+            self.last_decided[key] = max(self.last_decided[key], offset)
+        self._matched: set[Location] = set()
+
+    def _finding(self, code: FindingCode, message: str, recorded: Recorded | None) -> None:
+        self.report.findings.append(
+            Finding(
+                code,
+                message,
+                recorded.offset if recorded else None,
+                topic=self.audit_topic,
+                partition=recorded.partition if recorded else None,
+            )
+        )
+
+    def record(self, topic: str, partition: int, offset: int, value: bytes | None, *,
+               compare: bool = True) -> None:  # fmt: skip
+        """One ingress record; with `compare` false it only rebuilds state (before `--from`)."""
+        report = self.report
+        report.ingress_records += 1
+        replay = self.partitions.get((topic, partition))
+        if replay is None:
+            replay = self.partitions[(topic, partition)] = PartitionReplay(
+                self.judge, topic, partition
+            )
+        if not compare:
+            report.learned += 1
+            replay.learn(value)
+            return
+        loc = (topic, partition, offset)
+        found = self.decisions.get(loc)
+        where = f"{topic}[{partition}] offset {offset}"
+        if not found:
+            if offset > self.last_decided[(topic, partition)]:
+                report.pending += 1
+            else:
+                report.findings.append(
+                    Finding(
+                        FindingCode.UNDECIDED,
+                        "this ingress record has no decision, though later records of its "
+                        "partition do",
+                        offset,
+                        chain=f"{topic}/{partition}",
+                        topic=topic,
+                        partition=partition,
+                    )
+                )
+            replay.learn(value)
+            return
+        self._matched.add(loc)
+        first = found[0]
+        for extra in found[1:]:
+            self._finding(
+                FindingCode.DOUBLE_DECISION,
+                f"a second decision for ingress {where} (first at offset {first.offset})",
+                extra,
+            )
+        report.compared += 1
+        report.outcomes[str(first.fields["outcome"])] += 1
+        decided = first.decided_at
+        if report.first_decided_at is None or decided < report.first_decided_at:
+            report.first_decided_at = decided
+        if report.last_decided_at is None or decided > report.last_decided_at:
+            report.last_decided_at = decided
+        differences = replay.step(offset, value, first)
+        if differences:
+            self._finding(
+                FindingCode.MISMATCH,
+                f"decision for ingress {where} (seq {first.fields['seq']}): "
+                + "; ".join(differences),
+                first,
+            )
+
+    def finish(self, read: Mapping[tuple[str, int], tuple[int, int, int]]) -> ReplayReport:
+        """Report decisions whose ingress record was not found.
+
+        `read` maps each ingress (topic, partition) read to (window start, window end, the
+        partition's end when the read began); decisions inside the window or beyond the end that
+        matched no record name ingress that does not exist.
+        """
+        for (topic, partition, offset), found in sorted(self.decisions.items()):
+            if (topic, partition, offset) in self._matched:
+                continue
+            bounds = read.get((topic, partition))
+            if bounds is not None:
+                start, end, last = bounds
+                beyond_end = offset >= last and end == last
+                if not (start <= offset < end or beyond_end):
+                    continue  # outside the replay window
+            for recorded in found:
+                self._finding(
+                    FindingCode.NO_INGRESS,
+                    f"decision (seq {recorded.fields['seq']}) names ingress {topic}[{partition}] "
+                    f"offset {offset}, which does not exist",
+                    recorded,
+                )
+        self.report.findings.sort(
+            key=lambda f: (f.topic or "", f.partition or 0, -1 if f.offset is None else f.offset)
+        )
+        return self.report
