@@ -15,10 +15,10 @@ Choices (documented in connectors/council/README.md):
 from __future__ import annotations
 
 import re
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 Event = dict[str, Any]
@@ -79,6 +79,11 @@ def normalise_postcode(value: str | None) -> str | None:
     """Upper-case, single-spaced postcode as given (full or partial), None if not one."""
     if not value:
         return None
+    return _normalise_postcode(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalise_postcode(value: str) -> str | None:
     match = _POSTCODE.fullmatch(value.strip().upper())
     if match is None:
         return None
@@ -95,7 +100,12 @@ def postcode_district(value: str | None) -> str | None:
     normal = normalise_postcode(value)
     if normal is None:
         return None
-    return sys.intern(normal.split(" ", 1)[0])
+    return _district(normal)
+
+
+@lru_cache(maxsize=1 << 12)
+def _district(normal: str) -> str:
+    return normal.split(" ", 1)[0]
 
 
 @dataclass(slots=True)
@@ -161,14 +171,20 @@ def placement_fields(episode: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def care_started(agency: str, child: str, facts: ChildFacts, episode: dict[str, Any]) -> Event:
+def care_started(
+    agency: str,
+    child: str,
+    facts: ChildFacts,
+    episode: dict[str, Any],
+    placement: dict[str, Any] | None = None,
+) -> Event:
     """`child.care.started` for an episode with RNE S, at DECOM."""
     day: date = episode["DECOM"]
     fields = child_fields(child, facts, facts.dob, day)
     fields.update(
         legal_status=episode.get("LS"),
         category_of_need=episode.get("CIN"),
-        **placement_fields(episode),
+        **(placement or placement_fields(episode)),
         home_postcode=normalise_postcode(episode.get("HOME_POST")),
         ethnicity=facts.ethnicity,
         upn=facts.upn,
@@ -178,7 +194,12 @@ def care_started(agency: str, child: str, facts: ChildFacts, episode: dict[str, 
 
 
 def placement_changed(
-    agency: str, child: str, facts: ChildFacts, episode: dict[str, Any], reason: str | None
+    agency: str,
+    child: str,
+    facts: ChildFacts,
+    episode: dict[str, Any],
+    reason: str | None,
+    placement: dict[str, Any] | None = None,
 ) -> Event:
     """`child.placement.changed` for an episode with RNE P/T/B/U, at DECOM.
 
@@ -187,7 +208,7 @@ def placement_changed(
     """
     day: date = episode["DECOM"]
     fields = child_fields(child, facts, facts.dob, day)
-    fields.update(**placement_fields(episode), reason=reason)
+    fields.update(**(placement or placement_fields(episode)), reason=reason)
     eid = event_id(agency, "Episodes", child, day.isoformat(), PLACEMENT_CHANGED)
     return make_event(PLACEMENT_CHANGED, eid, child, day, fields)
 

@@ -304,11 +304,11 @@ class Ssda903Result:
         rne: str = episode["RNE"]
         if rne == "S":
             if self._has_required(m.CARE_STARTED, episode):
-                yield m.care_started(self.agency, child, facts, episode)
+                yield m.care_started(self.agency, child, facts, episode, placement)
         elif rne in m.NEW_PLACEMENT_RNE:
             if self._has_required(m.PLACEMENT_CHANGED, episode):
                 reason = previous.reason_place_change if previous else None
-                yield m.placement_changed(self.agency, child, facts, episode, reason)
+                yield m.placement_changed(self.agency, child, facts, episode, reason, placement)
         else:
             self.no_event[NO_EVENT_LEGAL_STATUS_ONLY] += 1
         rec: str | None = episode["REC"]

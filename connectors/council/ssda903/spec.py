@@ -138,16 +138,22 @@ class TableValidator:
         clean: dict[str, Any] = {}
         problems: list[RowProblem] = []
         for name, spec in self.columns.items():
-            value = (raw.get(name) or "").strip()
+            value = raw.get(name)
+            if value:
+                value = value.strip()
             if not value:
                 clean[name] = None
                 if not spec.can_be_blank:
                     problems.append(RowProblem(self.table, row_no, name, Reason.BLANK_REQUIRED))
                 continue
-            if spec.codes is not None:
+            codes = spec.codes
+            if codes is not None:
+                if value in codes:  # the usual case: already a valid code
+                    clean[name] = value
+                    continue
                 code = value.upper()
                 code = spec.aliases.get(code, code)
-                if code in spec.codes:
+                if code in codes:
                     clean[name] = code
                 else:
                     clean[name] = None
