@@ -82,7 +82,7 @@ class Tables:
                 if following is not None and (end is None or end > following["decom"]):
                     end = following["decom"]
                 this["end"] = end
-        self.missing = [
+        self.missing: list[dict[str, Any]] = [
             {**r, "start": day(r["MIS_START"]), "until": day(r["MIS_END"])}
             for r in table("missing")
             if day(r["MIS_START"]) is not None
@@ -125,12 +125,12 @@ def convert(t: Tables) -> list[dict[str, Any]]:
         for i, e in enumerate(rows):
             on = e["decom"]
             kind = "child.care.started" if e["RNE"] == "S" else "child.placement.changed"
-            fields = {
+            fields: dict[str, Any] = {
                 "legal_status": e["LS"] or None,
                 "reason_new_episode": e["RNE"],
                 "uasc": t.uasc_on(child, on),
             }
-            derived = {"placement_inside_boundary": placement_inside(e["PL_POST"])}
+            derived: dict[str, Any] = {"placement_inside_boundary": placement_inside(e["PL_POST"])}
             events.append(feed_event(kind, child, on, f"{i}", fields, derived))
             following = rows[i + 1] if i + 1 < len(rows) else None
             if e["dec"] is not None and (following is None or e["dec"] < following["decom"]):
@@ -190,7 +190,8 @@ def reference(t: Tables, p0: dt.date, p1: dt.date) -> dict[str, int | None]:
             if not contiguous(rows, i):
                 return None
             i -= 1
-        return rows[i]["decom"]
+        began: dt.date = rows[i]["decom"]
+        return began
 
     def placement_start(child: str, i: int) -> dt.date | None:
         rows = t.episodes[child]
@@ -198,7 +199,8 @@ def reference(t: Tables, p0: dt.date, p1: dt.date) -> dict[str, int | None]:
             if not contiguous(rows, i):
                 return None
             i -= 1
-        return rows[i]["decom"]
+        began: dt.date = rows[i]["decom"]
+        return began
 
     def band_of_wait(days: int | None) -> str:
         if days is None:
