@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "broker.bench.cli",
     "broker.stats.cli",
     "broker.demo",
+    "broker.audit.cli",
 )
 
 

@@ -42,6 +42,7 @@ class Message:
     timestamp: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def time(self) -> datetime:
@@ -147,7 +148,15 @@ class TopicReader:
             for tp, records in polled.items():
                 span = wanted[tp]
                 batch = [
-                    Message(tp.topic, tp.partition, r.offset, r.timestamp, r.key, r.value)
+                    Message(
+                        tp.topic,
+                        tp.partition,
+                        r.offset,
+                        r.timestamp,
+                        r.key,
+                        r.value,
+                        tuple(r.headers or ()),
+                    )
                     for r in records
                     if r.offset < span.end
                 ]

@@ -1,0 +1,491 @@
+"""`broker audit ...`: the auditor's commands over the audit topics and the ingress topics.
+
+verify       chain links, checkpoint signatures, roots and consistency of the whole audit log
+replay       re-read ingress, re-evaluate the agreements in force at each decision, compare
+disclosures  every disclosure about one child (names only unless values are allowed)
+proof        an inclusion proof for one decision against the latest checkpoint of its chain
+check-proof  check a proof file offline with only the router's public key
+dump         print any topic between two times, verifying each record it prints
+
+Findings and errors name topics, partitions, offsets, chain ids, field names: never a value.
+Exit status: 0 clean, 1 findings (or a failed check), 2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from broker.audit.checkpoint import Checkpoint, KeyLookup
+from broker.audit.disclosures import (
+    add_values,
+    disclosures_about,
+    require_values_allowed,
+    to_csv,
+    to_json,
+)
+from broker.audit.exceptions import AuditError, ProofError
+from broker.audit.findings import Finding
+from broker.audit.reader import Message, Span, TopicNotFound, TopicReader, parse_when
+from broker.audit.record import DECISION_HEADER, DecisionRecord, format_time
+from broker.config import (
+    TOPIC_AUDIT,
+    TOPIC_CHECKPOINTS,
+    BrokerConfig,
+    load_config,
+    topic_ingress,
+)
+from broker.envelope import KeyRegistry, VerificationError
+from broker.errors import BrokerError
+from broker.kafka.client import KafkaClients
+
+
+def key_lookup(keys: KeyRegistry) -> KeyLookup:
+    """The key registry as the audit core's lookup: the key valid then, or None."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    def lookup(agency: str, key_id: str, at: datetime) -> Ed25519PublicKey | None:
+        try:
+            return keys.lookup(agency, key_id, at).public_key
+        except VerificationError:
+            return None
+
+    return lookup
+
+
+def read_values(reader: TopicReader, topic: str) -> list[tuple[int, int, bytes]]:
+    """Every committed record of `topic` as (partition, offset, value); tombstones as b""."""
+    return [(m.partition, m.offset, m.value or b"") for m in reader.read_topic(topic)]
+
+
+def _retopic(findings: list[Finding], default: str, actual: str) -> list[Finding]:
+    if default == actual:
+        return findings
+    return [dataclasses.replace(f, topic=actual) if f.topic == default else f for f in findings]
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else format_time(value)
+
+
+# -- verify --------------------------------------------------------------------------------------
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from broker.audit.verify import verify_log
+
+    config = load_config(args.config)
+    keys = KeyRegistry.from_dir(config.keys_dir)
+    with TopicReader(KafkaClients(config.kafka)) as reader:
+        decisions = read_values(reader, args.audit_topic)
+        checkpoints = read_values(reader, args.checkpoints_topic)
+    report = verify_log(decisions, checkpoints, key_lookup(keys))
+    findings = _retopic(report.findings, TOPIC_AUDIT, args.audit_topic)
+    findings = _retopic(findings, TOPIC_CHECKPOINTS, args.checkpoints_topic)
+    unsigned = sum(report.unsigned_tail.values())
+    out = sys.stdout
+    print(
+        f"{args.audit_topic}: {report.records} decision record(s) in "
+        f"{len(report.records_per_chain)} chain(s); first decision {_when(report.first_decided_at)}"
+        f", last {_when(report.last_decided_at)}",
+        file=out,
+    )
+    print(f"{args.checkpoints_topic}: {report.checkpoints} checkpoint(s)", file=out)
+    for chain, count in sorted(report.records_per_chain.items()):
+        tail = report.unsigned_tail.get(chain, 0)
+        print(f"  chain {chain}: {count} record(s), {tail} after the last checkpoint", file=out)
+    if unsigned:
+        print(
+            f"note: {unsigned} record(s) are not yet covered by a signed checkpoint (the router "
+            "signs every router.checkpoint_interval_s and at a clean stop)",
+            file=out,
+        )
+    for finding in findings:
+        print(f"FINDING {finding}", file=out)
+    if findings:
+        print(f"{len(findings)} finding(s)", file=out)
+        return 1
+    print("OK: every chain link, checkpoint signature, root and consistency proof verifies")
+    return 0
+
+
+# -- replay --------------------------------------------------------------------------------------
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    config = load_config(args.config)
+    start = parse_when(args.start) if args.start else None
+    end = parse_when(args.end) if args.end else None
+    progress = Progress(
+        TextColumn("[bold]replay[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=args.no_progress,
+    )
+    report = replay_log(
+        config,
+        audit_topic=args.audit_topic,
+        start=start,
+        end=end,
+        progress=progress,
+    )
+    print(
+        f"replayed {report.ingress_records} ingress record(s): {report.compared} decision(s) "
+        f"re-evaluated and compared, {report.learned} read for state before --from, "
+        f"{report.pending} not routed yet; {report.decisions} decision record(s) in "
+        f"{args.audit_topic}"
+    )
+    if report.compared:
+        outcomes = ", ".join(f"{n} {o}" for o, n in sorted(report.outcomes.items()))
+        print(
+            f"decisions from {_when(report.first_decided_at)} to {_when(report.last_decided_at)}: "
+            f"{outcomes}"
+        )
+    for finding in report.findings:
+        print(f"FINDING {finding}")
+    if report.findings:
+        print(f"{len(report.findings)} finding(s)")
+        return 1
+    print("OK: every decision is what the agreements in force at its time give")
+    return 0
+
+
+def replay_log(
+    config: BrokerConfig,
+    *,
+    audit_topic: str = TOPIC_AUDIT,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    progress: Any = None,
+) -> Any:
+    """Replay every ingress topic of `config` against `audit_topic`; return a `ReplayReport`."""
+    from broker.agreements import load_agreements
+    from broker.audit.replay import Judge, Replay, index_decisions
+
+    judge = Judge(
+        keys=KeyRegistry.from_dir(config.keys_dir),
+        agreements=load_agreements(config.agreements_dir),
+        agencies=config.agency_ids,
+    )
+    with TopicReader(KafkaClients(config.kafka)) as reader:
+        findings: list[Finding] = []
+        decisions = index_decisions(read_values(reader, audit_topic), findings, topic=audit_topic)
+        spans: list[Span] = []
+        bounds: dict[tuple[str, int], tuple[int, int, int]] = {}
+        for agency in config.agency_ids:
+            topic = topic_ingress(agency)
+            try:
+                whole = reader.spans(topic, end=end)
+            except TopicNotFound:
+                continue  # an agency that never published
+            window = reader.spans(topic, start=start, end=end)
+            last = reader.spans(topic)
+            for w, s, e in zip(whole, window, last, strict=True):
+                spans.append(w)
+                bounds[(w.topic, w.partition)] = (s.start, s.end, e.end)
+        replay = Replay(judge, decisions, audit_topic=audit_topic)
+        replay.report.findings.extend(findings)
+        total = sum(s.size for s in spans)
+        task = progress.add_task("ingress", total=total) if progress is not None else None
+        if progress is not None:
+            progress.start()
+        try:
+            for batch in reader.read(spans):
+                for m in batch:
+                    window_start = bounds[(m.topic, m.partition)][0]
+                    replay.record(
+                        m.topic, m.partition, m.offset, m.value, compare=m.offset >= window_start
+                    )
+                if progress is not None:
+                    progress.advance(task, len(batch))
+        finally:
+            if progress is not None:
+                progress.stop()
+    return replay.finish(bounds)
+
+
+# -- disclosures ---------------------------------------------------------------------------------
+
+
+def run_disclosures(args: argparse.Namespace) -> int:
+    from broker.audit.disclosures import DisclosureRow
+
+    if args.with_values:
+        require_values_allowed()
+    config = load_config(args.config)
+    with TopicReader(KafkaClients(config.kafka)) as reader:
+        rows: list[DisclosureRow] = disclosures_about(
+            read_values(reader, args.audit_topic), args.subject, issuer=args.issuer
+        )
+        if args.with_values and rows:
+            wanted = {row.ingress for row in rows}
+            ingress: dict[tuple[str, int, int], bytes | None] = {}
+            for topic, partition, offset in sorted(wanted):
+                span = Span(topic, partition, offset, offset + 1)
+                for batch in reader.read([span]):
+                    for m in batch:
+                        ingress[(m.topic, m.partition, m.offset)] = m.value
+            rows = add_values(rows, ingress, KeyRegistry.from_dir(config.keys_dir))
+    if args.format == "json":
+        sys.stdout.write(to_json(rows, args.subject, args.issuer))
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(rows))
+    else:
+        _print_table(rows, args.subject)
+    return 0
+
+
+def _print_table(rows: list[Any], subject: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Disclosures about subject {subject}: {len(rows)}")
+    for column in ("time (UTC)", "recipient", "event type", "fields", "agreements"):
+        table.add_column(column, overflow="fold")
+    with_values = any(r.values is not None for r in rows)
+    if with_values:
+        table.add_column("values", overflow="fold")
+    for row in rows:
+        fields = ", ".join(row.fields)
+        if row.derived:
+            fields += " | derived: " + ", ".join(row.derived)
+        cells = [
+            format_time(row.decided_at),
+            row.recipient,
+            row.event_type,
+            fields,
+            ", ".join(row.agreements),
+        ]
+        if with_values:
+            cells.append(json.dumps(row.values, sort_keys=True))
+        table.add_row(*cells)
+    Console(soft_wrap=False, width=200).print(table)
+
+
+# -- proof ---------------------------------------------------------------------------------------
+
+
+def run_proof(args: argparse.Namespace) -> int:
+    from broker.audit.proof import dump_proof, export_proof
+
+    config = load_config(args.config)
+    keys = key_lookup(KeyRegistry.from_dir(config.keys_dir))
+    with TopicReader(KafkaClients(config.kafka)) as reader:
+        decisions = read_values(reader, args.audit_topic)
+        checkpoints = read_values(reader, args.checkpoints_topic)
+    needle = args.event_id.encode()
+    found: DecisionRecord | None = None
+    for _, _, value in decisions:
+        if needle not in value:
+            continue
+        try:
+            record = DecisionRecord.from_bytes(value)
+        except AuditError:
+            continue
+        if record.event_id == args.event_id and record.outcome.value != "duplicate":
+            found = record
+            break
+    if found is None:
+        raise BrokerError(
+            f"no decision for event {args.event_id} in {args.audit_topic}: check the event id"
+        )
+    leaves = [
+        value
+        for _, _, value in decisions
+        if value.startswith(DECISION_HEADER) and _chain_of(value) == found.chain
+    ]
+    latest: Checkpoint | None = None
+    for _, _, value in checkpoints:
+        try:
+            cp = Checkpoint.from_bytes(value)
+            if cp.chain != found.chain or cp.tree_size <= found.seq:
+                continue
+            cp.verify_signature(keys)
+        except AuditError:
+            continue
+        if latest is None or cp.tree_size >= latest.tree_size:
+            latest = cp
+    if latest is None:
+        raise BrokerError(
+            f"no signed checkpoint covers decision {args.event_id} (chain {found.chain}, seq "
+            f"{found.seq}) yet: the router signs one every router.checkpoint_interval_s and at "
+            "a clean stop; try again later"
+        )
+    try:
+        doc = export_proof(found.to_bytes(), found.seq, leaves, latest)
+    except ProofError as exc:
+        raise BrokerError(f"cannot export the proof ({exc}): run `broker audit verify`") from None
+    data = dump_proof(doc)
+    if args.out:
+        Path(args.out).write_bytes(data)
+        print(
+            f"wrote {args.out}: decision {args.event_id} is leaf {found.seq} of chain "
+            f"{found.chain} under the checkpoint of size {latest.tree_size} signed at "
+            f"{format_time(latest.issued_at)}",
+            file=sys.stderr,
+        )
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+def _chain_of(value: bytes) -> str | None:
+    from broker.audit.record import read_header
+
+    try:
+        return read_header(value).chain
+    except AuditError:
+        return None
+
+
+def run_check_proof(args: argparse.Namespace) -> int:
+    from broker.audit.proof import check_proof_file
+    from broker.envelope import load_public_key
+
+    info = load_public_key(Path(args.key))
+    registry = KeyRegistry([info])
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise BrokerError(f"cannot read {args.file} ({exc.strerror})") from None
+    try:
+        proved = check_proof_file(data, key_lookup(registry))
+    except ProofError as exc:
+        print(f"FAILED {args.file}: {exc}")
+        return 1
+    record, cp = proved.record, proved.checkpoint
+    print(
+        f"OK: decision {record.event_id} ({record.outcome.value}, {record.event_type} of "
+        f"{record.issuer}, decided {format_time(record.decided_at)}) is record {record.seq} of "
+        f"chain {record.chain}, in the log of {cp.tree_size} record(s) signed by {cp.agency}/"
+        f"{cp.key_id} at {format_time(cp.issued_at)}"
+    )
+    return 0
+
+
+# -- dump ----------------------------------------------------------------------------------------
+
+
+def run_dump(args: argparse.Namespace) -> int:
+    from broker.audit.dump import Dumper
+
+    if args.with_values:
+        require_values_allowed()
+    config = load_config(args.config)
+    start = parse_when(args.start) if args.start else None
+    end = parse_when(args.end) if args.end else None
+    keys = KeyRegistry.from_dir(config.keys_dir)
+    dumper = Dumper(args.topic, keys, key_lookup(keys), with_values=args.with_values)
+    with TopicReader(KafkaClients(config.kafka)) as reader:
+        for message in _messages(reader, args.topic, start, end):
+            sys.stdout.write(json.dumps(dumper.line(message), sort_keys=True) + "\n")
+    print(
+        f"{dumper.printed} record(s) of {args.topic}; {dumper.failed} failed verification",
+        file=sys.stderr,
+    )
+    return 1 if dumper.failed else 0
+
+
+def _messages(
+    reader: TopicReader, topic: str, start: datetime | None, end: datetime | None
+) -> Iterator[Message]:
+    yield from reader.read_topic(topic, start=start, end=end)
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, *, checkpoints: bool = False) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="deployment config file")
+    parser.add_argument(
+        "--audit-topic",
+        default=TOPIC_AUDIT,
+        help="read decisions from this topic instead (e.g. a copy under investigation)",
+    )
+    if checkpoints:
+        parser.add_argument(
+            "--checkpoints-topic", default=TOPIC_CHECKPOINTS, help="read checkpoints from here"
+        )
+
+
+def _range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from", dest="start", metavar="T", help="from this time (ISO 8601; UTC if no zone)"
+    )
+    parser.add_argument("--to", dest="end", metavar="T", help="up to this time (excluded)")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "audit", help="verify, replay and report on the audit log (auditors)"
+    )
+    sub = parser.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("verify", help="check every chain link, checkpoint signature and root")
+    _common(p, checkpoints=True)
+    p.set_defaults(func=run_verify)
+
+    p = sub.add_parser(
+        "replay", help="re-evaluate every ingress event and compare with the recorded decision"
+    )
+    _common(p)
+    _range(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=run_replay)
+
+    p = sub.add_parser("disclosures", help="every disclosure about one child")
+    _common(p)
+    p.add_argument("--subject", required=True, help="the issuer's subject reference")
+    p.add_argument("--issuer", help="only this issuer's subject reference (agency id)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument(
+        "--with-values",
+        action="store_true",
+        help="add the disclosed values (only where the deployment allows it)",
+    )
+    p.set_defaults(func=run_disclosures)
+
+    p = sub.add_parser("proof", help="export an inclusion proof for one decision")
+    _common(p, checkpoints=True)
+    p.add_argument("--event-id", required=True)
+    p.add_argument("--out", help="write the proof here (default: standard output)")
+    p.set_defaults(func=run_proof)
+
+    p = sub.add_parser("check-proof", help="check an inclusion proof offline")
+    p.add_argument("file", help="proof file from `broker audit proof`")
+    p.add_argument("--key", required=True, help="the router's public key file (.pub.json)")
+    p.set_defaults(func=run_check_proof)
+
+    p = sub.add_parser("dump", help="print a topic between two times, verifying each record")
+    p.add_argument("--config", type=Path, required=True, help="deployment config file")
+    p.add_argument("--topic", required=True)
+    _range(p)
+    p.add_argument(
+        "--with-values",
+        action="store_true",
+        help="print event field values (only where the deployment allows it)",
+    )
+    p.set_defaults(func=run_dump)
+
+
+__all__ = ["key_lookup", "read_values", "register", "replay_log"]
