@@ -2,10 +2,9 @@
 
 Memory holds one small record per child (Header/UASC facts) and per episode (start, end,
 placement district, reason for change), which placement reasons and the placement district
-of a missing episode need; rows themselves stream. CSV tables are read Header, UASC, Episodes,
-Missing; Episodes are taken child by child (consecutive rows of one CHILD, sorted by DECOM).
-A child whose episodes are scattered through the file is still mapped; only the `reason` of a
-placement change whose previous episode appears later in the file is then left null.
+of a missing episode need; rows themselves stream. CSV tables are read Header, UASC, Episodes
+(twice: a light first pass indexes every episode, so row order never matters), Missing;
+events of Episodes come child by child (consecutive rows of one CHILD, sorted by DECOM).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from connectors.council.ssda903.sources import (
     find_tables,
     xml_children,
 )
-from connectors.council.ssda903.spec import TABLES, Ssda903Spec, TableValidator
+from connectors.council.ssda903.spec import TABLES, Ssda903Spec, TableValidator, parse_date
 
 Event = dict[str, Any]
 
@@ -89,11 +88,18 @@ class Ssda903Result:
         self.no_event: Counter[str] = Counter()  # valid rows that map to no event type
         self.events_skipped: Counter[str] = Counter()  # events not made: a required value bad
         self.finished = False
-        files = list(tables.values()) if form == "csv" else [source]
+        # The Episodes table is read twice: once to index episodes, once to map them.
+        files = [source]
+        if form == "csv":
+            files = [*tables.values(), *([tables["Episodes"]] if "Episodes" in tables else [])]
         self.progress = ByteCounter(sum(p.stat().st_size for p in files))
         self._validators = {t: TableValidator(t, spec.tables[t]) for t in TABLES}
         self._facts: dict[str, m.ChildFacts] = {}
         self._timeline: dict[str, list[_Episode]] = {}
+        self._duplicate_rows: set[int] = set()
+        episodes_spec = spec.tables["Episodes"]
+        self._date_format = episodes_spec["DECOM"].date_format or "%d/%m/%Y"
+        self._reasons = episodes_spec["REASON_PLACE_CHANGE"].codes or frozenset()
         self._occurrences: Counter[tuple[str, date, str]] = Counter()
         self._header_known = form == "xml" or "Header" in tables
         self._uasc_known = form == "xml" or "UASC" in tables
@@ -139,11 +145,13 @@ class Ssda903Result:
                 for row in csv_rows(table, self.tables[table], self.progress):
                     self._header(row) if table == "Header" else self._uasc(row)
         if "Episodes" in self.tables:
+            for row in csv_rows("Episodes", self.tables["Episodes"], self.progress):
+                self._index(row)
             rows = csv_rows("Episodes", self.tables["Episodes"], self.progress)
             for _, group in itertools.groupby(
                 rows, key=lambda r: r.values.get("CHILD", "").strip()
             ):
-                yield from self._episodes(group)
+                yield from self._episodes(group, indexed=True)
         if "Missing" in self.tables:
             for row in csv_rows("Missing", self.tables["Missing"], self.progress):
                 yield from self._missing(row)
@@ -234,12 +242,54 @@ class Ssda903Result:
         facts.in_uasc_table = True
         facts.duc = clean["DUC"]
 
-    def _episodes(self, rows: Iterable[SourceRow]) -> Iterator[Event]:
+    def _index(self, row: SourceRow) -> None:
+        """Add a raw episode row to the child's timeline (or note it as a duplicate start).
+
+        Runs before any episode event is made: over the whole Episodes table for CSV, over the
+        child's episodes for XML. So the episode before any other is always known, whatever
+        the row order, and a missing episode finds the placement it began in.
+        """
+        values = row.values
+        child = (values.get("CHILD") or "").strip()
+        decom = parse_date((values.get("DECOM") or "").strip(), self._date_format)
+        if not child or decom is None:
+            return  # reported when the row itself is validated
+        dec_text = (values.get("DEC") or "").strip()
+        dec = parse_date(dec_text, self._date_format) if dec_text else None
+        reason = (values.get("REASON_PLACE_CHANGE") or "").strip().upper()
+        timeline = self._timeline.setdefault(child, [])
+        at = bisect.bisect_left(timeline, decom, key=lambda e: e.decom)
+        if at < len(timeline) and timeline[at].decom == decom:
+            self._duplicate_rows.add(row.row)
+            return
+        entry = _Episode(
+            decom,
+            dec,
+            m.postcode_district(values.get("PL_POST")),
+            reason if reason in self._reasons else None,
+        )
+        timeline.insert(at, entry)
+
+    def _episodes(self, rows: Iterable[SourceRow], *, indexed: bool = False) -> Iterator[Event]:
+        rows = list(rows)
+        if not indexed:
+            for row in rows:
+                self._index(row)
         valid: list[dict[str, Any]] = []
         for row in rows:
             clean = self._validate(row)
-            if clean is not None:
-                valid.append(clean)
+            if clean is None:
+                continue
+            if row.row in self._duplicate_rows:
+                self._reject(
+                    "Episodes",
+                    row.row,
+                    "DECOM",
+                    Reason.DUPLICATE_EPISODE,
+                    "another episode of this child starts the same day",
+                )
+                continue
+            valid.append(clean)
         valid.sort(key=lambda e: e["DECOM"])
         for episode in valid:
             yield from self._episode(episode)
@@ -250,15 +300,6 @@ class Ssda903Result:
         decom: date = episode["DECOM"]
         timeline = self._timeline.setdefault(child, [])
         at = bisect.bisect_left(timeline, decom, key=lambda e: e.decom)
-        if at < len(timeline) and timeline[at].decom == decom:
-            self._reject(
-                "Episodes",
-                row,
-                "DECOM",
-                Reason.DUPLICATE_EPISODE,
-                "another episode of this child starts the same day",
-            )
-            return
         previous = timeline[at - 1] if at else None
         placement = m.placement_fields(episode)
         if episode.get("PL_POST") and placement["placement_postcode"] is None:
@@ -281,15 +322,6 @@ class Ssda903Result:
                     "not a full or partial UK postcode",
                 )
             )
-        timeline.insert(
-            at,
-            _Episode(
-                decom,
-                episode["DEC"],
-                placement["placement_postcode_district"],
-                episode["REASON_PLACE_CHANGE"],
-            ),
-        )
         facts = self._facts_for("Episodes", row, child)
         if facts.dob is not None and decom < facts.dob:
             self._report(
