@@ -1,0 +1,432 @@
+"""Shared helpers of the router acceptance tests (issue 5).
+
+Isolation on one session broker: topic names are a contract (`ingress.<agency>`, `feed.<agency>`),
+so each test gets its own *agencies*: every demo agency id with a random suffix
+(`police.met` -> `police.met_3fa9c1`), the example agreements rewritten for those ids, keys, a
+config and a consumer group of its own. Ingress and feed topics are then private to the test; the
+shared topics (`audit.decisions`, `audit.checkpoints`, `quarantine`, `router.state`) are keyed by
+ingress topic or chain id, and the readers here keep only the records of the test's own chains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kafka import TopicPartition
+
+from broker.audit import DecisionRecord
+from broker.config import (
+    TOPIC_AUDIT,
+    TOPIC_CHECKPOINTS,
+    TOPIC_QUARANTINE,
+    BrokerConfig,
+    load_config,
+    topic_feed,
+    topic_ingress,
+)
+from broker.envelope import Envelope, SigningKey, issue
+from broker.feed import FeedItem, FeedReader
+from broker.kafka.client import KafkaClients
+from broker.publish import Publisher, agency_key
+from broker.router.service import RouterService
+from broker.scaffold import DEMO_AGENCIES, EXAMPLE_AGREEMENTS, REPO_ROOT, write_deployment
+from broker.schemas import SchemaRegistry
+
+# The demo agencies plus one that no agreement names: it must never receive anything.
+BASE_AGENCIES: dict[str, str] = {
+    **DEMO_AGENCIES,
+    "police.btp": "British Transport Police (no data-sharing agreement)",
+}
+WESTMINSTER = "council.E09000033"
+LAMBETH = "council.E09000022"
+SOUTHWARK = "council.E09000028"
+MET = "police.met"
+BTP = "police.btp"
+NRM = "nrm.sca"
+GUARDIAN = "guardian.ictg"
+STATS = "stats.national"
+
+_ID_RE = re.compile(
+    r"(?<![\w.])(" + "|".join(re.escape(a) for a in BASE_AGENCIES) + r")(?![\w-])"
+)
+
+
+@dataclass
+class Deployment:
+    """One test's private deployment: agencies with a suffix, keys, agreements and config."""
+
+    directory: Path
+    config_path: Path
+    suffix: str
+
+    @property
+    def config(self) -> BrokerConfig:
+        return load_config(self.config_path)
+
+    def id(self, base: str) -> str:
+        """This test's id of a demo agency (`police.met` -> `police.met_<suffix>`)."""
+        return f"{base}_{self.suffix}"
+
+    def base(self, agency_id: str) -> str:
+        return agency_id.removesuffix(f"_{self.suffix}")
+
+    @property
+    def agency_ids(self) -> list[str]:
+        return [self.id(a) for a in BASE_AGENCIES]
+
+    @property
+    def ingress_topics(self) -> list[str]:
+        return [topic_ingress(a) for a in self.agency_ids]
+
+    def key(self, base: str) -> SigningKey:
+        return agency_key(self.config, self.id(base))
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.directory / "keys"
+
+
+def make_deployment(
+    directory: Path,
+    bootstrap: str,
+    *,
+    partitions: int = 3,
+    router: Mapping[str, object] | None = None,
+) -> Deployment:
+    """Write a deployment whose agencies and consumer group no other test uses."""
+    suffix = uuid.uuid4().hex[:8]
+    agreements = directory / "agreements"
+    agreements.mkdir(parents=True)
+    for source in sorted(EXAMPLE_AGREEMENTS.glob("*.yaml")):
+        text = _ID_RE.sub(lambda m: f"{m.group(1)}_{suffix}", source.read_text())
+        (agreements / source.name).write_text(text)
+    config_path = write_deployment(
+        directory,
+        bootstrap_servers=bootstrap,
+        agencies={f"{a}_{suffix}": name for a, name in BASE_AGENCIES.items()},
+        agreements_dir=agreements,
+        partitions=partitions,
+        router={"group_id": f"router-{suffix}", "checkpoint_interval_s": 2.0, **(router or {})},
+    )
+    return Deployment(directory, config_path, suffix)
+
+
+# -- events -------------------------------------------------------------------------------------
+
+_REGISTRY = SchemaRegistry.default()
+
+
+def event_fields(event_type: str, tag: str, **overrides: Any) -> dict[str, Any]:
+    """Every field of `event_type` set to a valid, recognisable JSON value, then `overrides`."""
+    values: dict[str, Any] = {}
+    for name, info in _REGISTRY.fields(event_type).items():
+        kind = info.item_kind if info.is_array else info.kind
+        allowed = info.allowed_values
+        value: Any
+        if allowed:
+            value = allowed[len(name) % len(allowed)]
+        elif kind == "string":
+            value = f"{name}-{tag}"
+        elif kind == "date":
+            value = (date(2012, 1, 1) + timedelta(days=len(name))).isoformat()
+        elif kind == "timestamp":
+            value = f"2026-11-24T17:{len(name):02d}:00Z"
+        elif kind == "bool":
+            value = True
+        else:
+            value = 2012
+        values[name] = [value] if info.is_array else value
+    unknown = set(overrides) - set(values)
+    assert not unknown, f"no such field(s) of {event_type}: {unknown}"
+    values.update(overrides)
+    return values
+
+
+def event(event_type: str, subject: str, tag: str, **overrides: Any) -> dict[str, Any]:
+    """An EVENTS.md JSON event with a fixed event id derived from `tag`."""
+    return {
+        "event_type": event_type,
+        "event_id": f"evt-{tag}",
+        "subject": subject,
+        "occurred_at": "2026-11-24T18:05:00Z",
+        "fields": event_fields(event_type, tag, **overrides),
+    }
+
+
+def publish(dep: Deployment, issuer_base: str, events: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Sign and publish events as one agency; every one must be accepted."""
+    publisher = Publisher(dep.config, dep.id(issuer_base))
+    try:
+        report = publisher.publish_all((f"event {i}", e) for i, e in enumerate(events))
+    finally:
+        publisher.close()
+    assert not report.rejected, report.rejected
+    return report.event_ids
+
+
+def signed(dep: Deployment, issuer_base: str, evt: Mapping[str, Any]) -> Envelope:
+    return issue(evt, issuer=dep.id(issuer_base), key=dep.key(issuer_base))
+
+
+def produce_raw(
+    dep: Deployment, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Produce `(key, value)` records as they are (for input no publisher would make)."""
+    producer = KafkaClients(dep.config.kafka).producer()
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+# -- reading topics (read_committed) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rec:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def read_topic(dep: Deployment, topic: str, *, key_prefixes: Iterable[str] = ()) -> list[Rec]:
+    """Every committed record of `topic` up to its current end, in partition then offset order."""
+    prefixes = tuple(p.encode() for p in key_prefixes)
+    consumer = KafkaClients(dep.config.kafka).consumer(
+        group_id=None, isolation_level="read_committed"
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        out: list[Rec] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                out.extend(
+                    Rec(tp.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
+                    for r in records
+                    if r.offset < ends[tp] and (not prefixes or (r.key or b"").startswith(prefixes))
+                )
+        out.sort(key=lambda r: (r.partition, r.offset))
+        return out
+    finally:
+        consumer.close(autocommit=False)
+
+
+def our_chains(dep: Deployment) -> list[str]:
+    """Key prefixes of this deployment's audit chains and quarantine records."""
+    return [f"{t}/" for t in dep.ingress_topics]
+
+
+def read_audit(dep: Deployment) -> list[Rec]:
+    return read_topic(dep, TOPIC_AUDIT, key_prefixes=our_chains(dep))
+
+
+def read_checkpoints(dep: Deployment) -> list[Rec]:
+    return read_topic(dep, TOPIC_CHECKPOINTS, key_prefixes=our_chains(dep))
+
+
+def read_quarantine(dep: Deployment) -> list[Rec]:
+    return read_topic(dep, TOPIC_QUARANTINE, key_prefixes=our_chains(dep))
+
+
+def decisions(dep: Deployment) -> list[DecisionRecord]:
+    return [DecisionRecord.from_bytes(r.value or b"") for r in read_audit(dep)]
+
+
+def ingress_counts(dep: Deployment) -> dict[tuple[str, int], int]:
+    """End offset of every ingress partition of the deployment (records published)."""
+    consumer = KafkaClients(dep.config.kafka).consumer(group_id=None)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in dep.ingress_topics
+            for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        ends = consumer.end_offsets(partitions)
+        return {(tp.topic, tp.partition): n for tp, n in ends.items()}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def read_feed(dep: Deployment, base: str) -> list[FeedItem]:
+    """Everything committed to an agency's feed, each verified end to end by `FeedReader`."""
+    reader = FeedReader(dep.config, dep.id(base), from_beginning=True)
+    try:
+        return [item for batch in reader.batches(follow=False, poll_ms=200) for item in batch]
+    finally:
+        reader.close()
+
+
+def feeds(dep: Deployment) -> dict[str, list[FeedItem]]:
+    return {base: read_feed(dep, base) for base in BASE_AGENCIES}
+
+
+def wait_for_decisions(dep: Deployment, count: int, *, timeout: float = 120.0) -> None:
+    """Wait until the audit log holds `count` decisions of this deployment's chains."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = len(read_audit(dep))
+        if seen >= count:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"only {seen} of {count} decisions were made in {timeout:.0f} s")
+
+
+# -- running the router -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def router_thread(dep: Deployment, *, instance: str = "t0") -> Iterator[RouterService]:
+    """A router running in this process until the block ends."""
+    service = RouterService(dep.config, instance_id=instance)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # surfaced in the test
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"router-{instance}", daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "router did not stop"
+    assert not failure, failure
+
+
+def route_all(dep: Deployment, expected_decisions: int) -> RouterService:
+    """Run an in-process router until it has decided `expected_decisions` ingress records."""
+    with router_thread(dep) as service:
+        wait_for_decisions(dep, expected_decisions)
+    return service
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RouterProcess:
+    """`python -m broker.cli route` as a child process (output kept in a log file)."""
+
+    config: Path
+    instance: str
+    log: Path
+    idle_exit: float | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> RouterProcess:
+        args = [sys.executable, "-m", "broker.cli", "route", "--config", str(self.config)]
+        args += ["--instance", self.instance]
+        if self.idle_exit is not None:
+            args += ["--idle-exit", str(self.idle_exit)]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=dict(os.environ)
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus text exposition as {(name, labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    line_re = re.compile(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$")
+    label_re = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = line_re.match(line)
+        assert match, f"not a Prometheus sample line: {line}"
+        labels = frozenset(label_re.findall(match.group(2) or ""))
+        samples[(match.group(1), labels)] = float(match.group(3))
+    return samples
+
+
+def metric(
+    samples: Mapping[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def decisions_by_ingress(
+    records: Iterable[DecisionRecord],
+) -> dict[tuple[str, int, int], list[DecisionRecord]]:
+    out: dict[tuple[str, int, int], list[DecisionRecord]] = defaultdict(list)
+    for r in records:
+        out[(r.ingress_topic, r.ingress_partition, r.ingress_offset)].append(r)
+    return out
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
