@@ -176,7 +176,9 @@ _FIXES = {
     "valid_from": "write a date (2026-04-01) or a time with a zone (2026-04-01T00:00:00Z)",
     "valid_until": "write a date (2027-03-31, in force all that day) or a time with a zone",
     "retention": "write an ISO 8601 period, e.g. P6Y, P18M or P90D",
-    "transform": "use one of age_band, birth_year, postcode_district, date_only, pseudonym",
+    "transform": (
+        "use one of age_band, age_years, birth_year, postcode_district, date_only, pseudonym"
+    ),
     "name": "start with a letter; use lower-case letters, digits, `_` (and `-` in rule names)",
     "field": "use the field's name as in the event schema (lower-case and underscores)",
     "email": "write a role mailbox such as dpo@westminster.gov.uk",

@@ -17,7 +17,9 @@ AGENCY_KIND_PATTERN = r"^[a-z][a-z0-9_-]*$"
 AGENCY_ID_RE = re.compile(AGENCY_ID_PATTERN)
 AGENCY_KIND_RE = re.compile(AGENCY_KIND_PATTERN)
 
-TransformName = Literal["age_band", "birth_year", "postcode_district", "date_only", "pseudonym"]
+TransformName = Literal[
+    "age_band", "age_years", "birth_year", "postcode_district", "date_only", "pseudonym"
+]
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")]

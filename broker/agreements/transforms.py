@@ -52,6 +52,18 @@ def age_band(value: Any, occurred_at: datetime, key: bytes | None = None) -> str
     return next((band for limit, band in AGE_BANDS if age < limit), ADULT_BAND)
 
 
+def age_years(value: Any, occurred_at: datetime, key: bytes | None = None) -> int:
+    """Age in whole years at the event (`occurred_at`) of a date of birth.
+
+    For statistics whose bands do not line up with `age_band` (under 1, 1-4, 5-9, ...): the
+    recipient gets a number, never the date itself.
+    """
+    age = age_in_years(_as_date(value), occurred_at.date())
+    if age < 0:
+        raise TransformError("date of birth is after the event")
+    return age
+
+
 def birth_year(value: Any, occurred_at: datetime, key: bytes | None = None) -> int:
     """The year of a date of birth."""
     return _as_date(value).year
@@ -98,6 +110,7 @@ def _as_date(value: Any) -> date:
 
 TRANSFORMS: Mapping[TransformName, Transform] = {
     "age_band": Transform(age_band, frozenset({"date", "timestamp"})),
+    "age_years": Transform(age_years, frozenset({"date", "timestamp"})),
     "birth_year": Transform(birth_year, frozenset({"date", "timestamp"})),
     "postcode_district": Transform(postcode_district, frozenset({"string"})),
     "date_only": Transform(date_only, frozenset({"timestamp", "date"})),

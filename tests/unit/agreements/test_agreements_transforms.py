@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from broker.agreements.transforms import (
     TransformError,
     age_band,
+    age_years,
     birth_year,
     date_only,
     postcode_district,
@@ -45,6 +46,38 @@ def test_age_band_is_at_the_event_not_today() -> None:
 def test_age_band_refuses_a_birth_after_the_event() -> None:
     with pytest.raises(TransformError, match="after the event"):
         age_band(date(2027, 1, 1), AT)
+
+
+@pytest.mark.parametrize(("dob", "years"), [
+    (date(2026, 11, 24), 0),   # born on the day
+    (date(2025, 11, 25), 0),   # 1 tomorrow
+    (date(2025, 11, 24), 1),
+    (date(2021, 11, 25), 4),
+    (date(2021, 11, 24), 5),
+    (date(2016, 11, 25), 9),
+    (date(2016, 11, 24), 10),
+    (date(2010, 11, 25), 15),
+    (date(2010, 11, 24), 16),
+])
+def test_age_years_whole_years_at_the_event(dob: date, years: int) -> None:
+    assert age_years(dob, AT) == years
+
+
+def test_age_years_leap_day_birthday_counts_from_1_march() -> None:
+    born = date(2012, 2, 29)
+    assert age_years(born, datetime(2025, 2, 28, tzinfo=UTC)) == 12
+    assert age_years(born, datetime(2025, 3, 1, tzinfo=UTC)) == 13
+
+
+def test_age_years_refuses_a_birth_after_the_event_without_the_date() -> None:
+    with pytest.raises(TransformError, match="after the event") as raised:
+        age_years(date(2027, 1, 1), AT)
+    assert "2027" not in str(raised.value)
+
+
+def test_age_years_refuses_what_is_not_a_date() -> None:
+    with pytest.raises(TransformError, match="not a date"):
+        age_years("2011-05-02", AT)
 
 
 def test_birth_year() -> None:
