@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 WRONG_INGRESS = "wrong_ingress"
 DUPLICATE = "duplicate"
 INTERNAL_ERROR = "internal_error"
+BAD_ENCODING = "bad_encoding"
+_DIGEST_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class IngressRecord:
     topic: str
     partition: int
     offset: int
-    value: bytes
+    value: bytes | None  # None: a tombstone, which no publisher sends
 
 
 class RouterCore:
@@ -121,6 +123,8 @@ class RouterCore:
 
     def _route(self, record: IngressRecord, state: PartitionState, now: datetime) -> RouteResult:
         # All fallible work comes before the first change to `state` (the audit append).
+        if record.value is None:  # a tombstone: no bytes at all
+            return self._quarantine(record, state, now, BAD_ENCODING, "record has no value", None)
         try:
             envelope = Envelope.from_bytes(record.value, self.registry)
         except VerificationError as exc:
@@ -269,7 +273,7 @@ class RouterCore:
             subject=header.subject if header else None,
             occurred_at=header.occurred_at if header else None,
             reason=reason,
-            digests=[d.hex() for d in envelope.digests] if envelope else [],
+            digests=_audit_digests(envelope),
         )
         meta = {
             "reason": reason,
@@ -300,6 +304,14 @@ class RouterCore:
     @staticmethod
     def _audit_output(state: PartitionState, audit: DecisionRecord) -> Output:
         return Output(TOPIC_AUDIT, state.chain.chain.encode(), audit.to_bytes())
+
+
+def _audit_digests(envelope: Envelope | None) -> list[str]:
+    """The digests of a rejected envelope as the audit record can hold them: a set of SHA-256
+    values (a rejected envelope may repeat a digest or carry one of the wrong size)."""
+    if envelope is None:
+        return []
+    return sorted({d.hex() for d in envelope.digests if len(d) == _DIGEST_SIZE})
 
 
 def _learn(context: SubjectContext, event_type: str, fields: dict[str, object]) -> SubjectContext:

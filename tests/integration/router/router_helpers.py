@@ -38,14 +38,13 @@ from broker.config import (
     TOPIC_QUARANTINE,
     BrokerConfig,
     load_config,
-    topic_feed,
     topic_ingress,
 )
 from broker.envelope import Envelope, SigningKey, issue
 from broker.feed import FeedItem, FeedReader
 from broker.kafka.client import KafkaClients
 from broker.publish import Publisher, agency_key
-from broker.router.service import RouterService
+from broker.router.service import RouterService, topic_specs
 from broker.scaffold import DEMO_AGENCIES, EXAMPLE_AGREEMENTS, REPO_ROOT, write_deployment
 from broker.schemas import SchemaRegistry
 
@@ -63,9 +62,7 @@ NRM = "nrm.sca"
 GUARDIAN = "guardian.ictg"
 STATS = "stats.national"
 
-_ID_RE = re.compile(
-    r"(?<![\w.])(" + "|".join(re.escape(a) for a in BASE_AGENCIES) + r")(?![\w-])"
-)
+_ID_RE = re.compile(r"(?<![\w.])(" + "|".join(re.escape(a) for a in BASE_AGENCIES) + r")(?![\w-])")
 
 
 @dataclass
@@ -185,10 +182,16 @@ def signed(dep: Deployment, issuer_base: str, evt: Mapping[str, Any]) -> Envelop
     return issue(evt, issuer=dep.id(issuer_base), key=dep.key(issuer_base))
 
 
+def create_topics(dep: Deployment) -> None:
+    """Every topic of the deployment, as the router would create them."""
+    KafkaClients(dep.config.kafka).ensure_topics(topic_specs(dep.config))
+
+
 def produce_raw(
     dep: Deployment, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
 ) -> None:
     """Produce `(key, value)` records as they are (for input no publisher would make)."""
+    create_topics(dep)
     producer = KafkaClients(dep.config.kafka).producer()
     try:
         for key, value in records:
@@ -198,7 +201,7 @@ def produce_raw(
         producer.close()
 
 
-# -- reading topics (read_committed) ----------------------------------------------------------------
+# -- reading topics (read_committed) ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,7 @@ def wait_for_decisions(dep: Deployment, count: int, *, timeout: float = 120.0) -
     raise AssertionError(f"only {seen} of {count} decisions were made in {timeout:.0f} s")
 
 
-# -- running the router -----------------------------------------------------------------------------
+# -- running the router --------------------------------------------------------------------
 
 
 @contextlib.contextmanager

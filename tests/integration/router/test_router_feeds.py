@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
+from datetime import date
 from typing import Any
 
 import pytest
@@ -128,6 +129,7 @@ STATS_DERIVE: dict[str, dict[str, tuple[str, str]]] = {
     "child.missing.started": {
         "child_pseudonym": ("pseudonym", "la_child_id"),
         "missing_date": ("date_only", "missing_since"),
+        "age_years": ("age_years", "dob"),
     },
     "child.missing.ended": {
         "child_pseudonym": ("pseudonym", "la_child_id"),
@@ -209,9 +211,7 @@ def _story(dep: Deployment) -> list[tuple[str, dict[str, Any], Expect]]:
 ISSUERS = {"W": WESTMINSTER, "S": SOUTHWARK, "P": MET, "N": NRM}
 
 
-def _expected_derived(
-    dep: Deployment, recipient: str, evt: dict[str, Any]
-) -> dict[str, Any]:
+def _expected_derived(dep: Deployment, recipient: str, evt: dict[str, Any]) -> dict[str, Any]:
     if recipient != STATS:
         return {}
     key = dep.config.pseudonym_key(dep.id(STATS))
@@ -222,6 +222,9 @@ def _expected_derived(
             out[name] = hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
         elif transform == "date_only":
             out[name] = value[:10]
+        elif transform == "age_years":
+            born, on = date.fromisoformat(value), date.fromisoformat(evt["occurred_at"][:10])
+            out[name] = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
         else:
             out[name] = value.split()[0]
     return out
