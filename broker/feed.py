@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from broker.config import BrokerConfig, load_config, topic_feed
 from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent, verify_forwarded
@@ -92,10 +93,20 @@ class FeedReader:
             ):
                 return
 
-    def commit(self) -> None:
-        """Remember what was delivered (not when reading `--from-beginning`)."""
-        if not self.from_beginning:
+    def commit(self, offsets: dict[int, int] | None = None) -> None:
+        """Remember what was delivered (not when reading `--from-beginning`): everything polled,
+        or only up to `offsets` (partition -> next offset to read)."""
+        if self.from_beginning:
+            return
+        if offsets is None:
             self.consumer.commit()
+        elif offsets:
+            self.consumer.commit(
+                {
+                    TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
+                    for p, o in offsets.items()
+                }
+            )
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
@@ -130,10 +141,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--agency", required=True)
     parser.add_argument("--from-beginning", action="store_true", help="re-read the whole feed")
     parser.add_argument("--follow", action="store_true", help="keep waiting for new events")
+    from connectors.subscriber import cli as delivery  # --to-file / --to-webhook
+
+    delivery.add_arguments(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from connectors.subscriber import cli as delivery
+
+    if delivery.wants_delivery(args):
+        return delivery.run(args)
     config = load_config(args.config)
     reader = FeedReader(config, args.agency, from_beginning=args.from_beginning)
 

@@ -1,0 +1,89 @@
+"""`broker feed --to-file PATH | --to-webhook URL`: the delivery options of `broker feed`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from broker.errors import BrokerError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The delivery options, added to the `broker feed` parser."""
+    group = parser.add_argument_group(
+        "delivery (offset committed only after each event is delivered)"
+    )
+    target = group.add_mutually_exclusive_group()
+    target.add_argument("--to-file", type=Path, metavar="PATH", help="append JSON lines to PATH")
+    target.add_argument("--to-webhook", metavar="URL", help="POST each event to URL")
+    group.add_argument(
+        "--webhook-token-env",
+        metavar="NAME",
+        help="environment variable holding a bearer token for the webhook",
+    )
+    group.add_argument(
+        "--retry-max-s", type=float, default=30.0, help="longest wait between retries (30)"
+    )
+    group.add_argument(
+        "--give-up-after",
+        type=float,
+        metavar="SECONDS",
+        help="stop (non-zero, offset kept) when one event cannot be delivered for this long; "
+        "default: keep retrying",
+    )
+
+
+def wants_delivery(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "to_file", None) or getattr(args, "to_webhook", None))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Deliver the feed to the chosen target until its end (or, with --follow, until stopped)."""
+    from broker.config import load_config
+    from broker.feed import FeedReader
+    from connectors.subscriber.deliver import Backoff, deliver_feed
+    from connectors.subscriber.targets import FileTarget, Target, WebhookTarget
+
+    config = load_config(args.config)
+    target: Target
+    if args.to_file is not None:
+        target = FileTarget(args.to_file)
+    else:
+        token = None
+        if args.webhook_token_env:
+            token = os.environ.get(args.webhook_token_env)
+            if not token:
+                raise BrokerError(
+                    f"${args.webhook_token_env} is not set: export the webhook's token in it"
+                )
+        target = WebhookTarget(args.to_webhook, token=token)
+    backoff = Backoff(max_s=args.retry_max_s, give_up_after_s=args.give_up_after)
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+    reader = FeedReader(config, args.agency, from_beginning=args.from_beginning)
+    try:
+        stats = deliver_feed(reader, target, follow=args.follow, backoff=backoff, stop=stop)
+    finally:
+        reader.close()
+        target.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    print(
+        f"{stats.delivered} event(s) delivered to {target.name}; "
+        f"{stats.failed_verification} failed verification; {stats.retries} retries"
+        + ("; stopped" if stats.stopped else ""),
+        file=sys.stderr,
+    )
+    return 1 if stats.failed_verification else 0
