@@ -104,6 +104,7 @@ class RouterService:
         self._stop = threading.Event()
         self.metrics_port: int | None = None
         self._last_checkpoint = time.monotonic()
+        self._assigned_at: float | None = None  # when partitions were last assigned
 
     def stop(self, *_: Any) -> None:
         self._stop.set()
@@ -129,6 +130,9 @@ class RouterService:
         )
         consumer = self.clients.consumer(
             group_id=settings.group_id,
+            # Static membership: an instance restarted under its id (after a crash, a deploy)
+            # takes its partitions back at once instead of waiting out the old session.
+            group_instance_id=self.instance_id,
             max_poll_records=settings.batch_max_records,
             session_timeout_ms=10000,
             heartbeat_interval_ms=2000,
@@ -136,7 +140,7 @@ class RouterService:
         consumer.subscribe(
             [topic_ingress(a) for a in self.config.agency_ids], listener=_Listener(self)
         )
-        last_input = time.monotonic()
+        last_input = 0.0
         try:
             while not self._stop.is_set():
                 polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
@@ -144,13 +148,23 @@ class RouterService:
                     self._route_batch(producer, consumer, polled)
                     last_input = time.monotonic()
                     self._update_lag(consumer)
-                elif idle_exit_s is not None and time.monotonic() - last_input > idle_exit_s:
+                elif idle_exit_s is not None and self._idle_for(last_input) > idle_exit_s:
                     break
             self._final_checkpoints(producer)
         finally:
             consumer.close(autocommit=False)
             producer.close()
         return self.stats
+
+    def _idle_for(self, last_input: float) -> float:
+        """Seconds without input since the later of the last batch and the last assignment.
+
+        Waiting to join the group is not idleness: after a crash the group waits for the dead
+        member's session to expire before assigning its partitions again.
+        """
+        if self._assigned_at is None:
+            return 0.0
+        return time.monotonic() - max(last_input, self._assigned_at)
 
     # -- one transaction ---------------------------------------------------------------------
 
@@ -294,6 +308,7 @@ class RouterService:
             log.info("recovered %d partition(s) from %d changelog records", len(new), count)
             self.states.update(new)
         self.metrics.partitions_owned.set(len(self.states))
+        self._assigned_at = time.monotonic()
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:

@@ -1,0 +1,275 @@
+"""Acceptance 3 and 4: exactly once across SIGKILLs, and two routers sharing the partitions.
+
+Expectations per event kind are written out from the example agreements; the feeds are read
+with `read_committed` (`FeedReader`), so anything an aborted transaction wrote is invisible and
+anything committed twice is counted twice.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from router_helpers import (
+    BASE_AGENCIES,
+    LAMBETH,
+    MET,
+    NRM,
+    STATS,
+    WESTMINSTER,
+    Deployment,
+    RouterProcess,
+    create_topics,
+    decisions,
+    decisions_by_ingress,
+    event,
+    feeds,
+    free_port,
+    ingress_counts,
+    make_deployment,
+    metric,
+    read_audit,
+    read_checkpoints,
+    read_quarantine,
+    scrape,
+    signed,
+)
+
+from broker.audit import Outcome, verify_log
+from broker.config import TOPIC_AUDIT, topic_ingress
+from broker.envelope import KeyRegistry
+from broker.kafka.client import KafkaClients
+
+pytestmark = pytest.mark.integration
+
+# (issuer, event type, overrides, recipients) of each kind of event in the stream.
+Kind = tuple[str, str, dict[str, Any], set[str]]
+
+
+def _kinds(dep: Deployment) -> list[Kind]:
+    return [
+        (WESTMINSTER, "child.missing.started", {"missing_type": "M"}, {MET, STATS}),
+        (WESTMINSTER, "child.care.started", {"home_postcode": "SW1P 4DR"}, {STATS}),
+        (MET, "police.missing_report.opened", {"local_authority": dep.id(WESTMINSTER)},
+         {WESTMINSTER}),
+        (MET, "police.missing_report.opened", {"local_authority": dep.id(LAMBETH)}, set()),
+        (NRM, "nrm.decision.made", {"first_responder": dep.id(LAMBETH)}, {LAMBETH, STATS}),
+    ]  # fmt: skip
+
+
+def _stream(
+    dep: Deployment, count: int, duplicates: int, seed: int
+) -> tuple[list[tuple[str, bytes, bytes]], Counter[tuple[str, str]]]:
+    """`count` signed events (plus re-sent copies) as (topic, key, value), and the
+    (event id, recipient) pairs the agreements permit."""
+    rng = random.Random(seed)
+    kinds = _kinds(dep)
+    out: list[tuple[str, bytes, bytes]] = []
+    permitted: Counter[tuple[str, str]] = Counter()
+    for i in range(count):
+        issuer, event_type, overrides, recipients = kinds[i % len(kinds)]
+        subject = f"s{rng.randrange(200)}"
+        evt = event(event_type, subject, f"{dep.suffix}-{i}", **overrides)
+        value = signed(dep, issuer, evt).to_bytes()
+        out.append((topic_ingress(dep.id(issuer)), subject.encode(), value))
+        for recipient in recipients:
+            permitted[(evt["event_id"], recipient)] += 1
+    # Re-sent envelopes (same bytes) come after their originals, on the same partition.
+    for topic, key, value in rng.sample(out, duplicates):
+        out.append((topic, key, value))
+    return out, permitted
+
+
+def _produce_slowly(
+    dep: Deployment, records: list[tuple[str, bytes, bytes]], seconds: float
+) -> None:
+    producer = KafkaClients(dep.config.kafka).producer()
+    try:
+        chunk = 100
+        pause = seconds / max(1, len(records) // chunk)
+        for start in range(0, len(records), chunk):
+            for topic, key, value in records[start : start + chunk]:
+                producer.send(topic, key=key, value=value)
+            producer.flush()
+            time.sleep(pause)
+    finally:
+        producer.close()
+
+
+class AuditTail:
+    """Counts this deployment's audit decisions as they are committed."""
+
+    def __init__(self, dep: Deployment) -> None:
+        from kafka import TopicPartition
+
+        self.prefixes = tuple(f"{t}/".encode() for t in dep.ingress_topics)
+        self.consumer = KafkaClients(dep.config.kafka).consumer(group_id=None)
+        parts = self.consumer.partitions_for_topic(TOPIC_AUDIT) or set()
+        self.consumer.assign([TopicPartition(TOPIC_AUDIT, p) for p in sorted(parts)])
+        self.count = 0
+
+    def poll(self) -> int:
+        for records in self.consumer.poll(timeout_ms=100).values():
+            self.count += sum(1 for r in records if (r.key or b"").startswith(self.prefixes))
+        return self.count
+
+    def drain(self) -> int:
+        """Count everything committed so far (after a kill nothing more will come)."""
+        while True:
+            before = self.count
+            if self.poll() == before and self.poll() == before:
+                return self.count
+
+    def wait_beyond(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.poll() <= count:
+            assert time.monotonic() < deadline, "the router made no progress"
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def _check_exactly_once(
+    dep: Deployment, permitted: Counter[tuple[str, str]], ingress_records: int, duplicates: int
+) -> None:
+    # Every permitted (event, recipient) pair exactly once, each verified end to end.
+    delivered: Counter[tuple[str, str]] = Counter()
+    for base, items in feeds(dep).items():
+        for item in items:
+            assert item.event is not None, f"{base}: {item.error}"
+            delivered[(item.event.event_id, base)] += 1
+    assert delivered == permitted, (
+        f"missing {sum((permitted - delivered).values())}, "
+        f"extra {sum((delivered - permitted).values())}"
+    )
+
+    # One decision per ingress record, and unbroken, checkpointed audit chains.
+    ends = ingress_counts(dep)
+    assert sum(ends.values()) == ingress_records
+    by_ingress = decisions_by_ingress(decisions(dep))
+    expected_keys = {(t, p, o) for (t, p), end in ends.items() for o in range(end)}
+    assert set(by_ingress) == expected_keys
+    assert all(len(v) == 1 for v in by_ingress.values())
+    outcomes = Counter(r[0].outcome for r in by_ingress.values())
+    assert outcomes[Outcome.DUPLICATE] == duplicates
+    assert outcomes[Outcome.QUARANTINED] == 0
+    assert len(read_quarantine(dep)) == duplicates
+    keys = KeyRegistry.from_dir(dep.keys_dir)
+    report = verify_log(
+        [(r.partition, r.offset, r.value or b"") for r in read_audit(dep)],
+        [(r.partition, r.offset, r.value or b"") for r in read_checkpoints(dep)],
+        lambda agency, key_id, at: keys.lookup(agency, key_id, at).public_key,
+    )
+    assert report.ok, report.findings[:5]
+    assert report.records == ingress_records
+
+
+@pytest.fixture
+def processes() -> Iterator[list[RouterProcess]]:
+    """Router processes a test starts; killed at the end whatever happened."""
+    started: list[RouterProcess] = []
+    yield started
+    for proc in started:
+        proc.cleanup()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_and_repeats_nothing(
+    tmp_path: Path, kafka_bootstrap: str, processes: list[RouterProcess]
+) -> None:
+    seed = random.randrange(1 << 30)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    dep = make_deployment(tmp_path / "deployment", kafka_bootstrap)
+    create_topics(dep)
+    records, permitted = _stream(dep, 5000, duplicates=50, seed=seed)
+    feeder = threading.Thread(target=_produce_slowly, args=(dep, records, 12.0))
+    feeder.start()
+    tail = AuditTail(dep)
+    kills = 0
+    try:
+        while kills < 3 or feeder.is_alive():
+            router = RouterProcess(dep.config_path, "r1", tmp_path / f"router-{kills}.log")
+            processes.append(router.start())
+            # Kill only once the router is working: a random moment after its next commit.
+            tail.wait_beyond(tail.drain(), timeout=90)
+            time.sleep(rng.uniform(0.0, 1.5))
+            assert router.running, router.output()
+            router.kill()
+            kills += 1
+            if kills >= 6:
+                break
+        feeder.join()
+        final = RouterProcess(dep.config_path, "r1", tmp_path / "router-final.log", idle_exit=3)
+        processes.append(final.start())
+        assert final.wait(timeout=180) == 0, final.output()
+    finally:
+        tail.close()
+        feeder.join()
+    assert kills >= 3
+    _check_exactly_once(dep, permitted, len(records), duplicates=50)
+
+
+@pytest.mark.slow
+def test_two_routers_split_the_partitions_and_route_everything_once(
+    tmp_path: Path, kafka_bootstrap: str, processes: list[RouterProcess]
+) -> None:
+    ports = [free_port(), free_port()]
+    dep = make_deployment(tmp_path / "deployment", kafka_bootstrap)
+    routers = []
+    for name, port in zip(("a", "b"), ports, strict=True):
+        # Each process its own metrics port: one config per instance.
+        config = dep.config_path.with_name(f"config-{name}.yaml")
+        config.write_text(
+            dep.config_path.read_text().replace(
+                "router:\n", f"router:\n  metrics_port: {port}\n", 1
+            )
+        )
+        routers.append(RouterProcess(config, f"r-{name}", tmp_path / f"router-{name}.log"))
+    for router in routers:
+        processes.append(router.start())
+    # Wait until the group has settled with both members owning partitions.
+    partitions = len(BASE_AGENCIES) * dep.config.kafka.topics.partitions
+    deadline = time.monotonic() + 90
+    while True:
+        owned = []
+        for port in ports:
+            try:
+                owned.append(metric(scrape(port), "broker_partitions_owned"))
+            except OSError:
+                owned.append(0.0)
+        if all(owned) and sum(owned) == partitions:
+            break
+        assert time.monotonic() < deadline, f"group did not settle: {owned}"
+        time.sleep(0.3)
+
+    records, permitted = _stream(dep, 600, duplicates=10, seed=1)
+    _produce_slowly(dep, records, 0.0)
+    tail = AuditTail(dep)
+    try:
+        tail.wait_beyond(len(records) - 1, timeout=120)
+    finally:
+        tail.close()
+    routed = []
+    for router, port in zip(routers, ports, strict=True):
+        routed.append(metric(scrape(port), "broker_transactions_total", result="commit"))
+        assert router.terminate() == 0, router.output()
+    # Both did part of the work, and together they decided every record once.
+    counts = [_records_routed(r.output()) for r in routers]
+    assert all(routed) and all(counts), counts
+    assert sum(counts) == len(records)
+    _check_exactly_once(dep, permitted, len(records), duplicates=10)
+
+
+def _records_routed(output: str) -> int:
+    """From the router's last line: `router stopped: N record(s) in ...`."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("router stopped:"):
+            return int(line.split()[2])
+    raise AssertionError(f"router did not report its work:\n{output}")
