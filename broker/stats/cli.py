@@ -1,8 +1,10 @@
 """`broker stats`: the national statistics subscriber's command.
 
-For now it reads the statistics feed as JSON lines (what `broker feed` prints); a Kafka source
-will feed the same `StatsState`. With `--snapshot FILE` the state is restored from FILE when it
-exists and saved back afterwards, so a run can continue where the last one stopped.
+Two sources feed the same `StatsState`: the agency's Kafka feed (`--config`, verified with
+`FeedReader`; the feed position is saved with the state in the output directory, so a restart
+continues where the last run stopped, `--rebuild` recounts from the feed's beginning and
+`--follow` keeps counting as events arrive), or a JSON-lines file of what `broker feed` prints
+(`--input`, with an optional `--snapshot` to continue across runs).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import csv
 import datetime as dt
 import json
 import os
+import signal
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,12 @@ from broker.stats.exceptions import StatsError
 from broker.stats.measures import Period, compute
 from broker.stats.output import write_outputs
 
+STATS_AGENCY = "stats.national"
+# The state (facts and feed position) kept beside the outputs in Kafka mode.
+SNAPSHOT_NAME = "stats-state.json"
+# With --follow, while events keep arriving, the outputs are rewritten at most this often.
+FOLLOW_WRITE_EVERY_S = 30.0
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -30,14 +41,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Count the official and inquiry measures from the statistics feed, with "
         "disclosure control, and write statistics.csv, statistics.json and report.html.",
     )
-    parser.add_argument("--input", type=Path, help="feed events as JSON lines (broker feed output)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config", type=Path, help="deployment config: read the agency's feed from Kafka"
+    )
+    source.add_argument(
+        "--input", type=Path, help="feed events as JSON lines (broker feed output)"
+    )
+    parser.add_argument(
+        "--agency", default=STATS_AGENCY, help=f"subscriber whose feed to count ({STATS_AGENCY})"
+    )
     parser.add_argument("--out", type=Path, required=True, help="directory for the outputs")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="with --config: keep counting as events arrive, rewriting the outputs (stop: Ctrl-C)",
+    )
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="with --config: ignore the saved state and recount from the feed's beginning",
+    )
     parser.add_argument(
         "--year", type=int, help="reporting year ending 31 March of YEAR (default: latest event's)"
     )
     parser.add_argument("--from", dest="start", type=_date, help="period start, YYYY-MM-DD")
     parser.add_argument("--to", dest="end", type=_date, help="period end (inclusive), YYYY-MM-DD")
-    parser.add_argument("--snapshot", type=Path, help="state file to restore from and save to")
+    parser.add_argument(
+        "--snapshot",
+        type=Path,
+        help=f"state file to restore from and save to (with --config: OUT/{SNAPSHOT_NAME})",
+    )
     parser.add_argument("--la-names", type=Path, help="CSV of new_la_code,la_name for the report")
     parser.set_defaults(func=run)
 
@@ -127,6 +161,10 @@ def _latest_event_day(state: StatsState) -> dt.date | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.follow or args.rebuild) and args.config is None:
+        raise StatsError("--follow and --rebuild read the Kafka feed: give --config CONFIG")
+    if args.config is not None:
+        return run_kafka(args)
     state = load_state(args.snapshot)
     read = 0
     if args.input is not None:
@@ -134,12 +172,25 @@ def run(args: argparse.Namespace) -> int:
             state.apply(event)
             read += 1
     elif args.snapshot is None:
-        raise StatsError("nothing to count: give --input FEED.jsonl and/or --snapshot FILE")
+        raise StatsError(
+            "nothing to count: give --config CONFIG (the Kafka feed), --input FEED.jsonl "
+            "and/or --snapshot FILE"
+        )
     if args.snapshot is not None:
         save_state(state, args.snapshot)
+    report(state, read, publish(args, state))
+    return 1 if state.rejected.get("unverified") else 0
+
+
+def publish(args: argparse.Namespace, state: StatsState) -> tuple[Period, dict[str, Path]]:
+    """Compute the measures for the period asked and write the outputs."""
     period = choose_period(args, state)
     names = read_la_names(args.la_names) if args.la_names else None
-    paths = write_outputs(compute(state, period), args.out, names)
+    return period, write_outputs(compute(state, period), args.out, names)
+
+
+def report(state: StatsState, read: int, written: tuple[Period, dict[str, Path]]) -> None:
+    period, paths = written
     rejected = sum(state.rejected.values())
     print(
         f"broker stats: {read} events read, {state.events_applied} counted in total, "
@@ -149,4 +200,59 @@ def run(args: argparse.Namespace) -> int:
         print(f"  rejected {count}: {reason}")
     for kind, path in paths.items():
         print(f"  {kind}: {path}")
+    print(f"HTML report: {paths['html'].resolve()}", flush=True)
+
+
+def run_kafka(args: argparse.Namespace) -> int:
+    """Count the agency's Kafka feed from the saved position (or its beginning).
+
+    Without `--follow`: read to the feed's current end, save, write the outputs. With it: keep
+    reading; the state is saved and the outputs rewritten whenever the feed goes quiet, and at
+    most every `FOLLOW_WRITE_EVERY_S` while events keep coming, and once more on stopping.
+    """
+    from broker.config import load_config
+    from broker.stats.source import KafkaFeedSource
+
+    config = load_config(args.config)
+    snapshot: Path = args.snapshot or args.out / SNAPSHOT_NAME
+    state = StatsState() if args.rebuild else load_state(snapshot)
+    if state.events_applied and not state.position:
+        raise StatsError(
+            f"the snapshot {snapshot} was made from --input, not from the Kafka feed; "
+            "give --rebuild to recount from the feed's beginning, or another --snapshot"
+        )
+    stop = threading.Event()
+    if args.follow:
+        _stop_on_signals(stop)
+    source = KafkaFeedSource(config, args.agency, position=state.position)
+    read = 0  # records read since the outputs were last written
+    last_write = time.monotonic()
+    try:
+        while True:
+            round_ = source.read_into(
+                state, should_stop=stop.is_set, checkpoint=lambda s: save_state(s, snapshot)
+            )
+            read += round_.records
+            done = not args.follow or stop.is_set()
+            quiet = round_.records == 0 and not round_.stopped
+            due = time.monotonic() - last_write >= FOLLOW_WRITE_EVERY_S
+            if (done and (read or not args.follow)) or (read and (quiet or due)):
+                save_state(state, snapshot)
+                if state.events_applied or not args.follow:
+                    report(state, read, publish(args, state))
+                read, last_write = 0, time.monotonic()
+            if done:
+                break
+    finally:
+        source.close()
     return 1 if state.rejected.get("unverified") else 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM / SIGINT end a `--follow` run after the batch in hand (the state is saved)."""
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
