@@ -1,0 +1,139 @@
+"""Acceptance 5: a running router serves its Prometheus metrics, with no personal data in labels."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from router_helpers import (
+    BASE_AGENCIES,
+    LAMBETH,
+    MET,
+    STATS,
+    WESTMINSTER,
+    Deployment,
+    RouterProcess,
+    event,
+    free_port,
+    make_deployment,
+    metric,
+    produce_raw,
+    publish,
+    scrape,
+    wait_for_decisions,
+)
+
+from broker.config import topic_ingress
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def metered(tmp_path: Path, kafka_bootstrap: str) -> Iterator[tuple[Deployment, int]]:
+    port = free_port()
+    yield (
+        make_deployment(tmp_path / "deployment", kafka_bootstrap, router={"metrics_port": port}),
+        port,
+    )
+
+
+def test_metrics_endpoint_during_a_run(metered: tuple[Deployment, int], tmp_path: Path) -> None:
+    dep, port = metered
+    router = RouterProcess(dep.config_path, "m1", tmp_path / "router.log").start()
+    try:
+        missing = [
+            event("child.missing.started", f"child-{i}", f"m{i}", missing_type="M")
+            for i in range(5)
+        ]
+        publish(dep, WESTMINSTER, missing)
+        publish(
+            dep,
+            MET,
+            [
+                event(
+                    "police.missing_report.opened", "case-1", "d1", local_authority=dep.id(LAMBETH)
+                )
+            ],
+        )
+        produce_raw(dep, topic_ingress(dep.id(WESTMINSTER)), [(b"child-x", os.urandom(40))])
+        wait_for_decisions(dep, 7)
+        # Counters are updated right after the commit the audit reader saw; allow that moment.
+        deadline = time.monotonic() + 10
+        while True:
+            samples = scrape(port)
+            if metric(samples, "broker_routing_seconds_count") >= 7 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert router.running, router.output()
+    finally:
+        stopped = router.terminate()
+        router.cleanup()
+    assert stopped == 0, router.output()
+
+    w, met, stats = dep.id(WESTMINSTER), dep.id(MET), dep.id(STATS)
+    names = {name for name, _ in samples}
+    for name in (
+        "broker_events_in_total",
+        "broker_events_forwarded_total",
+        "broker_events_denied_total",
+        "broker_events_quarantined_total",
+        "broker_routing_seconds_bucket",
+        "broker_routing_seconds_count",
+        "broker_event_age_seconds_bucket",
+        "broker_transactions_total",
+        "broker_consumer_lag",
+        "broker_partitions_owned",
+    ):
+        assert name in names, name
+    assert (
+        metric(samples, "broker_events_in_total", issuer=w, event_type="child.missing.started") == 5
+    )
+    assert metric(samples, "broker_events_forwarded_total", recipient=met) == 5
+    assert metric(samples, "broker_events_forwarded_total", recipient=stats) == 5
+    assert metric(samples, "broker_events_forwarded_total") == 10
+    assert (
+        metric(
+            samples,
+            "broker_events_denied_total",
+            issuer=met,
+            event_type="police.missing_report.opened",
+        )
+        == 1
+    )
+    assert metric(samples, "broker_events_quarantined_total", reason="bad_encoding") == 1
+    assert metric(samples, "broker_events_quarantined_total") == 1
+    assert metric(samples, "broker_routing_seconds_count") == 7
+    assert metric(samples, "broker_routing_seconds_bucket", le="+Inf") == 7
+    assert metric(samples, "broker_event_age_seconds_count") == 5
+    assert metric(samples, "broker_transactions_total", result="commit") >= 1
+    assert metric(samples, "broker_transactions_total", result="abort") == 0
+    assert metric(samples, "broker_partitions_owned") == len(BASE_AGENCIES) * 3
+    for partition in range(3):
+        lag = samples.get(
+            (
+                "broker_consumer_lag",
+                frozenset({("topic", topic_ingress(w)), ("partition", str(partition))}),
+            )
+        )
+        assert lag in (None, 0.0)  # reported for partitions it read from, and caught up
+
+    # Labels hold agency ids, event types, reason codes, topics and numbers only.
+    allowed = {
+        *(dep.id(a) for a in BASE_AGENCIES),
+        *(topic_ingress(dep.id(a)) for a in BASE_AGENCIES),
+    }
+    for _, labels in samples:
+        for label, value in labels:
+            if label in ("issuer", "recipient"):
+                assert value in allowed
+            elif label == "topic":
+                assert value in allowed
+            elif label == "event_type":
+                assert value.count(".") >= 1 and " " not in value
+            else:
+                assert label in ("reason", "result", "partition", "le", "quantile"), label
+            assert "child-" not in value and not re.search(r"-m\d", value)  # subjects, values
