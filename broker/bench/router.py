@@ -1,0 +1,327 @@
+"""`broker bench router`: router throughput against a pass-through copy, and end-to-end latency.
+
+On one Kafka (a fresh local one, or `--bootstrap`), N signed `child.missing.started` events (a
+Philomena grab pack: forwarded to the police and, pseudonymised, to national statistics) are
+published once. Then, in the same run:
+
+* pass-through: consume them and produce the same bytes to another topic, with the router's own
+  client settings and one transaction per polled batch (offsets included);
+* router: the routing service over the same records (verify, decide, disclose, audit);
+
+each rate is taken between its first and last committed batch (group joins excluded), and the
+ratio router / pass-through is printed (goal >= 0.5). Last, with the router running as its own
+process, events are published at a fixed rate (default 200/s) and the time from publish to the
+police feed record being visible to a `read_committed` consumer gives p50/p99 (goal p99 < 250 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_WESTMINSTER = "council.E09000033"
+_POLICE = "police.met"
+_PASS_TOPIC = "bench.passthrough"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=20000, help="events for the throughput runs")
+    parser.add_argument(
+        "--bootstrap", default=None, help="use this Kafka (host:port) instead of starting one"
+    )
+    parser.add_argument("--partitions", type=int, default=3, help="partitions per topic")
+    parser.add_argument("--rate", type=float, default=200.0, help="latency run: events per second")
+    parser.add_argument(
+        "--latency-seconds", type=float, default=12.0, help="latency run: how long to publish"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from broker.config import load_config
+    from broker.kafka.client import KafkaClients, TopicSpec
+    from broker.router.service import topic_specs
+
+    with _kafka(args.bootstrap) as bootstrap, tempfile.TemporaryDirectory() as tmp:
+        config_path, ids = _deployment(Path(tmp), bootstrap, args.partitions)
+        config = load_config(config_path)
+        clients = KafkaClients(config.kafka)
+        clients.ensure_topics([*topic_specs(config), TopicSpec(_PASS_TOPIC, args.partitions)])
+        print(
+            f"router benchmark: {args.events} child.missing.started events, "
+            f"{args.partitions} partitions, Kafka at {bootstrap}",
+            flush=True,
+        )
+        _publish_presigned(config, ids[_WESTMINSTER], args.events)
+        passthrough = _passthrough(config, ids[_WESTMINSTER], args.events)
+        print(f"  pass-through copy : {passthrough:9.0f} events/s", flush=True)
+        routed = _router_throughput(config, args.events)
+        print(f"  router            : {routed:9.0f} events/s", flush=True)
+        ratio = routed / passthrough
+        print(f"  ratio             : {ratio:9.2f}   (goal >= 0.5: {_ok(ratio >= 0.5)})")
+        latencies, lost = _latency(
+            config_path, config, ids, rate=args.rate, seconds=args.latency_seconds
+        )
+    p50 = statistics.median(latencies) if latencies else float("nan")
+    p99 = _percentile(latencies, 0.99)
+    print(
+        f"  end to end at {args.rate:.0f} events/s for {args.latency_seconds:.0f} s "
+        f"({len(latencies)} events, {lost} not seen): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+        f"(goal p99 < 250 ms: {_ok(p99 < 250 and not lost)})"
+    )
+    return 0
+
+
+def _ok(passed: bool) -> str:
+    return "met" if passed else "MISSED"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@contextlib.contextmanager
+def _kafka(bootstrap: str | None) -> Iterator[str]:
+    if bootstrap:
+        yield bootstrap
+        return
+    from broker.kafka.local import LocalKafka
+
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as data:
+        kafka = LocalKafka(Path(data), nodes=1)
+        took = kafka.start()
+        print(f"local Kafka ready in {took:.1f} s", flush=True)
+        try:
+            yield kafka.bootstrap_servers
+        finally:
+            kafka.stop()
+
+
+def _deployment(directory: Path, bootstrap: str, partitions: int) -> tuple[Path, dict[str, str]]:
+    """The demo deployment with agency ids no earlier run used (so `--bootstrap` can be reused):
+    every id gets a suffix, in the registry and in the example agreements alike."""
+    from broker.scaffold import DEMO_AGENCIES, EXAMPLE_AGREEMENTS, write_deployment
+
+    suffix = uuid.uuid4().hex[:8]
+    ids = {agency: f"{agency}_{suffix}" for agency in DEMO_AGENCIES}
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, ids)) + r")(?![\w-])")
+    agreements = directory / "agreements"
+    agreements.mkdir()
+    for source in EXAMPLE_AGREEMENTS.glob("*.yaml"):
+        text = pattern.sub(lambda m: ids[m.group(1)], source.read_text())
+        (agreements / source.name).write_text(text)
+    config = write_deployment(
+        directory,
+        bootstrap_servers=bootstrap,
+        agencies={ids[a]: name for a, name in DEMO_AGENCIES.items()},
+        agreements_dir=agreements,
+        partitions=partitions,
+        router={"group_id": f"bench-router-{suffix}", "instance_id": "bench"},
+    )
+    return config, ids
+
+
+def _event(number: int, tag: str) -> dict[str, Any]:
+    from broker.bench.envelope import EVENT
+
+    child = f"bench-{tag}-{number:06d}"
+    return {**EVENT, "subject": child, "fields": {**EVENT["fields"], "la_child_id": child}}
+
+
+def _publish_presigned(config: Any, issuer: str, count: int) -> None:
+    """Sign first, then produce as fast as Kafka takes them (publishing is not measured)."""
+    from broker.config import topic_ingress
+    from broker.envelope import issue
+    from broker.kafka.client import KafkaClients
+    from broker.publish import agency_key
+    from broker.schemas import SchemaRegistry
+
+    registry = SchemaRegistry.default()
+    key = agency_key(config, issuer)
+    started = time.monotonic()
+    records = []
+    for number in range(count):
+        envelope = issue(_event(number, "tp"), issuer=issuer, key=key, registry=registry)
+        records.append((envelope.header.subject.encode(), envelope.to_bytes(registry)))
+    producer = KafkaClients(config.kafka).producer()
+    try:
+        for subject, value in records:
+            producer.send(topic_ingress(issuer), key=subject, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    print(f"  published {count} events in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def _rate(marks: list[tuple[float, int]]) -> float:
+    """Events per second between the first and the last committed batch."""
+    if len(marks) < 2:
+        raise RuntimeError("too few batches to measure: raise --events")
+    (t0, n0), (t1, n1) = marks[0], marks[-1]
+    return (n1 - n0) / (t1 - t0)
+
+
+def _passthrough(config: Any, issuer: str, total: int) -> float:
+    """Consume ingress and produce the same bytes, in transactions like the router's."""
+    from kafka.structs import OffsetAndMetadata
+
+    from broker.config import topic_ingress
+    from broker.kafka.client import KafkaClients
+
+    settings = config.router
+    clients = KafkaClients(config.kafka)
+    name = f"bench-pass-{uuid.uuid4().hex[:8]}"
+    producer = clients.transactional_producer(
+        name, transaction_timeout_ms=settings.transaction_timeout_ms, linger_ms=2
+    )
+    consumer = clients.consumer(
+        group_id=name,
+        group_instance_id=name,
+        max_poll_records=settings.batch_max_records,
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=2000,
+    )
+    consumer.subscribe([topic_ingress(issuer)])
+    marks: list[tuple[float, int]] = []
+    done = 0
+    try:
+        while done < total:
+            polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
+            if not polled:
+                continue
+            producer.begin_transaction()
+            offsets = {}
+            for tp, records in polled.items():
+                for record in records:
+                    producer.send(_PASS_TOPIC, key=record.key, value=record.value)
+                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+            producer.commit_transaction()
+            done += sum(len(records) for records in polled.values())
+            marks.append((time.monotonic(), done))
+    finally:
+        consumer.close(autocommit=False)
+        producer.close()
+    return _rate(marks)
+
+
+def _router_throughput(config: Any, total: int) -> float:
+    """The routing service in this process, timed at each committed batch."""
+    from broker.router.service import RouterService
+
+    marks: list[tuple[float, int]] = []
+
+    class TimedRouter(RouterService):
+        def _count(self, results: Any, received: float) -> None:
+            super()._count(results, received)
+            marks.append((time.monotonic(), self.stats.records))
+
+    service = TimedRouter(config)
+    failure: list[BaseException] = []
+
+    def route() -> None:
+        try:
+            service.run()
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=route, daemon=True)
+    thread.start()
+    while service.stats.records < total and thread.is_alive():
+        time.sleep(0.05)
+    service.stop()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return _rate(marks)
+
+
+def _latency(
+    config_path: Path, config: Any, ids: dict[str, str], *, rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Publish at `rate` for `seconds` with the router as its own process; return the
+    publish-to-visible times (ms) of the police feed, and how many events never showed."""
+    from kafka import TopicPartition
+
+    from broker.config import topic_feed
+    from broker.kafka.client import KafkaClients
+    from broker.publish import Publisher
+
+    publisher = Publisher(config, ids[_WESTMINSTER])
+    feed = topic_feed(ids[_POLICE])
+    reader = KafkaClients(config.kafka).consumer(group_id=None)
+    partitions = [TopicPartition(feed, p) for p in sorted(reader.partitions_for_topic(feed))]
+    reader.assign(partitions)
+    reader.seek_to_end(*partitions)
+    for tp in partitions:
+        reader.position(tp)
+    sent: dict[bytes, float] = {}
+    seen: dict[bytes, float] = {}
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            for records in reader.poll(timeout_ms=20).values():
+                now = time.monotonic()
+                for record in records:
+                    seen.setdefault(record.key, now)
+
+    router = subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "route", "--config", str(config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    reader_thread = threading.Thread(target=read, daemon=True)
+    reader_thread.start()
+    try:
+        # Warm up until the router (a process of its own) forwards.
+        warm = [f"bench-warm-{i:06d}".encode() for i in range(10)]
+        for number in range(len(warm)):
+            publisher.publish(_event(number, "warm"))
+        publisher.producer.flush()
+        deadline = time.monotonic() + 90
+        while not all(k in seen for k in warm):
+            if time.monotonic() > deadline or router.poll() is not None:
+                raise RuntimeError("the router did not start forwarding")
+            time.sleep(0.05)
+        count = int(rate * seconds)
+        start = time.monotonic()
+        for number in range(count):
+            due = start + number / rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            event = _event(number, "lat")
+            sent[event["subject"].encode()] = time.monotonic()
+            publisher.publish(event)
+        publisher.producer.flush()
+        deadline = time.monotonic() + 30
+        while not all(k in seen for k in sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        reader_thread.join()
+        reader.close(autocommit=False)
+        publisher.close()
+        router.send_signal(signal.SIGTERM)
+        try:
+            router.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            router.kill()
+            router.wait()
+    latencies = [(seen[k] - t) * 1000 for k, t in sent.items() if k in seen]
+    return latencies, len(sent) - len(latencies)
