@@ -28,6 +28,9 @@ _FETCH_OPTIONS: dict[str, Any] = {
 }
 
 
+_MAX_IDLE_POLLS = 60
+
+
 class TopicNotFound(BrokerError):
     """A topic the auditor asked for does not exist."""
 
@@ -140,11 +143,20 @@ class TopicReader:
         if not wanted:
             return
         self.consumer.assign(list(wanted))
+        self.consumer.resume(*wanted)  # a partition read before stays paused otherwise
         for tp, span in wanted.items():
             self.consumer.seek(tp, span.start)
         pending = set(wanted)
+        idle = 0
         while pending:
             polled = self.consumer.poll(timeout_ms=1000)
+            idle = 0 if polled else idle + 1
+            if idle >= _MAX_IDLE_POLLS:
+                raise BrokerError(
+                    f"reading {', '.join(sorted({tp.topic for tp in pending}))} stalled: no "
+                    "records for a minute before the end fixed when the read began; check "
+                    "that Kafka is up"
+                )
             for tp, records in polled.items():
                 span = wanted[tp]
                 batch = [

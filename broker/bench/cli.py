@@ -14,6 +14,8 @@ from typing import Any
 BENCHMARKS: dict[str, str] = {
     "envelope": "broker.bench.envelope",
     "agreements": "broker.bench.agreements",
+    "router": "broker.bench.router",
+    "audit": "broker.bench.audit",
 }
 
 
