@@ -1,0 +1,170 @@
+"""Issue 6, acceptance 6: feed delivery to a webhook that is down for a while, then up.
+
+Every event arrives, in order per subject, none skipped; the consumer offset is committed only
+after delivery, so a later run resumes exactly at the first event not delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from router_helpers import MET, WESTMINSTER, Deployment, event, free_port, publish, route_all
+
+from broker.cli import main
+from broker.feed import FeedReader
+from connectors.subscriber import Backoff, DeliveryError, WebhookTarget, deliver_feed
+
+pytestmark = pytest.mark.integration
+
+FAST = Backoff(initial_s=0.05, factor=2.0, max_s=0.4)
+
+
+class Receiver(ThreadingHTTPServer):
+    """A webhook target: answers `fail_first` requests with 503, request `refuse_at` with 400."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int, *, fail_first: int = 0, refuse_at: int | None = None) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.keys: list[str] = []
+        self.requests = 0
+        self.fail_first = fail_first
+        self.refuse_at = refuse_at
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", port), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.requests += 1
+            n = self.server.requests
+            if n <= self.server.fail_first:
+                status = 503
+            elif self.server.refuse_at is not None and n == self.server.refuse_at:
+                status = 400
+            else:
+                status = 200
+                self.server.received.append(body)
+                self.server.keys.append(self.headers["Idempotency-Key"])
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@contextmanager
+def receiver(port: int, **options: Any) -> Iterator[Receiver]:
+    server = Receiver(port, **options)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def publish_missing(
+    dep: Deployment, subjects: list[str], per_subject: int, tag: str
+) -> dict[str, list[str]]:
+    """Interleaved events of several subjects; returns each subject's event ids in order."""
+    order: dict[str, list[str]] = defaultdict(list)
+    events = []
+    for n in range(per_subject):
+        for subject in subjects:
+            e = event("child.missing.started", subject, f"{tag}-{subject}-{n}", missing_type="M")
+            events.append(e)
+            order[subject].append(e["event_id"])
+    publish(dep, WESTMINSTER, events)
+    return order
+
+
+def deliver(dep: Deployment, url: str, backoff: Backoff = FAST) -> Any:
+    reader = FeedReader(dep.config, dep.id(MET))
+    try:
+        return deliver_feed(reader, WebhookTarget(url, timeout_s=5), follow=False, backoff=backoff)
+    finally:
+        reader.close()
+
+
+def per_subject(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for e in events:
+        out[e["subject"]].append(e["event_id"])
+    return dict(out)
+
+
+def test_target_down_then_up_gets_every_event_in_order(deployment: Deployment) -> None:
+    dep = deployment
+    order = publish_missing(dep, ["A-1", "B-2", "C-3"], 8, "w")
+    total = sum(len(ids) for ids in order.values())
+    route_all(dep, total)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    outcome: list[Any] = []
+    worker = threading.Thread(target=lambda: outcome.append(deliver(dep, url)))
+    worker.start()
+    time.sleep(1.5)  # the target is down: connections refused, retried with back-off
+    with receiver(port, fail_first=3) as target:  # then up, but failing at first (503)
+        worker.join(timeout=120)
+        assert not worker.is_alive()
+        (stats,) = outcome
+        assert stats.delivered == total
+        assert stats.retries >= 4  # refused at least once, then three 503s
+        assert per_subject(target.received) == dict(order)
+        assert len({e["event_id"] for e in target.received}) == total  # no repeats
+        assert target.keys == [e["event_id"] for e in target.received]
+        assert all(e["verified"] is True for e in target.received)
+
+        # The offsets were committed: nothing is delivered twice; new events follow.
+        assert deliver(dep, url).delivered == 0
+        more = publish_missing(dep, ["A-1", "D-4"], 2, "x")
+        route_all(dep, total + 4)
+        assert deliver(dep, url).delivered == 4
+        assert per_subject(target.received[total:]) == dict(more)
+
+
+def test_refused_event_is_not_skipped(deployment: Deployment, tmp_path: Path) -> None:
+    dep = deployment
+    order = publish_missing(dep, ["A-1"], 6, "r")["A-1"]
+    route_all(dep, len(order))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    with receiver(port, refuse_at=3) as target:
+        with pytest.raises(DeliveryError, match="HTTP 400"):
+            deliver(dep, url)  # the target refuses the third event for good: stop there
+        assert [e["event_id"] for e in target.received] == order[:2]
+        stats = deliver(dep, url)  # the next run starts at the refused event
+        assert stats.delivered == 4
+        assert [e["event_id"] for e in target.received] == order
+
+    # `broker feed --to-file` delivers the same feed (its own offsets: a fresh group).
+    out = tmp_path / "feed.jsonl"
+    argv = [
+        "feed",
+        "--config",
+        str(dep.config_path),
+        "--agency",
+        dep.id(MET),
+        "--to-file",
+        str(out),
+    ]
+    assert main([*argv, "--from-beginning"]) == 0
+    assert [json.loads(line)["event_id"] for line in out.read_text().splitlines()] == order
