@@ -17,10 +17,14 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from broker.errors import BrokerError
+
+if TYPE_CHECKING:
+    from broker.publish import Publisher, PublishReport
 
 DEFAULT_PORT = 8903
 FLUSH_EVERY = 2000  # events between waits for Kafka's acknowledgements (bounds memory)
@@ -122,10 +126,40 @@ def _agency_of_kind(config: Any, agency_id: str, kind: str) -> None:
 # -- SSDA903 --------------------------------------------------------------------------------
 
 
+def publish_stream(
+    publisher: Publisher,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    flush_every: int = FLUSH_EVERY,
+    on_flush: Callable[[], None] | None = None,
+) -> PublishReport:
+    """Sign and publish a stream of events, waiting for Kafka every `flush_every` events (so
+    memory stays bounded); an invalid event is reported and the rest still goes through."""
+    from broker.kafka.client import KafkaUnavailable
+    from broker.publish import PublishReport
+
+    report = PublishReport()
+    for count, event in enumerate(events, start=1):
+        where = f"{event.get('event_type')} {event.get('event_id')}"
+        try:
+            report.event_ids.append(publisher.publish(event, where=where))
+        except KafkaUnavailable:
+            raise
+        except BrokerError as exc:
+            report.rejected.append((where, str(exc)))
+        if count % flush_every == 0:
+            publisher.flush(report)
+            if on_flush is not None:
+                on_flush()
+    publisher.flush(report)
+    if on_flush is not None:
+        on_flush()
+    return report
+
+
 def _run_ssda903(args: argparse.Namespace) -> int:
     from broker.config import load_config
-    from broker.kafka.client import KafkaUnavailable
-    from broker.publish import Publisher, PublishReport
+    from broker.publish import Publisher
     from connectors.council import read_ssda903
 
     config = load_config(args.config)
@@ -134,23 +168,11 @@ def _run_ssda903(args: argparse.Namespace) -> int:
         raise BrokerError(f"{args.path} does not exist: give a folder of CSV tables or an XML file")
     result = read_ssda903(args.path, agency=args.agency)
     publisher = Publisher(config, args.agency)
-    report = PublishReport()
-
     try:
         with _progress(result.progress, enabled=not args.no_progress) as tick:
-            for count, event in enumerate(result.events, start=1):
-                where = f"{event['event_type']} {event['event_id']}"
-                try:
-                    publisher.publish(event, where=where)
-                except KafkaUnavailable:
-                    raise
-                except BrokerError as exc:
-                    report.rejected.append((where, str(exc)))
-                if count % FLUSH_EVERY == 0:
-                    publisher.flush(report)
-                    tick(result.rows_total)
-            publisher.flush(report)
-            tick(result.rows_total)
+            report = publish_stream(
+                publisher, result.events, on_flush=lambda: tick(result.rows_total)
+            )
     finally:
         publisher.close()
     _print_ssda903_summary(result, report, args.show_problems, sys.stdout)

@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "agreements": "broker.bench.agreements",
     "router": "broker.bench.router",
     "audit": "broker.bench.audit",
+    "ssda903": "broker.bench.ssda903_publish",
 }
 
 
