@@ -395,7 +395,13 @@ def run_dump(args: argparse.Namespace) -> int:
     start = parse_when(args.start) if args.start else None
     end = parse_when(args.end) if args.end else None
     keys = KeyRegistry.from_dir(config.keys_dir)
-    dumper = Dumper(args.topic, keys, key_lookup(keys), with_values=args.with_values)
+    dumper = Dumper(
+        args.topic,
+        keys,
+        key_lookup(keys),
+        agencies=config.agency_ids,
+        with_values=args.with_values,
+    )
     with TopicReader(KafkaClients(config.kafka)) as reader:
         for message in _messages(reader, args.topic, start, end):
             sys.stdout.write(json.dumps(dumper.line(message), sort_keys=True) + "\n")

@@ -1,7 +1,8 @@
 """`broker audit dump`: one JSON line per record of any topic, each verified before it is printed.
 
 How a record is checked depends on its topic: `ingress.<agency>` envelopes with the issuer's
-signature and every disclosure (and that the issuer owns the topic); `feed.<agency>` forwarded
+signature and every disclosure (and, for a registered agency, that the issuer owns the topic);
+`feed.<agency>` forwarded
 envelopes with the issuer's and the router's signatures, made out to that agency; audit decision
 records decoded canonically and linked to the previous record of their chain printed before;
 checkpoints by their signature. Quarantine records show their reason code and location only.
@@ -12,6 +13,7 @@ Lines name fields, never values, unless `with_values` (allowed by the deployment
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from broker.audit.checkpoint import Checkpoint, KeyLookup
@@ -37,10 +39,12 @@ class Dumper:
         keys: KeyRegistry,
         checkpoint_keys: KeyLookup,
         *,
+        agencies: Collection[str] = (),
         with_values: bool = False,
         registry: SchemaRegistry | None = None,
     ) -> None:
         self.topic = topic
+        self.agencies = frozenset(agencies)
         self.keys = keys
         self.checkpoint_keys = checkpoint_keys
         self.with_values = with_values
@@ -87,7 +91,7 @@ class Dumper:
                 event = verify_forwarded(value, self.keys, recipient=agency, registry=self.registry)
             else:
                 event = verify_envelope(value, self.keys, registry=self.registry)
-                if event.issuer != agency:
+                if agency in self.agencies and event.issuer != agency:
                     raise VerificationError(
                         "bad_signature", "event issued by another agency than the topic's"
                     )
