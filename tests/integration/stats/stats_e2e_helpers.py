@@ -1,0 +1,159 @@
+"""Helpers of the statistics end-to-end test: a private deployment, SSDA903 subsets, the reference.
+
+Isolation on the session broker: topic names derive from agency ids, so the test's agencies are
+the demo ids with a random suffix (`council.E09000033` -> `council.E09000033_3fa9c1d2`) and the
+example agreements are rewritten for them. The councils' codes in the results carry the suffix;
+`code()` gives it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import importlib
+import itertools
+import re
+import sys
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from broker.config import BrokerConfig, load_config
+from broker.scaffold import DEMO_AGENCIES, EXAMPLE_AGREEMENTS, REPO_ROOT, write_deployment
+
+SAMPLE = REPO_ROOT.parent / "shared" / "data" / "ssda903-fake"
+WESTMINSTER = "council.E09000033"
+LAMBETH = "council.E09000022"
+STATS = "stats.national"
+SHORT_BREAKS = frozenset({"V3", "V4"})
+
+_ID_RE = re.compile(
+    r"(?<![\w.])(" + "|".join(re.escape(a) for a in DEMO_AGENCIES) + r")(?![\w-])"
+)
+
+
+@dataclass(frozen=True)
+class StatsDeployment:
+    directory: Path
+    config_path: Path
+    suffix: str
+
+    @property
+    def config(self) -> BrokerConfig:
+        return load_config(self.config_path)
+
+    def id(self, base: str) -> str:
+        return f"{base}_{self.suffix}"
+
+    def code(self, base: str) -> str:
+        """The council code the statistics carry for a demo council id."""
+        return self.id(base).partition(".")[2]
+
+
+def make_deployment(directory: Path, bootstrap: str) -> StatsDeployment:
+    """Keys, config and the example agreements for agencies no other test uses."""
+    suffix = uuid.uuid4().hex[:8]
+    agreements = directory / "agreements"
+    agreements.mkdir(parents=True)
+    for source in sorted(EXAMPLE_AGREEMENTS.glob("*.yaml")):
+        text = _ID_RE.sub(lambda m: f"{m.group(1)}_{suffix}", source.read_text())
+        (agreements / source.name).write_text(text)
+    config_path = write_deployment(
+        directory,
+        bootstrap_servers=bootstrap,
+        agencies={f"{a}_{suffix}": name for a, name in DEMO_AGENCIES.items()},
+        agreements_dir=agreements,
+        router={"group_id": f"router-{suffix}"},
+    )
+    return StatsDeployment(directory, config_path, suffix)
+
+
+# -- SSDA903 subsets ------------------------------------------------------------------------------
+
+
+def _day(text: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(text.strip(), "%d/%m/%Y").date() if text.strip() else None
+    except ValueError:
+        return None
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def fully_described_children(sample: Path = SAMPLE) -> set[str]:
+    """Children whose records need nothing the statistics feed lacks today.
+
+    Left out: a legal-status-only episode (RNE L: the connector emits no event), a short-break
+    legal status (V3/V4: `child.placement.changed` has no `legal_status`, so a later episode's
+    status is unknown), and an episode whose DEC falls after the next episode's DECOM (the
+    connector ends care at that DEC although the later episode superseded it).
+    """
+    _, episodes = _rows(sample / "episodes.csv")
+    excluded = {r["CHILD"] for r in episodes if r["RNE"] == "L" or r["LS"] in SHORT_BREAKS}
+    spans: dict[str, list[tuple[dt.date, dt.date | None]]] = {}
+    for r in episodes:
+        start = _day(r["DECOM"])
+        if start is not None:
+            spans.setdefault(r["CHILD"], []).append((start, _day(r["DEC"])))
+    for child, rows in spans.items():
+        rows.sort(key=lambda span: span[0])
+        if any(a[1] is not None and a[1] > b[0] for a, b in itertools.pairwise(rows)):
+            excluded.add(child)
+    return {r["CHILD"] for r in episodes} - excluded
+
+
+def write_subset(children: Iterable[str], out: Path, sample: Path = SAMPLE) -> Path:
+    """A copy of the sample's four tables holding only `children`."""
+    keep = set(children)
+    out.mkdir(parents=True, exist_ok=True)
+    for table in sorted(sample.glob("*.csv")):
+        columns, rows = _rows(table)
+        with (out / table.name).open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            writer.writerows(r for r in rows if r["CHILD"] in keep)
+    return out
+
+
+def full_postcodes(sample: Path = SAMPLE) -> set[bytes]:
+    """Every full postcode of the sample, as the bytes it would travel as (with and without
+    the space)."""
+    _, episodes = _rows(sample / "episodes.csv")
+    found: set[bytes] = set()
+    for r in episodes:
+        for column in ("PL_POST", "HOME_POST"):
+            text = r[column].strip().upper()
+            parts = text.split()
+            if len(parts) == 2 and len(parts[1]) == 3:
+                found.add(text.encode())
+                found.add("".join(parts).encode())
+    return found
+
+
+# -- the independent reference of the unit tests --------------------------------------------------
+
+
+def reference_module() -> ModuleType:
+    """`tests/unit/stats/test_stats_ssda903_reference.py`, imported as pytest imports it."""
+    path = REPO_ROOT / "tests" / "unit" / "stats"
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+    return importlib.import_module("test_stats_ssda903_reference")
+
+
+def reference_tables(directory: Path) -> Any:
+    """The reference's parsed tables of an SSDA903 CSV folder (it reads its module's SAMPLE)."""
+    reference = reference_module()
+    saved = reference.SAMPLE
+    vars(reference)["SAMPLE"] = directory  # a module global its tables read
+    try:
+        return reference.Tables()
+    finally:
+        vars(reference)["SAMPLE"] = saved
