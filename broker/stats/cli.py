@@ -45,9 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument(
         "--config", type=Path, help="deployment config: read the agency's feed from Kafka"
     )
-    source.add_argument(
-        "--input", type=Path, help="feed events as JSON lines (broker feed output)"
-    )
+    source.add_argument("--input", type=Path, help="feed events as JSON lines (broker feed output)")
     parser.add_argument(
         "--agency", default=STATS_AGENCY, help=f"subscriber whose feed to count ({STATS_AGENCY})"
     )

@@ -403,6 +403,9 @@ class StatsState:
     decisions: dict[str, dict[str, Decision]] = field(default_factory=dict)
     # Councils that have ever said something about trafficking (else those measures are `x`).
     trafficking_reported: set[str] = field(default_factory=set)
+    # Councils whose feed has ever placed a placement inside or outside their boundary (else
+    # that breakdown is `x` for them and their incidents count as "not known").
+    boundary_reported: set[str] = field(default_factory=set)
     councils: set[str] = field(default_factory=set)
     events_applied: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -469,6 +472,8 @@ class StatsState:
         if concern or (isinstance(concerns, list) and "trafficking" in concerns):
             child.note_trafficking(occurred_at)
         event_id = str(event.get("event_id") or f"{event_type}@{occurred_at.isoformat()}")
+        if inside_boundary(event, council) is not None:
+            self.boundary_reported.add(council)
         if event_type in (CARE_STARTED, PLACEMENT_CHANGED, LEGAL_STATUS_CHANGED):
             rne = disclosed(event, "reason_new_episode")
             only_legal = event_type == LEGAL_STATUS_CHANGED or rne == RNE_LEGAL_STATUS_ONLY
@@ -617,6 +622,7 @@ class StatsState:
                 for k, v in sorted(self.decisions.items())
             },
             "trafficking_reported": sorted(self.trafficking_reported),
+            "boundary_reported": sorted(self.boundary_reported),
             "councils": sorted(self.councils),
             "events_applied": self.events_applied,
             "rejected": dict(sorted(self.rejected.items())),
@@ -640,6 +646,7 @@ class StatsState:
                     for k, v in data["decisions"].items()
                 },
                 trafficking_reported=set(data["trafficking_reported"]),
+                boundary_reported=set(data.get("boundary_reported", [])),
                 councils=set(data["councils"]),
                 events_applied=int(data["events_applied"]),
                 rejected=Counter({str(k): int(v) for k, v in data["rejected"].items()}),

@@ -47,6 +47,12 @@ DURATION_BANDS = (
     "not_ended",
 )
 PLACEMENT_BANDS = ("inside_boundary", "outside_boundary", "not_known")
+# Not available (`x`) for a council whose feed never placed a placement inside or outside its
+# boundary; its incidents still count as "not known", so the bands add up to the incidents.
+UNKNOWN_WITHOUT_BOUNDARY = (
+    ".incidents_by_placement.inside_boundary",
+    ".incidents_by_placement.outside_boundary",
+)
 TIME_TO_FIRST_BANDS = (
     "within_48_hours",
     "2_to_7_days",
@@ -382,11 +388,18 @@ def _elapsed(since: dt.datetime, start: dt.datetime | None) -> dt.timedelta | No
     return None if start is None else since - start
 
 
-def _empty(defs: list[MeasureDef], trafficking_known: bool) -> dict[str, int | None]:
+def _empty(
+    defs: list[MeasureDef], trafficking_known: bool, boundary_known: bool
+) -> dict[str, int | None]:
+    """Zero counts, with `None` (`x`) for what the council's feed has never carried."""
     counts: dict[str, int | None] = {}
     for m in defs:
-        if m.ratio is None:
-            counts[m.id] = 0 if trafficking_known or not m.id.startswith("trafficking.") else None
+        if m.ratio is not None:
+            continue
+        unknown = (not trafficking_known and m.id.startswith("trafficking.")) or (
+            not boundary_known and m.id.endswith(UNKNOWN_WITHOUT_BOUNDARY)
+        )
+        counts[m.id] = None if unknown else 0
     return counts
 
 
@@ -394,7 +407,8 @@ def compute(state: StatsState, period: Period) -> Results:
     """Every measure for every council that has sent anything, and for England."""
     defs = measure_defs(period)
     councils = {
-        code: _empty(defs, code in state.trafficking_reported) for code in sorted(state.councils)
+        code: _empty(defs, code in state.trafficking_reported, code in state.boundary_reported)
+        for code in sorted(state.councils)
     }
     referred_from: dict[str, dt.datetime] = {}
     decisions_of: dict[str, list[str]] = {}

@@ -30,9 +30,7 @@ LAMBETH = "council.E09000022"
 STATS = "stats.national"
 SHORT_BREAKS = frozenset({"V3", "V4"})
 
-_ID_RE = re.compile(
-    r"(?<![\w.])(" + "|".join(re.escape(a) for a in DEMO_AGENCIES) + r")(?![\w-])"
-)
+_ID_RE = re.compile(r"(?<![\w.])(" + "|".join(re.escape(a) for a in DEMO_AGENCIES) + r")(?![\w-])")
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,29 @@ def test_placement_local_authority_code_gives_the_boundary() -> None:
     assert council(b.events)["missing.incidents_by_placement.outside_boundary"] == 1
 
 
+def test_council_without_boundary_data_is_not_available_for_that_breakdown() -> None:
+    """No ONS postcode lookup yet: a council whose feed never places a placement inside or
+    outside its boundary gets `x` for both, and its incidents count as "not known"."""
+    b = FeedBuilder()
+    b.care_started(LA, "A", when("2024-05-01T00:00:00"), inside=None)
+    b.missing(LA, "A", when("2024-05-02T00:00:00"), when("2024-05-03T00:00:00"))
+    b.care_started("E09000022", "B", when("2024-05-01T00:00:00"), inside=True)
+    b.missing("E09000022", "B", when("2024-05-02T00:00:00"), None)
+    state = StatsState()
+    state.apply_all(b.events)
+    results = compute(state, Period.reporting_year(2025))
+    got = results.councils[LA]
+    assert got["missing.incidents_by_placement.inside_boundary"] is None
+    assert got["missing.incidents_by_placement.outside_boundary"] is None
+    assert got["missing.incidents_by_placement.not_known"] == 1
+    assert results.councils["E09000022"]["missing.incidents_by_placement.inside_boundary"] == 1
+    national = results.national
+    assert national["missing.incidents_by_placement.inside_boundary"] == 1
+    assert national["missing.incidents_by_placement.not_known"] == 1
+    restored = StatsState.restore(state.snapshot())
+    assert restored.boundary_reported == {"E09000022"}
+
+
 def test_bands() -> None:
     since = when("2024-01-01T00:00:00")
 
