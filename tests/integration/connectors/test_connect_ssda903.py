@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from router_helpers import (
+    LAMBETH,
     MET,
     STATS,
     WESTMINSTER,
@@ -28,7 +29,7 @@ from router_helpers import (
 from broker.cli import main
 from connectors.council import read_ssda903
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~35 s: routes 2 x 4,659 events
+pytestmark = pytest.mark.integration
 
 SCHEMA = Path(__file__).resolve().parents[4] / "shared" / "domain" / "SSDA903_schema_2024.yml"
 NEW_PLACEMENT = {"P", "T", "B", "U"}
@@ -82,6 +83,7 @@ def _connect(dep: Deployment, sample: Path, capsys: pytest.CaptureFixture[str]) 
     return out
 
 
+@pytest.mark.slow  # ~35 s: routes 2 x 4,659 events
 def test_sample_published_twice_is_routed_once(
     deployment: Deployment, ssda903_sample: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -137,3 +139,25 @@ def test_sample_published_twice_is_routed_once(
 
     reasons = Counter(dict(r.headers).get("reason", b"").decode() for r in read_quarantine(dep))
     assert reasons == {"duplicate": total}
+
+
+def test_synthetic_return_with_progress_bar(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Acceptance 3 in small (the 200,000-row run is `broker bench ssda903`)."""
+    from connectors.council.ssda903.synthetic import generate
+
+    dep, source = deployment, tmp_path / "return"
+    generate(source, 1500, seed=7)
+    expected = Counter(e["event_type"] for e in read_ssda903(source, agency=dep.id(LAMBETH)).events)
+    status = main(
+        ["connect", "council", "ssda903", "--config", str(dep.config_path),
+         "--agency", dep.id(LAMBETH), str(source)]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 0
+    assert re.search(r"SSDA903 .*100%\s+[\d,]+ rows", captured.err), captured.err
+    total = sum(expected.values())
+    assert f"events published: {total:,}" in captured.out
+    ingress = sum(n for (topic, _), n in ingress_counts(dep).items() if LAMBETH in topic)
+    assert ingress == total
