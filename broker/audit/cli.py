@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -148,6 +149,7 @@ def run_replay(args: argparse.Namespace) -> int:
         start=start,
         end=end,
         progress=progress,
+        workers=args.workers,
     )
     print(
         f"replayed {report.ingress_records} ingress record(s): {report.compared} decision(s) "
@@ -177,51 +179,78 @@ def replay_log(
     start: datetime | None = None,
     end: datetime | None = None,
     progress: Any = None,
+    workers: int = 1,
 ) -> Any:
-    """Replay every ingress topic of `config` against `audit_topic`; return a `ReplayReport`."""
+    """Replay every ingress topic of `config` against `audit_topic`; return a `ReplayReport`.
+
+    With `workers` > 1 the ingress partitions are shared among that many worker processes.
+    """
     from broker.agreements import load_agreements
-    from broker.audit.replay import Judge, Replay, index_decisions
+    from broker.audit.replay import Judge, Replay, WorkerPool, index_decisions
 
     judge = Judge(
         keys=KeyRegistry.from_dir(config.keys_dir),
         agreements=load_agreements(config.agreements_dir),
         agencies=config.agency_ids,
     )
-    with TopicReader(KafkaClients(config.kafka)) as reader:
-        findings: list[Finding] = []
-        decisions = index_decisions(read_values(reader, audit_topic), findings, topic=audit_topic)
-        spans: list[Span] = []
-        bounds: dict[tuple[str, int], tuple[int, int, int]] = {}
-        for agency in config.agency_ids:
-            topic = topic_ingress(agency)
-            try:
-                whole = reader.spans(topic, end=end)
-            except TopicNotFound:
-                continue  # an agency that never published
-            window = reader.spans(topic, start=start, end=end)
-            last = reader.spans(topic)
-            for w, s, e in zip(whole, window, last, strict=True):
-                spans.append(w)
-                bounds[(w.topic, w.partition)] = (s.start, s.end, e.end)
-        replay = Replay(judge, decisions, audit_topic=audit_topic)
-        replay.report.findings.extend(findings)
-        total = sum(s.size for s in spans)
-        task = progress.add_task("ingress", total=total) if progress is not None else None
-        if progress is not None:
-            progress.start()
-        try:
-            for batch in reader.read(spans):
-                for m in batch:
-                    window_start = bounds[(m.topic, m.partition)][0]
-                    replay.record(
-                        m.topic, m.partition, m.offset, m.value, compare=m.offset >= window_start
-                    )
-                if progress is not None:
-                    progress.advance(task, len(batch))
-        finally:
+    pool = WorkerPool(judge, workers, audit_topic=audit_topic) if workers > 1 else None
+    try:
+        with TopicReader(KafkaClients(config.kafka)) as reader:
+            decisions = read_values(reader, audit_topic)
+            spans: list[Span] = []
+            bounds: dict[tuple[str, int], tuple[int, int, int]] = {}
+            for agency in config.agency_ids:
+                topic = topic_ingress(agency)
+                try:
+                    whole = reader.spans(topic, end=end)
+                except TopicNotFound:
+                    continue  # an agency that never published
+                window = reader.spans(topic, start=start, end=end)
+                last = reader.spans(topic)
+                for w, s, e in zip(whole, window, last, strict=True):
+                    spans.append(w)
+                    bounds[(w.topic, w.partition)] = (s.start, s.end, e.end)
+            replay: Replay | None = None
+            if pool is not None:
+                pool.assign((s.topic, s.partition, s.size) for s in spans)
+                pool.decisions(decisions)
+            else:
+                replay = Replay(judge, index_decisions(decisions, []), audit_topic=audit_topic)
+            del decisions
+            total = sum(s.size for s in spans)
+            task = progress.add_task("ingress", total=total) if progress is not None else None
             if progress is not None:
-                progress.stop()
-    return replay.finish(bounds)
+                progress.start()
+            try:
+                for batch in reader.read(spans):
+                    items = [
+                        (
+                            m.topic,
+                            m.partition,
+                            m.offset,
+                            m.value,
+                            m.offset >= bounds[(m.topic, m.partition)][0],
+                        )
+                        for m in batch
+                    ]
+                    if pool is not None:
+                        pool.records(items)
+                    else:
+                        assert replay is not None
+                        for topic, partition, offset, value, compare in items:
+                            replay.record(topic, partition, offset, value, compare=compare)
+                    if progress is not None:
+                        progress.advance(task, len(batch))
+            finally:
+                if progress is not None:
+                    progress.stop()
+        if pool is not None:
+            return pool.finish(bounds)
+        assert replay is not None
+        return replay.finish(bounds)
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 # -- disclosures ---------------------------------------------------------------------------------
@@ -457,6 +486,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(p)
     _range(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes sharing the ingress partitions (default: one per CPU)",
+    )
     p.set_defaults(func=run_replay)
 
     p = sub.add_parser("disclosures", help="every disclosure about one child")

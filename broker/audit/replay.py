@@ -282,7 +282,7 @@ class ReplayReport:
     pending: int = 0
     """Ingress records after the last decision of their partition: not routed yet."""
     decisions: int = 0
-    outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    outcomes: dict[str, int] = field(default_factory=dict)
     first_decided_at: datetime | None = None
     last_decided_at: datetime | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -290,6 +290,26 @@ class ReplayReport:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    def merge(self, other: ReplayReport) -> None:
+        """Add the counts and findings of a replay of other partitions."""
+        self.ingress_records += other.ingress_records
+        self.compared += other.compared
+        self.learned += other.learned
+        self.pending += other.pending
+        self.decisions += other.decisions
+        for outcome, n in other.outcomes.items():
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+        firsts = [t for t in (self.first_decided_at, other.first_decided_at) if t is not None]
+        lasts = [t for t in (self.last_decided_at, other.last_decided_at) if t is not None]
+        self.first_decided_at = min(firsts, default=None)
+        self.last_decided_at = max(lasts, default=None)
+        self.findings.extend(other.findings)
+        self.findings.sort(key=_finding_order)
+
+
+def _finding_order(f: Finding) -> tuple[str, int, int]:
+    return (f.topic or "", f.partition or 0, -1 if f.offset is None else f.offset)
 
 
 class Replay:
@@ -371,7 +391,8 @@ class Replay:
                 extra,
             )
         report.compared += 1
-        report.outcomes[str(first.fields["outcome"])] += 1
+        outcome = str(first.fields["outcome"])
+        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
         decided = first.decided_at
         if report.first_decided_at is None or decided < report.first_decided_at:
             report.first_decided_at = decided
@@ -409,7 +430,135 @@ class Replay:
                     f"offset {offset}, which does not exist",
                     recorded,
                 )
-        self.report.findings.sort(
-            key=lambda f: (f.topic or "", f.partition or 0, -1 if f.offset is None else f.offset)
-        )
+        self.report.findings.sort(key=_finding_order)
         return self.report
+
+
+# -- several processes ---------------------------------------------------------------------------
+#
+# Ingress partitions replay independently (the router's state is per partition), and replay is
+# CPU-bound (an Ed25519 verification and an agreement evaluation per record), so a replay spreads
+# over worker processes by partition: the parent reads Kafka and hands each worker the audit
+# records of its chains and then its ingress records, in order.
+
+Item = tuple[str, int, int, bytes | None, bool]
+"""(ingress topic, partition, offset, value, compare)."""
+
+
+def _work(judge: Judge, audit_topic: str, inbox: Any, outbox: Any) -> None:
+    decisions: list[tuple[int, int, bytes | None]] = []
+    replay: Replay | None = None
+    while True:
+        kind, payload = inbox.get()
+        if kind == "decisions":
+            decisions.extend(payload)
+            continue
+        if replay is None:
+            replay = Replay(judge, index_decisions(decisions, []), audit_topic=audit_topic)
+            decisions = []
+        if kind == "records":
+            for topic, partition, offset, value, compare in payload:
+                replay.record(topic, partition, offset, value, compare=compare)
+        else:  # "finish"
+            outbox.put(replay.finish(payload))
+            return
+
+
+class WorkerPool:
+    """Worker processes, each replaying a fixed set of ingress partitions.
+
+    Create it before any Kafka client exists (workers are forked from this process, and the
+    `judge` with its compiled conditions is inherited rather than rebuilt).
+    """
+
+    def __init__(self, judge: Judge, workers: int, *, audit_topic: str = DECISIONS_TOPIC) -> None:
+        import multiprocessing
+
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        self.judge = judge
+        self.audit_topic = audit_topic
+        self.inboxes = [context.Queue(maxsize=16) for _ in range(workers)]
+        self.outbox = context.Queue()
+        self.processes = [
+            context.Process(
+                target=_work, args=(judge, audit_topic, inbox, self.outbox), daemon=True
+            )
+            for inbox in self.inboxes
+        ]
+        for process in self.processes:
+            process.start()
+        self.owner: dict[tuple[str, int], int] = {}
+        self._load = [0] * workers
+        self._local: list[tuple[int, int, bytes | None]] = []
+
+    def assign(self, partitions: Iterable[tuple[str, int, int]]) -> None:
+        """Give each (topic, partition, records to read) to the least loaded worker."""
+        for topic, partition, size in sorted(partitions, key=lambda p: -p[2]):
+            worker = min(range(len(self._load)), key=self._load.__getitem__)
+            self.owner[(topic, partition)] = worker
+            self._load[worker] += size
+
+    def decisions(self, values: Iterable[tuple[int, int, bytes | None]]) -> None:
+        """Send each audit record to the worker of its chain (after `assign`)."""
+        from broker.audit.record import read_header
+
+        per_worker: list[list[tuple[int, int, bytes | None]]] = [[] for _ in self.inboxes]
+        for item in values:
+            worker: int | None = None
+            if item[2] is not None:
+                try:
+                    topic, _, partition = read_header(item[2]).chain.rpartition("/")
+                    worker = self.owner.get((topic, int(partition)))
+                except Exception:
+                    worker = None
+            if worker is None:
+                self._local.append(item)  # a chain no ingress partition read: checked here
+            else:
+                per_worker[worker].append(item)
+        for worker, items in enumerate(per_worker):
+            for start in range(0, len(items), 2000):
+                self._put(worker, ("decisions", items[start : start + 2000]))
+
+    def records(self, items: Iterable[Item]) -> None:
+        per_worker: list[list[Item]] = [[] for _ in self.inboxes]
+        for item in items:
+            per_worker[self.owner[(item[0], item[1])]].append(item)
+        for worker, batch in enumerate(per_worker):
+            if batch:
+                self._put(worker, ("records", batch))
+
+    def finish(self, read: Mapping[tuple[str, int], tuple[int, int, int]]) -> ReplayReport:
+        import queue
+
+        for worker in range(len(self.inboxes)):
+            self._put(worker, ("finish", dict(read)))
+        local = Replay(self.judge, index_decisions(self._local, []), audit_topic=self.audit_topic)
+        report = local.finish(read)
+        for _ in self.processes:
+            while True:
+                try:
+                    report.merge(self.outbox.get(timeout=5))
+                    break
+                except queue.Empty:
+                    if not all(p.is_alive() or p.exitcode == 0 for p in self.processes):
+                        raise RuntimeError("a replay worker process died") from None
+        for process in self.processes:
+            process.join()
+        return report
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+
+    def _put(self, worker: int, message: tuple[str, Any]) -> None:
+        import queue
+
+        while True:
+            try:
+                self.inboxes[worker].put(message, timeout=5)
+                return
+            except queue.Full:
+                if not self.processes[worker].is_alive():
+                    raise RuntimeError("a replay worker process died") from None

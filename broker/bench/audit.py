@@ -12,6 +12,7 @@ is started unless `--bootstrap` names one (it must not hold this deployment's to
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import tempfile
 import time
@@ -294,7 +295,7 @@ def _timed(fn: Any) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
-def measure(config_path: Path) -> dict[str, Any]:
+def measure(config_path: Path, *, workers: int = 1) -> dict[str, Any]:
     """Time verify, replay and a plain read of the ingress topics on one deployment."""
     from broker.audit.cli import key_lookup, read_values, replay_log
     from broker.audit.reader import TopicReader
@@ -323,7 +324,7 @@ def measure(config_path: Path) -> dict[str, Any]:
 
     verified, verify_s = _timed(verify)
     read_count, read_s = _timed(plain_read)
-    replayed, replay_s = _timed(lambda: replay_log(config))
+    replayed, replay_s = _timed(lambda: replay_log(config, workers=workers))
     return {
         "decisions": verified.records,
         "checkpoints": verified.checkpoints,
@@ -338,6 +339,7 @@ def measure(config_path: Path) -> dict[str, Any]:
         "replay_seconds": round(replay_s, 2),
         "replay_records_per_second": round(replayed.ingress_records / replay_s),
         "replay_to_plain_read": round(read_s / replay_s, 3),
+        "replay_workers": workers,
     }
 
 
@@ -356,26 +358,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, help="measure an existing deployment as it is (no publishing)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="replay worker processes"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.config is not None:
-        _print(measure(args.config))
+        _print(measure(args.config, workers=args.workers))
         return 0
     with tempfile.TemporaryDirectory(prefix="broker-bench-audit-") as tmp:
         if args.bootstrap:
-            return _run_on(Path(tmp), args.bootstrap, args.decisions)
+            return _run_on(Path(tmp), args.bootstrap, args.decisions, args.workers)
         from broker.kafka.local import LocalKafka
 
         kafka = LocalKafka(Path(tmp) / "kafka")
         kafka.start()
         try:
-            return _run_on(Path(tmp), kafka.bootstrap_servers, args.decisions)
+            return _run_on(Path(tmp), kafka.bootstrap_servers, args.decisions, args.workers)
         finally:
             kafka.stop()
 
 
-def _run_on(directory: Path, bootstrap: str, decisions: int) -> int:
+def _run_on(directory: Path, bootstrap: str, decisions: int, workers: int) -> int:
     from broker.scaffold import write_deployment
 
     config = write_deployment(
@@ -392,7 +397,7 @@ def _run_on(directory: Path, bootstrap: str, decisions: int) -> int:
         f"published {made['published']} in {made['publish_seconds']} s; routed "
         f"{made['routed']} in about {made['route_seconds']} s"
     )
-    figures = measure(config)
+    figures = measure(config, workers=workers)
     _print(figures)
     return 0 if figures["verify_findings"] == 0 and figures["replay_findings"] == 0 else 1
 
@@ -410,7 +415,8 @@ def _print(figures: dict[str, Any]) -> None:
     )
     print(
         f"replay: {figures['replay_compared']} decisions re-evaluated in "
-        f"{figures['replay_seconds']} s = {figures['replay_records_per_second']:,} records/s; "
+        f"{figures['replay_seconds']} s = {figures['replay_records_per_second']:,} records/s "
+        f"({figures['replay_workers']} worker process(es)); "
         f"findings {figures['replay_findings']}"
     )
     print(f"replay / plain read: {figures['replay_to_plain_read']} (goal >= 0.3)")

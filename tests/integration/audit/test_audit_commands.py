@@ -101,11 +101,19 @@ def test_verify_reports_no_findings_on_the_routed_log(
     assert "0 checkpoint(s)" not in out
 
 
+@pytest.mark.parametrize("workers", ["1", "3"])
 def test_replay_reports_no_findings_and_compares_every_decision(
-    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], workers: str
 ) -> None:
     status, out = run(
-        capsys, "audit", "replay", "--config", str(deployment.config_path), "--no-progress"
+        capsys,
+        "audit",
+        "replay",
+        "--config",
+        str(deployment.config_path),
+        "--no-progress",
+        "--workers",
+        workers,
     )
     assert status == 0, out
     assert f"{deployment.routed} decision(s) re-evaluated and compared" in out
@@ -282,7 +290,7 @@ def test_decision_that_does_not_match_the_agreements_is_found_by_replay(
     assert status == 1
     found = findings_of(out)
     assert len(found) == 1, found
-    assert f"{topic}[{partition}] offset {target} " in found[0]
+    assert found[0].startswith(f"FINDING {topic}[{partition}] offset {target}: ")
     assert "decision_mismatch" in found[0]
     assert f"{leaked.recipient} fields_forwarded: recorded +{field}" in found[0]
     # The chain itself links: only the signed checkpoints betray the rewritten history.
@@ -312,7 +320,7 @@ def test_decision_deleted_from_the_log_is_found_by_replay(
         topic,
     )
     assert status == 1
-    where = f"{record.ingress_topic}[{record.ingress_partition}] offset {record.ingress_offset} "
+    where = f"{record.ingress_topic}[{record.ingress_partition}] offset {record.ingress_offset}"
     assert [f for f in findings_of(out) if "undecided" in f] == [
         f for f in findings_of(out) if where in f
     ]
