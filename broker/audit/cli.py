@@ -215,7 +215,7 @@ def replay_log(
                 pool.assign((s.topic, s.partition, s.size) for s in spans)
                 pool.decisions(decisions)
             else:
-                replay = Replay(judge, index_decisions(decisions, []), audit_topic=audit_topic)
+                replay = Replay(judge, index_decisions(decisions), audit_topic=audit_topic)
             del decisions
             total = sum(s.size for s in spans)
             task = progress.add_task("ingress", total=total) if progress is not None else None

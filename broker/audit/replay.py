@@ -65,13 +65,10 @@ Location = tuple[str, int, int]
 
 def index_decisions(
     values: Iterable[tuple[int, int, bytes | None]],
-    findings: list[Finding],
-    *,
-    topic: str = DECISIONS_TOPIC,
 ) -> dict[Location, list[Recorded]]:
     """Index audit records ``(partition, offset, value)`` by the ingress record they decide.
 
-    Unreadable records are skipped here (`verify` reports them) without a finding.
+    Unreadable records are skipped here: `verify` reports them.
     """
     index: dict[Location, list[Recorded]] = defaultdict(list)
     for partition, offset, value in values:
@@ -454,7 +451,7 @@ def _work(judge: Judge, audit_topic: str, inbox: Any, outbox: Any) -> None:
             decisions.extend(payload)
             continue
         if replay is None:
-            replay = Replay(judge, index_decisions(decisions, []), audit_topic=audit_topic)
+            replay = Replay(judge, index_decisions(decisions), audit_topic=audit_topic)
             decisions = []
         if kind == "records":
             for topic, partition, offset, value, compare in payload:
@@ -533,7 +530,7 @@ class WorkerPool:
 
         for worker in range(len(self.inboxes)):
             self._put(worker, ("finish", dict(read)))
-        local = Replay(self.judge, index_decisions(self._local, []), audit_topic=self.audit_topic)
+        local = Replay(self.judge, index_decisions(self._local), audit_topic=self.audit_topic)
         report = local.finish(read)
         for _ in self.processes:
             while True:
