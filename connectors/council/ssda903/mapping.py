@@ -36,6 +36,11 @@ MISSING_ENDED = "child.missing.ended"
 # placement and carer), B (placement, same carer), U (legal status and placement, same carer).
 # L is a change of legal status only; S starts a period of care.
 NEW_PLACEMENT_RNE = frozenset({"P", "T", "B", "U"})
+RNE_LEGAL_STATUS_ONLY = "L"
+# Every RNE that starts a new episode within a period of care (`child.placement.changed`).
+NEW_EPISODE_RNE = NEW_PLACEMENT_RNE | {RNE_LEGAL_STATUS_ONLY}
+# REC X1: the episode ceased and a new one began the same day (care goes on).
+REC_CONTINUES = "X1"
 SEX_CODES = {"1": "m", "2": "f", "M": "m", "F": "f", "U": "u"}
 # UPN "unknown" codes (UN1..UN10): the child has no UPN to share.
 _UPN_UNKNOWN = re.compile(r"UN(10|[1-9])")
@@ -201,20 +206,28 @@ def placement_changed(
     reason: str | None,
     placement: dict[str, Any] | None = None,
 ) -> Event:
-    """`child.placement.changed` for an episode with RNE P/T/B/U, at DECOM.
+    """`child.placement.changed` for an episode with RNE P/T/B/U/L, at DECOM.
 
     `reason` is REASON_PLACE_CHANGE of the episode that ended (SSDA903 records the reason on
-    the episode whose placement ended, not on the new one).
+    the episode whose placement ended, not on the new one); it is null for RNE L, where the
+    placement did not change. `legal_status` and `reason_new_episode` (RNE) are the new
+    episode's, so a subscriber can tell a legal-status-only episode from a move.
     """
     day: date = episode["DECOM"]
+    rne: str = episode["RNE"]
     fields = child_fields(child, facts, facts.dob, day)
-    fields.update(**(placement or placement_fields(episode)), reason=reason)
+    fields.update(
+        **(placement or placement_fields(episode)),
+        reason=None if rne == RNE_LEGAL_STATUS_ONLY else reason,
+        legal_status=episode.get("LS"),
+        reason_new_episode=rne,
+    )
     eid = event_id(agency, "Episodes", child, day.isoformat(), PLACEMENT_CHANGED)
     return make_event(PLACEMENT_CHANGED, eid, child, day, fields)
 
 
 def care_ended(agency: str, child: str, facts: ChildFacts, episode: dict[str, Any]) -> Event:
-    """`child.care.ended` for an episode ending with a REC other than X1, at DEC."""
+    """`child.care.ended` for an episode whose DEC ends the child's care, at DEC (`reason` REC)."""
     day: date = episode["DEC"]
     fields = child_fields(child, facts, facts.dob, day)
     fields["reason"] = episode["REC"]

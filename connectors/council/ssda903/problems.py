@@ -27,6 +27,8 @@ class Reason(StrEnum):
     DATE_BEFORE_BIRTH = "date_before_birth"
     INVALID_POSTCODE = "invalid_postcode"
     REQUIRED_FOR_EVENT = "required_for_event"
+    EPISODE_SUPERSEDED = "episode_superseded"
+    REC_INCONSISTENT = "rec_inconsistent"
 
 
 @dataclass(frozen=True, slots=True)

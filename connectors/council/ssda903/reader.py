@@ -47,7 +47,6 @@ REQUIRED_FOR_EVENT: dict[str, tuple[str, ...]] = {
     m.CARE_STARTED: ("LS", "CIN", "PLACE"),
     m.PLACEMENT_CHANGED: ("PLACE",),
 }
-NO_EVENT_LEGAL_STATUS_ONLY = "Episodes RNE=L (change of legal status only)"
 
 
 class _Episode(NamedTuple):
@@ -55,6 +54,7 @@ class _Episode(NamedTuple):
     dec: date | None
     district: str | None
     reason_place_change: str | None
+    rne: str
 
 
 class Ssda903Result:
@@ -257,6 +257,7 @@ class Ssda903Result:
         dec_text = (values.get("DEC") or "").strip()
         dec = parse_date(dec_text, self._date_format) if dec_text else None
         reason = (values.get("REASON_PLACE_CHANGE") or "").strip().upper()
+        rne = (values.get("RNE") or "").strip().upper()
         timeline = self._timeline.setdefault(child, [])
         at = bisect.bisect_left(timeline, decom, key=lambda e: e.decom)
         if at < len(timeline) and timeline[at].decom == decom:
@@ -267,6 +268,7 @@ class Ssda903Result:
             dec,
             m.postcode_district(values.get("PL_POST")),
             reason if reason in self._reasons else None,
+            rne,
         )
         timeline.insert(at, entry)
 
@@ -337,18 +339,36 @@ class Ssda903Result:
         if rne == "S":
             if self._has_required(m.CARE_STARTED, episode):
                 yield m.care_started(self.agency, child, facts, episode, placement)
-        elif rne in m.NEW_PLACEMENT_RNE:
+        elif rne in m.NEW_EPISODE_RNE:
             if self._has_required(m.PLACEMENT_CHANGED, episode):
                 reason = previous.reason_place_change if previous else None
                 yield m.placement_changed(self.agency, child, facts, episode, reason, placement)
         else:
-            self.no_event[NO_EVENT_LEGAL_STATUS_ONLY] += 1
+            self.no_event[f"Episodes RNE={rne}"] += 1
+        after = bisect.bisect_right(timeline, decom, key=lambda e: e.decom)
+        following = timeline[after] if after < len(timeline) else None
+        if self._ends_care(episode, following):
+            yield m.care_ended(self.agency, child, facts, episode)
+
+    def _ends_care(self, episode: dict[str, Any], following: _Episode | None) -> bool:
+        """Whether the episode's DEC ends the child's care (`child.care.ended` at DEC).
+
+        SSDA903: REC X1 means a new episode began the same day, so care goes on; any other REC
+        means care ended. The next episode of the child (by DECOM) is the check:
+        - it began before DEC (overlapping episodes): it superseded this one, whose end is not
+          the end of the care it continues; nothing is emitted;
+        - it began on DEC: care ends only when it is a new period of care (RNE S) and REC says
+          so; otherwise the next episode continues the care;
+        - none began by DEC (a gap, or no later episode): care ended at DEC, whatever REC says
+          (an X1 whose next episode is absent is reported, and its reason stays X1).
+        """
+        row: int = episode["_row"]
         rec: str | None = episode["REC"]
-        if rec is None or rec == "X1":
-            return
+        ends = rec is not None and rec != m.REC_CONTINUES
+        decom: date = episode["DECOM"]
         dec: date | None = episode["DEC"]
         if dec is None:
-            if "DEC" not in episode["_bad"]:
+            if ends and "DEC" not in episode["_bad"]:
                 self._report(
                     RowProblem(
                         "Episodes",
@@ -358,19 +378,70 @@ class Ssda903Result:
                         f"REC {rec} ends care but DEC is blank; no child.care.ended",
                     )
                 )
-            return
+            return False
         if dec < decom:
+            if ends:
+                self._report(
+                    RowProblem(
+                        "Episodes",
+                        row,
+                        "DEC",
+                        Reason.END_BEFORE_START,
+                        "DEC is before DECOM; no child.care.ended",
+                    )
+                )
+            return False
+        if following is not None and following.decom < dec:
             self._report(
                 RowProblem(
                     "Episodes",
                     row,
                     "DEC",
-                    Reason.END_BEFORE_START,
-                    "DEC is before DECOM; no child.care.ended",
+                    Reason.EPISODE_SUPERSEDED,
+                    "DEC is after the next episode's DECOM; the next episode supersedes this "
+                    "one from its start, so no child.care.ended",
                 )
             )
-            return
-        yield m.care_ended(self.agency, child, facts, episode)
+            return False
+        if following is not None and following.decom == dec:
+            if ends and following.rne != "S":
+                self._report(
+                    RowProblem(
+                        "Episodes",
+                        row,
+                        "REC",
+                        Reason.REC_INCONSISTENT,
+                        f"REC {rec} ends care but the next episode (RNE {following.rne}) "
+                        "continues it on DEC; no child.care.ended",
+                    )
+                )
+                return False
+            return ends
+        if rec is None:
+            if "REC" not in episode["_bad"]:
+                self._report(
+                    RowProblem(
+                        "Episodes",
+                        row,
+                        "REC",
+                        Reason.REC_INCONSISTENT,
+                        "DEC is given and no episode follows on it, but REC is blank; "
+                        "no child.care.ended",
+                    )
+                )
+            return False
+        if not ends:
+            self._report(
+                RowProblem(
+                    "Episodes",
+                    row,
+                    "REC",
+                    Reason.REC_INCONSISTENT,
+                    "REC X1 but no episode starts on DEC; care ends at DEC (child.care.ended "
+                    "with reason X1)",
+                )
+            )
+        return True
 
     def _has_required(self, event_type: str, episode: dict[str, Any]) -> bool:
         """True when the columns the event's schema requires are valid; else report the skip."""

@@ -239,7 +239,8 @@ def _episodes(
     place, provider, placement = _pick(rng, _PLACE), _pick(rng, _PROVIDER), _postcode(rng)
     start, rne = entry, "S"
     last_day = date(2025, 3, 31)
-    for n in range(min(1 + int(rng.expovariate(0.45)), 12)):
+    episodes = min(1 + int(rng.expovariate(0.45)), 12)
+    for n in range(episodes):
         if n:
             rne = _pick(rng, _RNE_NEXT)
             if rne in ("L", "T", "U"):
@@ -252,7 +253,14 @@ def _episodes(
                 )
         end: date | None = start + timedelta(days=rng.randint(7, 500))
         eighteen = date(dob.year + 18, dob.month, min(dob.day, 28))
-        final = n == 11 or rng.random() < 0.3 or end is None or end >= min(last_day, eighteen)
+        # The last episode ends the care (or stays open): an X1 always has a successor.
+        final = (
+            n == episodes - 1
+            or counts["episodes"] + 1 >= budget
+            or rng.random() < 0.3
+            or end is None
+            or end >= min(last_day, eighteen)
+        )
         rec = reason = ""
         if final:
             if end is not None and end >= min(last_day, eighteen):

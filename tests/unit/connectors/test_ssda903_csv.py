@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from datetime import date, datetime
@@ -16,6 +17,7 @@ from connectors.council.exceptions import Ssda903Error
 from connectors.council.ssda903 import Reason
 
 NEW_PLACEMENT = {"P", "T", "B", "U"}
+NEW_EPISODE = NEW_PLACEMENT | {"L"}
 
 
 def _d(text: str) -> date:
@@ -29,6 +31,41 @@ def _codes(table: str, column: str) -> set[str]:
 
 def _by_type(events: list[dict[str, object]]) -> Counter[str]:
     return Counter(str(e["event_type"]) for e in events)
+
+
+def _date_or_none(text: str) -> date | None:
+    try:
+        return _d(text.strip())
+    except ValueError:
+        return None
+
+
+def _care_endings(episodes: list[dict[str, str]]) -> list[tuple[str, date, str]]:
+    """(CHILD, DEC, REC) of the episodes whose DEC ends the child's care, from the table alone.
+
+    An episode with a DEC (not before DECOM) and a REC ends care unless the child's next episode
+    began before DEC (it superseded this one) or began on DEC and continues the care (REC X1,
+    or an RNE other than S). With no episode starting by DEC, care ends whatever REC says.
+    """
+    by_child: dict[str, list[dict[str, str]]] = {}
+    for row in episodes:
+        if _date_or_none(row["DECOM"]) is not None:
+            by_child.setdefault(row["CHILD"], []).append(row)
+    found = []
+    for child, rows in by_child.items():
+        rows.sort(key=lambda r: _d(r["DECOM"]))
+        for row, following in zip(rows, [*rows[1:], None], strict=True):
+            dec, rec = _date_or_none(row["DEC"]), row["REC"].strip()
+            if dec is None or not rec or dec < _d(row["DECOM"]):
+                continue
+            if following is not None:
+                starts = _d(following["DECOM"])
+                if starts < dec:
+                    continue
+                if starts == dec and (rec == "X1" or following["RNE"] != "S"):
+                    continue
+            found.append((child, dec, rec))
+    return found
 
 
 def test_event_counts_match_the_input_files(sample: Path) -> None:
@@ -48,11 +85,9 @@ def test_event_counts_match_the_input_files(sample: Path) -> None:
             if r["RNE"] == "S" and r["LS"] in ls and r["CIN"] in cin and r["PLACE"] in place
         ),
         "child.placement.changed": sum(
-            1 for r in episodes if r["RNE"] in NEW_PLACEMENT and r["PLACE"] in place
+            1 for r in episodes if r["RNE"] in NEW_EPISODE and r["PLACE"] in place
         ),
-        "child.care.ended": sum(
-            1 for r in episodes if r["REC"].strip() not in ("", "X1") and r["DEC"].strip()
-        ),
+        "child.care.ended": len(_care_endings(episodes)),
     }
     result = read_ssda903(sample, agency=AGENCY)
     events = result.collect()
@@ -124,6 +159,8 @@ def test_child_fields_come_from_header_and_uasc(sample: Path) -> None:
 
 
 def test_placement_fields_and_reason_from_the_ended_episode(sample: Path) -> None:
+    """Every new episode in a period of care (RNE P/T/B/U/L) is a placement change carrying its
+    own legal status and RNE; an L episode (same placement) has no reason for a move."""
     episodes = read_table(sample, "episodes")
     by_child: dict[str, list[dict[str, str]]] = {}
     for row in episodes:
@@ -132,21 +169,62 @@ def test_placement_fields_and_reason_from_the_ended_episode(sample: Path) -> Non
     for child, rows in by_child.items():
         rows.sort(key=lambda r: _d(r["DECOM"]))
         for previous, row in zip([None, *rows], rows, strict=False):
-            if row["RNE"] in NEW_PLACEMENT:
+            if row["RNE"] in NEW_EPISODE:
                 reason = (previous["REASON_PLACE_CHANGE"] or None) if previous else None
+                if row["RNE"] == "L":
+                    reason = None
                 district = row["PL_POST"].split(" ")[0] or None
-                expected[(child, _d(row["DECOM"]).isoformat())] = (row["PLACE"], district, reason)
+                expected[(child, _d(row["DECOM"]).isoformat())] = (
+                    row["PLACE"],
+                    district,
+                    reason,
+                    row["LS"],
+                    row["RNE"],
+                )
     events = read_ssda903(sample, agency=AGENCY).collect()
     seen = {
         (e["subject"], e["occurred_at"][:10]): (
             e["fields"]["placement_type"],
             e["fields"]["placement_postcode_district"],
             e["fields"]["reason"],
+            e["fields"]["legal_status"],
+            e["fields"]["reason_new_episode"],
         )
         for e in events
         if e["event_type"] == "child.placement.changed"
     }
     assert seen == expected
+    assert {rne for *_, rne in seen.values()} == NEW_EPISODE
+
+
+def test_care_ends_where_the_episodes_say_so(sample: Path) -> None:
+    """Superseded (overlapping) episodes end nothing; an episode with no successor by its DEC
+    ends care there whatever its REC; the problems name the rows."""
+    episodes = read_table(sample, "episodes")
+    result = read_ssda903(sample, agency=AGENCY)
+    events = result.collect()
+    ended = sorted(
+        (str(e["subject"]), date.fromisoformat(str(e["occurred_at"])[:10]), e["fields"]["reason"])
+        for e in events
+        if e["event_type"] == "child.care.ended"
+    )
+    assert ended == sorted(_care_endings(episodes))
+    assert any(reason == "X1" for *_, reason in ended)  # the sample has X1s with no successor
+    by_child: dict[str, list[dict[str, str]]] = {}
+    for row in episodes:
+        by_child.setdefault(row["CHILD"], []).append(row)
+    superseded = set()
+    for rows in by_child.values():
+        rows.sort(key=lambda r: _d(r["DECOM"]))
+        for row, following in itertools.pairwise(rows):
+            dec = _date_or_none(row["DEC"])
+            if dec is not None and dec > _d(following["DECOM"]):
+                superseded.add(int(row["_line"]))
+    assert superseded
+    assert {p.row for p in result.problems if p.reason == Reason.EPISODE_SUPERSEDED} == superseded
+    assert result.problem_counts[Reason.REC_INCONSISTENT] == sum(
+        1 for *_, reason in ended if reason == "X1"
+    )
 
 
 def test_sample_invalid_value_reported_with_table_row_column(sample: Path) -> None:

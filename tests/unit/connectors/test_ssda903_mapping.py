@@ -133,3 +133,52 @@ def test_benchmark_reports_rates(tmp_path: Path) -> None:
     assert figures.rows > 2_000 and figures.events > 0
     assert figures.connector_rows_per_s > 0 and figures.baseline_rows_per_s > 0
     assert figures.ratio > 0
+
+
+def test_legal_status_episodes_and_care_endings(tmp_path: Path) -> None:
+    """RNE L is a placement change in the same placement with its legal status; an episode
+    superseded by an overlapping one ends nothing; care ends at a DEC that no episode follows,
+    whatever REC says; a REC ending care on the day a non-S episode continues it ends nothing."""
+    folder = _write(
+        tmp_path / "t",
+        Header="CHILD,SEX,DOB,ETHNIC,UPN,MOTHER,MC_DOB\n7,1,01/06/2005,WBRI,UN3,,\n"
+        "8,2,01/06/2006,WBRI,UN3,,\n",
+        Episodes=EPISODES
+        # child 7: S, then L (same placement, short breaks), then an overlapping S period
+        + "7,01/01/2018,S,C2,N1,U1,PR1,01/03/2018,X1,CARPL,,AB1 2CD,\n"
+        + "7,01/03/2018,L,V3,N1,U1,PR1,01/06/2018,E8,,,AB1 2CD,\n"
+        + "7,01/05/2018,S,C1,N1,U3,PR1,01/07/2018,X1,,,EF5 6GH,\n"
+        # child 8: REC E8 on the day a P episode continues the care, then a final X1
+        + "8,01/01/2018,S,C2,N1,U1,PR1,01/02/2018,E8,CARPL,,,\n"
+        + "8,01/02/2018,P,C2,N1,U3,PR1,01/04/2018,X1,,,,\n",
+    )
+    result = read_ssda903(folder, agency=AGENCY)
+    events = result.collect()
+    got = [
+        (
+            e["subject"],
+            e["event_type"],
+            e["occurred_at"][:10],
+            e["fields"].get("legal_status"),
+            e["fields"].get("reason_new_episode"),
+            e["fields"].get("reason"),
+        )
+        for e in events
+    ]
+    assert got == [
+        ("7", "child.care.started", "2018-01-01", "C2", None, None),
+        ("7", "child.placement.changed", "2018-03-01", "V3", "L", None),
+        ("7", "child.care.started", "2018-05-01", "C1", None, None),
+        ("7", "child.care.ended", "2018-07-01", None, None, "X1"),
+        ("8", "child.care.started", "2018-01-01", "C2", None, None),
+        ("8", "child.placement.changed", "2018-02-01", "C2", "P", "CARPL"),
+        ("8", "child.care.ended", "2018-04-01", None, None, "X1"),
+    ]
+    found = {(p.row, p.column, p.reason.value) for p in result.problems}
+    assert found == {
+        (3, "DEC", "episode_superseded"),
+        (4, "REC", "rec_inconsistent"),
+        (5, "REC", "rec_inconsistent"),
+        (6, "REC", "rec_inconsistent"),
+    }
+    assert not any(p.rejected for p in result.problems)
