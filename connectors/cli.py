@@ -120,7 +120,9 @@ def _serve_parser(actions: Any, kind: str) -> None:
 def _agency_of_kind(config: Any, agency_id: str, kind: str) -> None:
     config.agency(agency_id)
     if agency_id.split(".", 1)[0] != kind:
-        raise BrokerError(f"--agency {agency_id} is not a {kind} agency id ({kind}.CODE)")
+        raise BrokerError(
+            f"--agency {agency_id} is not of kind {kind}: give a {kind}.CODE agency id"
+        )
 
 
 # -- SSDA903 --------------------------------------------------------------------------------
