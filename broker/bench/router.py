@@ -181,20 +181,13 @@ def _passthrough(config: Any, issuer: str, total: int) -> float:
 
     from broker.config import topic_ingress
     from broker.kafka.client import KafkaClients
+    from broker.router.service import consumer_options, producer_options
 
     settings = config.router
     clients = KafkaClients(config.kafka)
     name = f"bench-pass-{uuid.uuid4().hex[:8]}"
-    producer = clients.transactional_producer(
-        name, transaction_timeout_ms=settings.transaction_timeout_ms, linger_ms=2
-    )
-    consumer = clients.consumer(
-        group_id=name,
-        group_instance_id=name,
-        max_poll_records=settings.batch_max_records,
-        session_timeout_ms=10000,
-        heartbeat_interval_ms=2000,
-    )
+    producer = clients.transactional_producer(name, **producer_options(settings))
+    consumer = clients.consumer(group_id=name, group_instance_id=name, **consumer_options(settings))
     consumer.subscribe([topic_ingress(issuer)])
     marks: list[tuple[float, int]] = []
     done = 0

@@ -5,7 +5,7 @@ decode -> check the issuer owns the ingress topic -> verify signature and key va
 audit record. Anything unacceptable becomes a quarantine output with a stable reason code; this
 function never raises on input. `RouterCore.route` returns every output and state change, and
 the I/O shell writes them in one Kafka transaction (plus one chain snapshot per partition and
-batch, `state.chain_snapshot`).
+batch: `state.chain_snapshot`, and `state.seen_batch` of the `RouteResult.seen` ids).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from broker.envelope.verifier import verify_envelope
 from broker.router.state import (
     PartitionState,
     encode_subject,
-    seen_key,
     subject_key,
 )
 from broker.schemas import SchemaRegistry
@@ -68,6 +67,7 @@ class RouteResult:
     event_type: str | None = None
     recipients: tuple[str, ...] = ()
     issued_at: datetime | None = None
+    seen: tuple[str, str] | None = None  # (issuer, event id) first routed: goes to the changelog
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,6 @@ class RouterCore:
         )
         state.seen.add(seen)
         outputs.append(self._audit_output(state, audit))
-        outputs.append(Output(TOPIC_ROUTER_STATE, seen_key(state.chain.chain, *seen), b"1"))
         updated = _learn(context, header.event_type, verified.fields)
         if updated != context:
             state.subjects[header.subject] = updated
@@ -245,6 +244,7 @@ class RouterCore:
             event_type=header.event_type,
             recipients=tuple(recipients),
             issued_at=header.issued_at,
+            seen=seen,
         )
 
     def _quarantine(

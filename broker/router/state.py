@@ -7,8 +7,11 @@ change is written to the compacted `router.state` topic in the same transaction 
 the audit record, so a new owner rebuilds exactly the state that matches the committed outputs.
 
 Changelog keys (UTF-8): `c|<chain>` chain snapshot; `k|<chain>` last signed checkpoint;
-`s|<chain>|<issuer>|<event id>` seen;
-`p|<chain>|<subject>` subject relationships (JSON). The subject is the issuer's opaque reference.
+`b|<chain>|<first ingress offset>` the event ids first routed in one transaction's batch (JSON
+list of [issuer, event id]; one record per partition and batch rather than one per event, which
+is a quarter of the records the router produces); `s|<chain>|<issuer>|<event id>` one seen event
+(the earlier form, still read); `p|<chain>|<subject>` subject relationships (JSON). The subject is
+the issuer's opaque reference.
 """
 
 from __future__ import annotations
@@ -72,6 +75,14 @@ def seen_key(chain_id: str, issuer: str, event_id: str) -> bytes:
     return SEP.join(("s", chain_id, issuer, event_id)).encode()
 
 
+def seen_batch(
+    chain_id: str, first_offset: int, seen: list[tuple[str, str]]
+) -> tuple[bytes, bytes]:
+    """The changelog record of the event ids a batch of one partition routed for the first time."""
+    value = json.dumps([list(pair) for pair in seen], separators=(",", ":")).encode()
+    return f"b{SEP}{chain_id}{SEP}{first_offset}".encode(), value
+
+
 def subject_key(chain_id: str, subject: str) -> bytes:
     return SEP.join(("p", chain_id, subject)).encode()
 
@@ -94,6 +105,8 @@ def apply_changelog(states: dict[str, PartitionState], key: bytes, value: bytes 
         state.chain = ChainState.from_bytes(value)
     elif kind == "k" and value is not None:
         state.last_checkpoint = Checkpoint.from_bytes(value)
+    elif kind == "b" and value is not None:
+        state.seen.update((issuer, event_id) for issuer, event_id in json.loads(value))
     elif kind == "s":
         _, issuer, event_id = rest.split(SEP, 2)
         if value is None:

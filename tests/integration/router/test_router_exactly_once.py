@@ -126,10 +126,12 @@ class AuditTail:
             if self.poll() == before and self.poll() == before:
                 return self.count
 
-    def wait_beyond(self, count: int, timeout: float) -> None:
+    def wait_beyond(self, count: int, timeout: float, router: RouterProcess | None = None) -> None:
         deadline = time.monotonic() + timeout
         while self.poll() <= count:
-            assert time.monotonic() < deadline, "the router made no progress"
+            output = router.output() if router is not None else ""
+            assert router is None or router.running, f"the router stopped:\n{output}"
+            assert time.monotonic() < deadline, f"the router made no progress:\n{output}"
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
@@ -198,7 +200,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
             router = RouterProcess(dep.config_path, "r1", tmp_path / f"router-{kills}.log")
             processes.append(router.start())
             # Kill only once the router is working: a random moment after its next commit.
-            tail.wait_beyond(tail.drain(), timeout=90)
+            tail.wait_beyond(tail.drain(), timeout=90, router=router)
             time.sleep(rng.uniform(0.0, 1.5))
             assert router.running, router.output()
             router.kill()
