@@ -22,8 +22,8 @@ def test_bench_router_prints_ratio_and_latency(
     )  # fmt: skip
     out = capsys.readouterr().out
     assert status == 0, out
-    assert re.search(r"pass-through copy : +\d+ events/s", out), out
-    assert re.search(r"router +: +\d+ events/s", out), out
+    assert re.search(r"pass-through copy +: +\d+ events/s, +\d+ µs CPU/event", out), out
+    assert re.search(r"router +: +\d+ events/s, +\d+ µs CPU/event", out), out
     assert re.search(r"ratio +: +\d+\.\d\d", out), out
     match = re.search(r"\((\d+) events, (\d+) not seen\): p50 [\d.]+ ms, p99 [\d.]+ ms", out)
     assert match, out
