@@ -98,9 +98,14 @@ def _field_values(
 ) -> PersonalDict:
     registry = registry or SchemaRegistry.default()
     try:
-        return PersonalDict(
-            registry.decode_values(header.event_type, ((d.name, d.value) for d in disclosures))
-        )
+        # Values are encoded with the issuer's schema version, named by the header fingerprint.
+        writer = registry.writer(header.schema_fingerprint)
+    except UnknownSchemaError:
+        raise VerificationError("unknown_schema", "payload schema fingerprint unknown") from None
+    if writer.event_type != header.event_type:
+        raise VerificationError("schema_violation", "header type does not match its schema")
+    try:
+        return PersonalDict(writer.decode_values((d.name, d.value) for d in disclosures))
     except SchemaError as exc:
         raise VerificationError("schema_violation", str(exc)) from None
 
@@ -257,19 +262,25 @@ class VerifiedEvent:
         return self.header.event_type
 
     def to_json(self, registry: SchemaRegistry | None = None) -> dict[str, Any]:
-        """The EVENTS.md feed form: only disclosed fields, derived values, agreements."""
+        """The EVENTS.md feed form: only disclosed fields, derived values, agreements.
+
+        An event issued under an earlier schema version also shows, as null, each current field
+        that version did not have (the issuer could not give it; nothing was withheld).
+        """
         registry = registry or SchemaRegistry.default()
         event_type = self.header.event_type
+        fields = {
+            name: registry.value_to_json(event_type, name, value)
+            for name, value in self.fields.items()
+        }
+        fields.update(dict.fromkeys(registry.writer(self.header.schema_fingerprint).missing))
         return {
             "issuer": self.header.issuer,
             "event_id": self.header.event_id,
             "event_type": event_type,
             "subject": self.header.subject,
             "occurred_at": format_time(self.header.occurred_at),
-            "fields": {
-                name: registry.value_to_json(event_type, name, value)
-                for name, value in self.fields.items()
-            },
+            "fields": fields,
             "derived": dict(self.derived),
             "agreements": list(self.agreements),
             "verified": True,

@@ -17,7 +17,7 @@ from broker.envelope.model import (
     VerifiedEvent,
 )
 from broker.personal import PersonalDict
-from broker.schemas import SchemaError, SchemaRegistry, UnknownSchemaError
+from broker.schemas import SchemaError, SchemaRegistry, UnknownSchemaError, WriterSchema
 
 
 def verify_envelope(
@@ -110,12 +110,13 @@ def _verify_issued(
     """Check the issuer's part; return the decoded disclosed values and their digests."""
     event_id = header.event_id
     try:
-        event_type = registry.event_type_for(header.schema_fingerprint)
+        # The issuer's schema version (current or released): its fields were the ones signed.
+        writer = registry.writer(header.schema_fingerprint)
     except UnknownSchemaError:
         raise VerificationError(
             "unknown_schema", f"event {event_id}: payload schema fingerprint is not registered"
         ) from None
-    if header.event_type != event_type:
+    if header.event_type != writer.event_type:
         raise VerificationError(
             "schema_violation", f"event {event_id}: header type does not match its schema"
         )
@@ -123,23 +124,21 @@ def _verify_issued(
     digest_set = set(digests)
     if len(digest_set) != len(digests):
         raise VerificationError("duplicate_digest", f"event {event_id}: a digest is repeated")
-    schema_fields = registry.fields(event_type)
-    if len(digests) != len(schema_fields):
+    if len(digests) != writer.field_count:
         raise VerificationError(
             "schema_violation",
-            f"event {event_id}: {len(digests)} digests for {len(schema_fields)} schema fields",
+            f"event {event_id}: {len(digests)} digests for {writer.field_count} schema fields",
         )
     if not key.verify(signature, canonical.issuer_signing_input(header.to_bytes(), digests)):
         raise VerificationError("bad_signature", f"event {event_id}: issuer signature invalid")
-    return _check_disclosures(event_id, event_type, digest_set, disclosures, registry, complete)
+    return _check_disclosures(event_id, writer, digest_set, disclosures, complete)
 
 
 def _check_disclosures(
     event_id: str,
-    event_type: str,
+    writer: WriterSchema,
     digest_set: set[bytes],
     disclosures: tuple[Disclosure, ...],
-    registry: SchemaRegistry,
     complete: bool,
 ) -> tuple[PersonalDict, list[bytes]]:
     seen: set[bytes] = set()
@@ -164,9 +163,7 @@ def _check_disclosures(
             )
         names.add(disclosure.name)
     try:
-        values = PersonalDict(
-            registry.decode_values(event_type, ((d.name, d.value) for d in disclosures))
-        )
+        values = PersonalDict(writer.decode_values((d.name, d.value) for d in disclosures))
     except SchemaError as exc:
         raise VerificationError("schema_violation", f"event {event_id}: {exc}") from None
     if complete and len(seen) != len(digest_set):

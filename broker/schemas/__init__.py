@@ -9,6 +9,7 @@ from broker.schemas.errors import (
 )
 from broker.schemas.fields import FieldInfo
 from broker.schemas.registry import SINGLE_OBJECT_MARKER, SchemaRegistry, crc64_fingerprint
+from broker.schemas.writer import WriterSchema
 
 __all__ = [
     "SINGLE_OBJECT_MARKER",
@@ -19,5 +20,6 @@ __all__ = [
     "SchemaLoadError",
     "SchemaRegistry",
     "UnknownSchemaError",
+    "WriterSchema",
     "crc64_fingerprint",
 ]

@@ -12,11 +12,9 @@ import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
 from broker.schemas.errors import SchemaLoadError
+from broker.schemas.registry import default_released_dir
 
-
-def default_released_dir() -> Path:
-    """`schemas/released/`: one sub-directory per released version (`v1/`, `v2/`...)."""
-    return Path(__file__).resolve().parents[2] / "schemas" / "released"
+__all__ = ["default_released_dir", "incompatibilities"]
 
 
 def _load_dir(directory: Path) -> dict[str, avro.schema.Schema]:

@@ -3,14 +3,20 @@
 Messages use Avro single-object encoding: `C3 01`, the 8-byte CRC-64-AVRO fingerprint of the
 writer schema (little-endian), then the Avro binary body. Decoding looks the fingerprint up here,
 so every message names its schema without a registry service.
+
+The default registry also loads every released version (`schemas/released/v*/`) as a writer
+schema: a message or envelope written with one is still decoded, resolved to the current schema.
+Encoding, issuing and field metadata always use the current schemas.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,7 @@ from broker.schemas.errors import (
     UnknownSchemaError,
 )
 from broker.schemas.fields import FieldInfo, describe_field, to_avro, to_json
+from broker.schemas.writer import CURRENT, FieldCodec, WriterSchema
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 FINGERPRINT_SIZE = 8
@@ -37,19 +44,16 @@ def default_schema_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "schemas" / "avro"
 
 
+def default_released_dir() -> Path:
+    """`schemas/released/`: one sub-directory per released version (`v1/`, `v2/`...)."""
+    return Path(__file__).resolve().parents[2] / "schemas" / "released"
+
+
 def crc64_fingerprint(schema: Any) -> bytes:
     """CRC-64-AVRO fingerprint of a schema's parsing canonical form, as 8 little-endian bytes."""
     canonical = to_parsing_canonical_form(schema)
     # fastavro returns the fingerprint's bytes in little-endian order as hex.
     return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-
-
-@dataclass(frozen=True, slots=True)
-class _FieldCodec:
-    """Encoder/decoder of one payload field's values (a one-field record has the same bytes)."""
-
-    info: FieldInfo
-    parsed: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +64,22 @@ class _Schema:
     parsed: Any
     fingerprint: bytes
     event_type: str | None
-    codecs: Mapping[str, _FieldCodec]
+    codecs: Mapping[str, FieldCodec]
+    version: str = CURRENT
+    # The current schema of the same name, for Avro resolution when decoding; None if current.
+    reader: Any = None
 
 
 class SchemaRegistry:
-    """Named Avro schemas with fingerprints, single-object codec and payload field metadata."""
+    """Named Avro schemas with fingerprints, single-object codec and payload field metadata.
 
-    def __init__(self, schemas: list[_Schema]) -> None:
+    `schemas` are the current ones; `released` are (version, schemas) of earlier releases, known
+    only as writer schemas (by fingerprint) for decoding and verification.
+    """
+
+    def __init__(
+        self, schemas: list[_Schema], released: Sequence[tuple[str, list[_Schema]]] = ()
+    ) -> None:
         self._by_name = {s.name: s for s in schemas}
         self._by_fingerprint = {s.fingerprint: s for s in schemas}
         self._by_event_type = {s.event_type: s for s in schemas if s.event_type is not None}
@@ -74,19 +87,42 @@ class SchemaRegistry:
             raise SchemaLoadError(
                 "two schemas share a fingerprint; remove the duplicate .avsc file"
             )
+        for version, old_schemas in released:
+            for old in old_schemas:
+                if old.fingerprint not in self._by_fingerprint:  # unchanged since: already known
+                    self._by_fingerprint[old.fingerprint] = self._as_release(old, version)
+        self._writers = {
+            s.fingerprint: _writer(s, s.event_type, self._by_event_type[s.event_type])
+            for s in self._by_fingerprint.values()
+            if s.event_type is not None
+        }
 
     @classmethod
     def default(cls) -> SchemaRegistry:
-        """The registry of this checkout's `schemas/avro/`, loaded once per process."""
+        """This checkout's `schemas/avro/` plus every released version, loaded once per process."""
         return _default_registry()
 
     @classmethod
-    def from_dir(cls, directory: Path) -> SchemaRegistry:
-        """Load every `*.avsc` below `directory`."""
-        paths = sorted(directory.rglob("*.avsc"))
-        if not paths:
-            raise SchemaLoadError(f"no .avsc files in {directory}; point at the schemas/avro dir")
-        return cls([_load(path) for path in paths])
+    def from_dir(cls, directory: Path, released_dir: Path | None = None) -> SchemaRegistry:
+        """Load every `*.avsc` below `directory`, and each `released_dir/v*/` as writer schemas."""
+        released: list[tuple[str, list[_Schema]]] = []
+        if released_dir is not None:
+            versions = sorted((p for p in released_dir.iterdir() if p.is_dir()), key=_version_key)
+            released = [(p.name, _load_all(p, p.name)) for p in versions]
+        return cls(_load_all(directory, CURRENT), released)
+
+    def _as_release(self, old: _Schema, version: str) -> _Schema:
+        """A released schema as a writer schema resolved to the current one of the same name."""
+        current = self._by_name.get(old.name)
+        if current is None or current.event_type != old.event_type:
+            raise SchemaLoadError(
+                f"{old.path}: released schema {old.name} has no current schema of that name and "
+                "event type; a released schema must stay (see docs/wire-format.md, Evolution)"
+            )
+        codecs = {
+            name: _resolved(codec, current.codecs.get(name)) for name, codec in old.codecs.items()
+        }
+        return dataclasses.replace(old, codecs=codecs, version=version, reader=current.parsed)
 
     def names(self) -> list[str]:
         """Full names of all loaded schemas."""
@@ -113,11 +149,21 @@ class SchemaRegistry:
         return self._get(name).fingerprint
 
     def event_type_for(self, fingerprint: bytes) -> str:
-        """The event type whose payload schema has this fingerprint."""
-        schema = self._by_fingerprint.get(bytes(fingerprint))
-        if schema is None or schema.event_type is None:
+        """The event type whose payload schema (current or released) has this fingerprint."""
+        return self.writer(fingerprint).event_type
+
+    def writer(self, fingerprint: bytes) -> WriterSchema:
+        """The payload schema version (current or released) with this fingerprint."""
+        writer = self._writers.get(bytes(fingerprint))
+        if writer is None:
             raise UnknownSchemaError("no event schema has this fingerprint; update schemas/avro")
-        return schema.event_type
+        return writer
+
+    def versions(self, event_type: str) -> list[WriterSchema]:
+        """Every known version of an event type's payload schema, the current one last."""
+        self._get_event(event_type)
+        found = [w for w in self._writers.values() if w.event_type == event_type]
+        return sorted(found, key=lambda w: (w.is_current, _version_key(Path(w.version))))
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         """Single-object encoding of `record` with the schema `name`."""
@@ -144,7 +190,7 @@ class SchemaRegistry:
             raise UnknownSchemaError("message names a schema fingerprint this registry lacks")
         if expected is not None and schema.name != self.schema_name(expected):
             raise EncodingError(f"expected a {expected} message, got {schema.name}")
-        record = _read_exact(data[_HEADER_SIZE:], schema.parsed, schema.name)
+        record = _read_exact(data[_HEADER_SIZE:], schema.parsed, schema.name, schema.reader)
         return schema.name, record
 
     def validate_fields(self, event_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,34 +223,17 @@ class SchemaRegistry:
         return out.getvalue()
 
     def decode_value(self, event_type: str, field: str, data: bytes) -> Any:
-        """Decode one payload field value; raise `EncodingError` unless it is exactly one value."""
+        """Decode one current-schema field value; `EncodingError` unless it is exactly one value."""
         codec = self._codec(event_type, field)
         return _read_exact(data, codec.parsed, f"{event_type} field '{field}'")["v"]
 
     def decode_values(self, event_type: str, items: Iterable[tuple[str, bytes]]) -> dict[str, Any]:
-        """Decode (field name, Avro bytes) pairs; each must hold exactly one value of its field.
+        """Decode (field name, Avro bytes) pairs written with the CURRENT schema of `event_type`.
 
-        Reads all values from one stream and checks every boundary, which costs a fraction of
-        decoding them one by one.
+        For an envelope, use `writer(header.schema_fingerprint).decode_values`, which also reads
+        values written with a released version.
         """
-        codecs = self._get_event(event_type).codecs
-        pairs = list(items)
-        stream = io.BytesIO(b"".join(data for _, data in pairs))
-        out: dict[str, Any] = {}
-        end = 0
-        for name, data in pairs:
-            codec = codecs.get(name)
-            if codec is None:
-                raise FieldValueError(event_type, name, "no such field in the schema")
-            end += len(data)
-            try:
-                record: Any = schemaless_reader(stream, codec.parsed, None)
-                out[name] = record["v"]
-            except Exception:
-                raise EncodingError(f"bytes are not a valid {event_type} field '{name}'") from None
-            if stream.tell() != end:
-                raise EncodingError(f"{event_type} field '{name}' is not exactly one value")
-        return out
+        return self._writers[self._get_event(event_type).fingerprint].decode_values(items)
 
     def value_to_json(self, event_type: str, field: str, value: Any) -> Any:
         """The EVENTS.md JSON form of a decoded field value (dates and times as ISO text)."""
@@ -224,17 +253,17 @@ class SchemaRegistry:
             )
         return schema
 
-    def _codec(self, event_type: str, field: str) -> _FieldCodec:
+    def _codec(self, event_type: str, field: str) -> FieldCodec:
         codec = self._get_event(event_type).codecs.get(field)
         if codec is None:
             raise FieldValueError(event_type, field, "no such field in the schema")
         return codec
 
 
-def _read_exact(data: bytes, parsed: Any, what: str) -> Any:
+def _read_exact(data: bytes, parsed: Any, what: str, reader: Any = None) -> Any:
     stream = io.BytesIO(data)
     try:
-        record = schemaless_reader(stream, parsed, None)
+        record = schemaless_reader(stream, parsed, reader)
     except Exception:
         raise EncodingError(f"bytes are not a valid {what}") from None
     if stream.tell() != len(data):
@@ -242,7 +271,40 @@ def _read_exact(data: bytes, parsed: Any, what: str) -> Any:
     return record
 
 
-def _load(path: Path) -> _Schema:
+def _load_all(directory: Path, version: str) -> list[_Schema]:
+    paths = sorted(directory.rglob("*.avsc"))
+    if not paths:
+        raise SchemaLoadError(f"no .avsc files in {directory}; point at the schemas/avro dir")
+    return [_load(path, version) for path in paths]
+
+
+def _version_key(path: Path) -> tuple[int, str]:
+    """Order release directories v1, v2, ... v10 numerically."""
+    digits = re.sub(r"\D", "", path.name)
+    return (int(digits) if digits else 0, path.name)
+
+
+def _resolved(old: FieldCodec, current: FieldCodec | None) -> FieldCodec:
+    """A released field's codec: resolves to the current type if it changed, dropped if gone."""
+    if current is None:
+        return dataclasses.replace(old, kept=False)
+    if to_parsing_canonical_form(old.parsed) == to_parsing_canonical_form(current.parsed):
+        return old
+    return dataclasses.replace(old, reader=current.parsed)
+
+
+def _writer(schema: _Schema, event_type: str, current: _Schema) -> WriterSchema:
+    return WriterSchema(
+        event_type=event_type,
+        fingerprint=schema.fingerprint,
+        version=schema.version,
+        codecs=schema.codecs,
+        missing=tuple(name for name in current.codecs if name not in schema.codecs),
+        field_count=len(schema.codecs),
+    )
+
+
+def _load(path: Path, version: str = CURRENT) -> _Schema:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         parsed: Any = parse_schema(raw)
@@ -252,7 +314,7 @@ def _load(path: Path) -> _Schema:
         raise SchemaLoadError(f"{path}: top-level schema must be a named record")
     name = str(parsed["name"])
     event_type = raw.get("event_type")
-    codecs: dict[str, _FieldCodec] = {}
+    codecs: dict[str, FieldCodec] = {}
     if event_type is not None:
         expanded: Any = expand_schema(raw)
         for field in expanded["fields"]:
@@ -261,10 +323,10 @@ def _load(path: Path) -> _Schema:
                 "name": _VALUE_RECORD,
                 "fields": [{"name": "v", "type": field["type"]}],
             }
-            codecs[field["name"]] = _FieldCodec(describe_field(field), parse_schema(wrapper))
-    return _Schema(name, path, raw, parsed, crc64_fingerprint(raw), event_type, codecs)
+            codecs[field["name"]] = FieldCodec(describe_field(field), parse_schema(wrapper))
+    return _Schema(name, path, raw, parsed, crc64_fingerprint(raw), event_type, codecs, version)
 
 
 @functools.cache
 def _default_registry() -> SchemaRegistry:
-    return SchemaRegistry.from_dir(default_schema_dir())
+    return SchemaRegistry.from_dir(default_schema_dir(), default_released_dir())
