@@ -146,6 +146,7 @@ class RouterService:
         self.clients.ensure_topics(topic_specs(self.config))
         if self.config.router.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.config.router.metrics_port)
+            log.info("metrics at http://127.0.0.1:%d/metrics", self.metrics_port)
         settings = self.config.router
         producer = self.clients.transactional_producer(
             f"{settings.group_id}-{self.instance_id}", **producer_options(settings)

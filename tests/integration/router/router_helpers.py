@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -293,16 +292,56 @@ def feeds(dep: Deployment) -> dict[str, list[FeedItem]]:
     return {base: read_feed(dep, base) for base in BASE_AGENCIES}
 
 
-def wait_for_decisions(dep: Deployment, count: int, *, timeout: float = 120.0) -> None:
+class AuditTail:
+    """Counts this deployment's audit decisions as they are committed (reads each record once)."""
+
+    def __init__(self, dep: Deployment) -> None:
+        self.prefixes = tuple(f"{t}/".encode() for t in dep.ingress_topics)
+        create_topics(dep)
+        self.consumer = KafkaClients(dep.config.kafka).consumer(group_id=None)
+        parts = self.consumer.partitions_for_topic(TOPIC_AUDIT) or set()
+        self.consumer.assign([TopicPartition(TOPIC_AUDIT, p) for p in sorted(parts)])
+        self.count = 0
+
+    def poll(self) -> int:
+        for records in self.consumer.poll(timeout_ms=100).values():
+            self.count += sum(1 for r in records if (r.key or b"").startswith(self.prefixes))
+        return self.count
+
+    def drain(self) -> int:
+        """Count everything committed so far (after a kill nothing more will come)."""
+        while True:
+            before = self.count
+            if self.poll() == before and self.poll() == before:
+                return self.count
+
+    def wait_beyond(self, count: int, timeout: float, router: RouterProcess | None = None) -> None:
+        """Wait until more than `count` decisions were committed."""
+        deadline = time.monotonic() + timeout
+        while self.poll() <= count:
+            output = router.output() if router is not None else ""
+            assert router is None or router.running, f"the router stopped:\n{output}"
+            assert time.monotonic() < deadline, (
+                f"{self.count} decisions, waiting for {count + 1}, in {timeout:.0f} s\n{output}"
+            )
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def wait_for_decisions(
+    dep: Deployment,
+    count: int,
+    *,
+    timeout: float = 120.0,
+    router: RouterProcess | None = None,
+) -> None:
     """Wait until the audit log holds `count` decisions of this deployment's chains."""
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while time.monotonic() < deadline:
-        seen = len(read_audit(dep))
-        if seen >= count:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"only {seen} of {count} decisions were made in {timeout:.0f} s")
+    tail = AuditTail(dep)
+    try:
+        tail.wait_beyond(count - 1, timeout, router)
+    finally:
+        tail.close()
 
 
 # -- running the router --------------------------------------------------------------------
@@ -336,12 +375,6 @@ def route_all(dep: Deployment, expected_decisions: int) -> RouterService:
     with router_thread(dep) as service:
         wait_for_decisions(dep, expected_decisions)
     return service
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -391,6 +424,17 @@ class RouterProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def metrics_port(self, timeout: float = 60) -> int:
+        """The port the router serves metrics on (configured as 0: it picks a free one)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(r"metrics at http://127\.0\.0\.1:(\d+)/metrics", self.output())
+            if found:
+                return int(found.group(1))
+            assert self.running, f"the router stopped:\n{self.output()}"
+            time.sleep(0.1)
+        raise AssertionError(f"the router did not serve metrics:\n{self.output()}")
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -23,6 +23,7 @@ from router_helpers import (
     NRM,
     STATS,
     WESTMINSTER,
+    AuditTail,
     Deployment,
     RouterProcess,
     create_topics,
@@ -30,7 +31,6 @@ from router_helpers import (
     decisions_by_ingress,
     event,
     feeds,
-    free_port,
     ingress_counts,
     make_deployment,
     metric,
@@ -42,7 +42,7 @@ from router_helpers import (
 )
 
 from broker.audit import Outcome, verify_log
-from broker.config import TOPIC_AUDIT, topic_ingress
+from broker.config import topic_ingress
 from broker.envelope import KeyRegistry
 from broker.kafka.client import KafkaClients
 
@@ -100,41 +100,6 @@ def _produce_slowly(
             time.sleep(pause)
     finally:
         producer.close()
-
-
-class AuditTail:
-    """Counts this deployment's audit decisions as they are committed."""
-
-    def __init__(self, dep: Deployment) -> None:
-        from kafka import TopicPartition
-
-        self.prefixes = tuple(f"{t}/".encode() for t in dep.ingress_topics)
-        self.consumer = KafkaClients(dep.config.kafka).consumer(group_id=None)
-        parts = self.consumer.partitions_for_topic(TOPIC_AUDIT) or set()
-        self.consumer.assign([TopicPartition(TOPIC_AUDIT, p) for p in sorted(parts)])
-        self.count = 0
-
-    def poll(self) -> int:
-        for records in self.consumer.poll(timeout_ms=100).values():
-            self.count += sum(1 for r in records if (r.key or b"").startswith(self.prefixes))
-        return self.count
-
-    def drain(self) -> int:
-        """Count everything committed so far (after a kill nothing more will come)."""
-        while True:
-            before = self.count
-            if self.poll() == before and self.poll() == before:
-                return self.count
-
-    def wait_beyond(self, count: int, timeout: float, router: RouterProcess | None = None) -> None:
-        deadline = time.monotonic() + timeout
-        while self.poll() <= count:
-            output = router.output() if router is not None else ""
-            assert router is None or router.running, f"the router stopped:\n{output}"
-            assert time.monotonic() < deadline, f"the router made no progress:\n{output}"
-
-    def close(self) -> None:
-        self.consumer.close(autocommit=False)
 
 
 def _check_exactly_once(
@@ -222,20 +187,15 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
 def test_two_routers_split_the_partitions_and_route_everything_once(
     tmp_path: Path, kafka_bootstrap: str, processes: list[RouterProcess]
 ) -> None:
-    ports = [free_port(), free_port()]
-    dep = make_deployment(tmp_path / "deployment", kafka_bootstrap)
-    routers = []
-    for name, port in zip(("a", "b"), ports, strict=True):
-        # Each process its own metrics port: one config per instance.
-        config = dep.config_path.with_name(f"config-{name}.yaml")
-        config.write_text(
-            dep.config_path.read_text().replace(
-                "router:\n", f"router:\n  metrics_port: {port}\n", 1
-            )
-        )
-        routers.append(RouterProcess(config, f"r-{name}", tmp_path / f"router-{name}.log"))
+    # Port 0: each router picks a free metrics port and logs it.
+    dep = make_deployment(tmp_path / "deployment", kafka_bootstrap, router={"metrics_port": 0})
+    routers = [
+        RouterProcess(dep.config_path, f"r-{name}", tmp_path / f"router-{name}.log")
+        for name in ("a", "b")
+    ]
     for router in routers:
         processes.append(router.start())
+    ports = [router.metrics_port() for router in routers]
     # Wait until the group has settled with both members owning partitions.
     partitions = len(BASE_AGENCIES) * dep.config.kafka.topics.partitions
     deadline = time.monotonic() + 90

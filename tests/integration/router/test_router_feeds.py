@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+import yaml
 from router_helpers import (
     BASE_AGENCIES,
     BTP,
@@ -37,6 +38,7 @@ from router_helpers import (
 
 from broker.audit import Outcome, verify_log
 from broker.envelope import KeyRegistry
+from broker.scaffold import EXAMPLE_AGREEMENTS
 from broker.schemas import SchemaRegistry
 
 pytestmark = pytest.mark.integration
@@ -49,107 +51,31 @@ NRM_W = "dsa.nrm-westminster.decisions@1"
 NRM_L = "dsa.nrm-lambeth.decisions@1"
 MET_W = "dsa.met-westminster.missing-reports@1"
 
-# Share lists of the example agreements' rules, copied from the YAML files.
-GRAB_PACK = {
-    "la_child_id", "first_name", "last_name", "dob", "age_band", "sex", "uasc",
-    "trafficking_concern", "exploitation_concerns", "missing_type", "missing_since",
-    "risk_level", "last_seen_location", "last_seen_postcode_district",
-    "placement_postcode_district", "physical_description", "clothing", "associates",
-    "places_frequented", "phone_numbers", "social_media", "medical_needs", "photo_ref",
-}  # fmt: skip
-AWAY = {
-    "la_child_id", "age_band", "sex", "missing_type", "missing_since", "risk_level",
-    "placement_postcode_district", "last_seen_postcode_district",
-}  # fmt: skip
-FOUND = {"la_child_id", "missing_type", "missing_since", "missing_until", "found_postcode_district"}
-RHI_POLICE = {
-    "la_child_id", "first_name", "last_name", "dob", "exploitation_concerns", "interview_date",
-    "exploitation_disclosed",
-}  # fmt: skip
-APPOINTMENT = {
-    "la_child_id", "first_name", "last_name", "dob", "age_band", "sex", "uasc",
-    "trafficking_concern", "exploitation_concerns", "guardian_service", "appointed_on",
-}  # fmt: skip
-APPOINTED_CHILD = {
-    "la_child_id", "first_name", "last_name", "dob", "age_band", "trafficking_concern",
-    "exploitation_concerns", "missing_type", "missing_since", "missing_until", "risk_level",
-    "last_seen_postcode_district", "found_postcode_district", "placement_type",
-    "placement_postcode_district", "reason", "rhi_offered", "rhi_accepted", "within_72_hours",
-    "exploitation_disclosed",
-}  # fmt: skip
-NRM_REFERRAL = {
-    "referral_id", "first_responder", "first_responder_type", "local_authority", "police_force",
-    "age_at_exploitation", "nationality", "gender", "exploitation_types",
-    "exploitation_location", "la_child_id", "first_name", "last_name", "dob", "age_band",
-}  # fmt: skip
-NRM_DECISION = {"referral_id", "first_responder", "stage", "outcome", "decision_date"}
-REPORT_OPENED = {
-    "police_ref", "force", "risk_level", "la_child_id", "local_authority", "first_name",
-    "last_name", "dob", "age_band", "trafficking_concern",
-}  # fmt: skip
-REPORT_CLOSED = {
-    "police_ref", "force", "found_at", "found_postcode_district", "outcome", "la_child_id",
-    "local_authority",
-}  # fmt: skip
-STATS_SHARE = {
-    "child.care.started": {
-        "age_band", "sex", "uasc", "trafficking_concern", "exploitation_concerns",
-        "legal_status", "category_of_need", "placement_type", "placement_provider",
-        "placement_postcode_district", "ethnicity",
-    },
-    "child.placement.changed": {
-        "age_band", "placement_type", "placement_provider", "placement_postcode_district",
-        "reason",
-    },
-    "child.care.ended": {"age_band", "reason"},
-    "child.missing.started": {
-        "age_band", "sex", "uasc", "trafficking_concern", "exploitation_concerns",
-        "missing_type", "risk_level", "placement_postcode_district",
-        "last_seen_postcode_district",
-    },
-    "child.missing.ended": {"age_band", "missing_type", "found_postcode_district"},
-    "child.return_interview.recorded": {
-        "age_band", "rhi_offered", "rhi_accepted", "within_72_hours", "exploitation_disclosed",
-    },
-    "nrm.referral.submitted": {
-        "first_responder_type", "age_at_exploitation", "exploitation_types",
-        "exploitation_location", "age_band",
-    },
-    "nrm.decision.made": {"stage", "outcome", "decision_date"},
-    "police.missing_report.closed": {"outcome", "found_postcode_district"},
-}  # fmt: skip
-# Derived values of the statistics agreement: name -> (transform, source field).
-STATS_DERIVE: dict[str, dict[str, tuple[str, str]]] = {
-    "child.care.started": {
-        "child_pseudonym": ("pseudonym", "la_child_id"),
-        "home_postcode_district": ("postcode_district", "home_postcode"),
-    },
-    "child.placement.changed": {"child_pseudonym": ("pseudonym", "la_child_id")},
-    "child.care.ended": {"child_pseudonym": ("pseudonym", "la_child_id")},
-    "child.missing.started": {
-        "child_pseudonym": ("pseudonym", "la_child_id"),
-        "missing_date": ("date_only", "missing_since"),
-        "age_years": ("age_years", "dob"),
-    },
-    "child.missing.ended": {
-        "child_pseudonym": ("pseudonym", "la_child_id"),
-        "missing_date": ("date_only", "missing_since"),
-        "returned_date": ("date_only", "missing_until"),
-    },
-    "child.return_interview.recorded": {"child_pseudonym": ("pseudonym", "la_child_id")},
-    "nrm.referral.submitted": {
-        "referral_pseudonym": ("pseudonym", "referral_id"),
-        "child_pseudonym": ("pseudonym", "la_child_id"),
-    },
-    "nrm.decision.made": {"referral_pseudonym": ("pseudonym", "referral_id")},
-    "police.missing_report.closed": {
-        "report_pseudonym": ("pseudonym", "police_ref"),
-        "found_date": ("date_only", "found_at"),
-    },
+# The example agreements' rules by (id@version, rule name): the share and derive lists are read
+# from the files, which rules apply to which event (conditions, providers, recipients, versions
+# in force) is written out by hand below.
+RULES: dict[tuple[str, str], dict[str, Any]] = {
+    (f"{data['id']}@{data['version']}", rule["name"]): rule
+    for data in (yaml.safe_load(p.read_text()) for p in sorted(EXAMPLE_AGREEMENTS.glob("*.yaml")))
+    for rule in data["rules"]
 }
+STATS_RULE = {
+    "child.care.started": "care-started",
+    "child.placement.changed": "placement-changed",
+    "child.care.ended": "care-ended",
+    "child.missing.started": "missing-started",
+    "child.missing.ended": "missing-ended",
+    "child.return_interview.recorded": "return-interviews",
+    "nrm.referral.submitted": "nrm-referrals",
+    "nrm.decision.made": "nrm-decisions",
+    "police.missing_report.closed": "police-reports-closed",
+}
+# What a recipient expects of one event: the rules that grant it something.
+Expect = dict[str, list[tuple[str, str]]]
 
-# What a recipient expects of one event: shared fields and the agreements (id@version) cited.
-Expect = dict[str, tuple[set[str], set[str]]]
+
+def _stats(event_type: str) -> list[tuple[str, str]]:
+    return [(STAT, STATS_RULE[event_type])]
 
 
 def _story(dep: Deployment) -> list[tuple[str, dict[str, Any], Expect]]:
@@ -160,73 +86,90 @@ def _story(dep: Deployment) -> list[tuple[str, dict[str, Any], Expect]]:
     return [
         # An appointment entitles the guardian service to this child's later events.
         ("W", event("guardian.appointed", "child-1", "ga", guardian_service=g, **child),
-         {GUARDIAN: (APPOINTMENT, {GUARD})}),
+         {GUARDIAN: [(GUARD, "appointment")]}),
         ("W", event("child.care.started", "child-1", "cs", home_postcode="SW1P 4DR",
                     **postcodes, **child),
-         {STATS: (STATS_SHARE["child.care.started"], {STAT})}),
+         {STATS: _stats("child.care.started")}),
         ("W", event("child.missing.started", "child-1", "ms", missing_type="M",
                     risk_level="high", **child),
-         {MET: (GRAB_PACK, {POLICE}), GUARDIAN: (APPOINTED_CHILD, {GUARD}),
-          STATS: (STATS_SHARE["child.missing.started"], {STAT})}),
+         {MET: [(POLICE, "philomena-grab-pack")], GUARDIAN: [(GUARD, "appointed-child")],
+          STATS: _stats("child.missing.started")}),
         ("W", event("child.missing.ended", "child-1", "me", missing_type="M", **child),
-         {MET: (FOUND, {POLICE}), GUARDIAN: (APPOINTED_CHILD, {GUARD}),
-          STATS: (STATS_SHARE["child.missing.ended"], {STAT})}),
+         {MET: [(POLICE, "found")], GUARDIAN: [(GUARD, "appointed-child")],
+          STATS: _stats("child.missing.ended")}),
         ("W", event("child.placement.changed", "child-1", "pc", **postcodes, **child),
-         {GUARDIAN: (APPOINTED_CHILD, {GUARD}),
-          STATS: (STATS_SHARE["child.placement.changed"], {STAT})}),
+         {GUARDIAN: [(GUARD, "appointed-child")], STATS: _stats("child.placement.changed")}),
         ("W", event("child.return_interview.recorded", "child-1", "ri",
                     exploitation_disclosed=True, **child),
-         {MET: (RHI_POLICE, {POLICE}), GUARDIAN: (APPOINTED_CHILD, {GUARD}),
-          STATS: (STATS_SHARE["child.return_interview.recorded"], {STAT})}),
+         {MET: [(POLICE, "exploitation-disclosed")], GUARDIAN: [(GUARD, "appointed-child")],
+          STATS: _stats("child.return_interview.recorded")}),
         ("W", event("child.care.ended", "child-1", "ce", **child),
-         {GUARDIAN: (APPOINTED_CHILD, {GUARD}), STATS: (STATS_SHARE["child.care.ended"], {STAT})}),
+         {GUARDIAN: [(GUARD, "appointed-child")], STATS: _stats("child.care.ended")}),
         ("W", event("nrm.referral.submitted", "child-1", "nr", first_responder=w,
                     first_responder_type="local_authority", local_authority=w, **child),
-         {NRM: (NRM_REFERRAL, {NRM_REF}), STATS: (STATS_SHARE["nrm.referral.submitted"], {STAT})}),
+         {NRM: [(NRM_REF, "own-referrals")], STATS: _stats("nrm.referral.submitted")}),
         # Another child, away from placement with no concern: the minimum; no guardian.
         ("W", event("child.missing.started", "child-2", "ms2", missing_type="A",
                     risk_level="low", trafficking_concern=False, la_child_id="LA-2"),
-         {MET: (AWAY, {POLICE}), STATS: (STATS_SHARE["child.missing.started"], {STAT})}),
+         {MET: [(POLICE, "away-notification")], STATS: _stats("child.missing.started")}),
         # A referral the council holds but did not make goes to nobody but statistics.
         ("W", event("nrm.referral.submitted", "child-2", "nr2", first_responder=dep.id(MET),
                     first_responder_type="police", la_child_id="LA-2"),
-         {STATS: (STATS_SHARE["nrm.referral.submitted"], {STAT})}),
+         {STATS: _stats("nrm.referral.submitted")}),
         ("S", event("child.missing.started", "child-9", "ms9", missing_type="M",
                     la_child_id="LA-9"),
-         {MET: (GRAB_PACK, {POLICE}), STATS: (STATS_SHARE["child.missing.started"], {STAT})}),
+         {MET: [(POLICE, "philomena-grab-pack")], STATS: _stats("child.missing.started")}),
         ("P", event("police.missing_report.opened", "case-1", "po", local_authority=w),
-         {WESTMINSTER: (REPORT_OPENED, {MET_W})}),
+         {WESTMINSTER: [(MET_W, "report-opened")]}),
         # Lambeth has no agreement with the police: denied for everyone.
         ("P", event("police.missing_report.opened", "case-2", "po2", local_authority=lam), {}),
         ("P", event("police.missing_report.closed", "case-1", "pcl", local_authority=w),
-         {WESTMINSTER: (REPORT_CLOSED, {MET_W}),
-          STATS: (STATS_SHARE["police.missing_report.closed"], {STAT})}),
+         {WESTMINSTER: [(MET_W, "report-closed")], STATS: _stats("police.missing_report.closed")}),
         ("N", event("nrm.decision.made", "ref-1", "nd", first_responder=w),
-         {WESTMINSTER: (NRM_DECISION, {NRM_W}), STATS: (STATS_SHARE["nrm.decision.made"], {STAT})}),
+         {WESTMINSTER: [(NRM_W, "own-referral-decisions")], STATS: _stats("nrm.decision.made")}),
         ("N", event("nrm.decision.made", "ref-2", "nd2", first_responder=lam),
-         {LAMBETH: (NRM_DECISION, {NRM_L}), STATS: (STATS_SHARE["nrm.decision.made"], {STAT})}),
+         {LAMBETH: [(NRM_L, "own-referral-decisions")], STATS: _stats("nrm.decision.made")}),
     ]  # fmt: skip
 
 
 ISSUERS = {"W": WESTMINSTER, "S": SOUTHWARK, "P": MET, "N": NRM}
 
 
-def _expected_derived(dep: Deployment, recipient: str, evt: dict[str, Any]) -> dict[str, Any]:
-    if recipient != STATS:
-        return {}
-    key = dep.config.pseudonym_key(dep.id(STATS))
+def _expected_derived(
+    dep: Deployment, recipient: str, evt: dict[str, Any], rules: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The derived values, computed here with the transforms' published definitions."""
+    key = dep.config.pseudonym_key(dep.id(recipient))
+    occurred = date.fromisoformat(evt["occurred_at"][:10])
     out: dict[str, Any] = {}
-    for name, (transform, source) in STATS_DERIVE.get(evt["event_type"], {}).items():
-        value = evt["fields"][source]
-        if transform == "pseudonym":
-            out[name] = hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
-        elif transform == "date_only":
-            out[name] = value[:10]
-        elif transform == "age_years":
-            born, on = date.fromisoformat(value), date.fromisoformat(evt["occurred_at"][:10])
-            out[name] = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-        else:
-            out[name] = value.split()[0]
+    for ref in rules:
+        for item in RULES[ref].get("derive", []):
+            value = evt["fields"].get(item["field"])
+            if value is None or item["name"] in out:
+                continue
+            transform = item["transform"]
+            if transform == "pseudonym":
+                derived: Any = hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
+            elif transform == "date_only":
+                derived = value[:10]
+            elif transform == "postcode_district":
+                derived = value.split()[0]
+            elif transform in ("age_years", "age_band", "birth_year"):
+                born = date.fromisoformat(value[:10])
+                years = (
+                    occurred.year
+                    - born.year
+                    - ((occurred.month, occurred.day) < (born.month, born.day))
+                )
+                bands = ((10, "0-9"), (13, "10-12"), (16, "13-15"), (18, "16-17"))
+                derived = {
+                    "age_years": years,
+                    "birth_year": born.year,
+                    "age_band": next((b for limit, b in bands if years < limit), "18+"),
+                }[transform]
+            else:
+                pytest.fail(f"no expectation for transform {transform}: add it to this test")
+            out[item["name"]] = derived
     return out
 
 
@@ -261,13 +204,14 @@ def test_each_feed_holds_exactly_the_permitted_fields(deployment: Deployment) ->
                 continue
             expected_counts[recipient] += 1
             assert forwarded is not None, f"{event_id} did not reach {recipient}"
-            fields, agreements = expect[recipient]
+            rules = expect[recipient]
+            fields = {name for ref in rules for name in RULES[ref]["share"]}
             as_json = forwarded.to_json(registry)
             assert as_json["fields"] == {
                 name: evt["fields"][name] for name in sorted(fields & schema_fields)
             }, f"{event_id} -> {recipient}"
-            assert as_json["derived"] == _expected_derived(dep, recipient, evt)
-            assert set(forwarded.agreements) == agreements
+            assert as_json["derived"] == _expected_derived(dep, recipient, evt, rules)
+            assert set(forwarded.agreements) == {agreement for agreement, _ in rules}
             assert forwarded.issuer == dep.id(ISSUERS[code])
             assert forwarded.recipient == dep.id(recipient)
             assert forwarded.header.subject == evt["subject"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,8 @@ from router_helpers import (
     MET,
     STATS,
     WESTMINSTER,
-    Deployment,
     RouterProcess,
     event,
-    free_port,
     make_deployment,
     metric,
     produce_raw,
@@ -32,19 +29,12 @@ from broker.config import topic_ingress
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def metered(tmp_path: Path, kafka_bootstrap: str) -> Iterator[tuple[Deployment, int]]:
-    port = free_port()
-    yield (
-        make_deployment(tmp_path / "deployment", kafka_bootstrap, router={"metrics_port": port}),
-        port,
-    )
-
-
-def test_metrics_endpoint_during_a_run(metered: tuple[Deployment, int], tmp_path: Path) -> None:
-    dep, port = metered
+def test_metrics_endpoint_during_a_run(tmp_path: Path, kafka_bootstrap: str) -> None:
+    # Port 0: the router picks a free port and logs it.
+    dep = make_deployment(tmp_path / "deployment", kafka_bootstrap, router={"metrics_port": 0})
     router = RouterProcess(dep.config_path, "m1", tmp_path / "router.log").start()
     try:
+        port = router.metrics_port()
         missing = [
             event("child.missing.started", f"child-{i}", f"m{i}", missing_type="M")
             for i in range(5)
@@ -60,7 +50,7 @@ def test_metrics_endpoint_during_a_run(metered: tuple[Deployment, int], tmp_path
             ],
         )
         produce_raw(dep, topic_ingress(dep.id(WESTMINSTER)), [(b"child-x", os.urandom(40))])
-        wait_for_decisions(dep, 7)
+        wait_for_decisions(dep, 7, router=router)
         # Counters are updated right after the commit the audit reader saw; allow that moment.
         deadline = time.monotonic() + 10
         while True:
