@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from connect_helpers import route
 from router_helpers import (
     BASE_AGENCIES,
     MET,
@@ -25,7 +26,6 @@ from router_helpers import (
     Deployment,
     event,
     feeds,
-    route_all,
 )
 
 from broker.publish import Publisher
@@ -166,7 +166,7 @@ def test_endpoint_authenticates_answers_per_event_and_routes(
         status, body = post(police.url, started, police_token)
         assert status == 422  # a council event type is not the police's to send
 
-    route_all(dep, 5)  # started, ended, dropped twice, the police report
+    route(dep, 5)  # started, ended, dropped twice, the police report
     got = {
         base: sorted(i.event.header.event_id for i in items if i.event)
         for base, items in feeds(dep).items()

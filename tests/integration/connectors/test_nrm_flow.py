@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from connect_helpers import route
 from router_helpers import (
     BASE_AGENCIES,
     LAMBETH,
@@ -15,7 +16,6 @@ from router_helpers import (
     WESTMINSTER,
     Deployment,
     feeds,
-    route_all,
 )
 
 from broker.cli import main
@@ -53,7 +53,7 @@ def test_decision_reaches_only_the_referring_council(
     westminster_decision = decide(WESTMINSTER, referral_id, "WCC-2026-0147")
     lambeth_decision = decide(LAMBETH, "NRM-2026-117001", "LBL-0001")
 
-    route_all(dep, 3)
+    route(dep, 3)
     received = feeds(dep)
     decisions = {
         base: [

@@ -7,6 +7,7 @@ after delivery, so a later run resumes exactly at the first event not delivered.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -17,13 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from router_helpers import MET, WESTMINSTER, Deployment, event, free_port, publish, route_all
+from connect_helpers import route
+from router_helpers import MET, WESTMINSTER, Deployment, event, publish
 
 from broker.cli import main
 from broker.feed import FeedReader
 from connectors.subscriber import Backoff, DeliveryError, WebhookTarget, deliver_feed
 
 pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 
 FAST = Backoff(initial_s=0.05, factor=2.0, max_s=0.4)
 
@@ -114,7 +123,7 @@ def test_target_down_then_up_gets_every_event_in_order(deployment: Deployment) -
     dep = deployment
     order = publish_missing(dep, ["A-1", "B-2", "C-3"], 8, "w")
     total = sum(len(ids) for ids in order.values())
-    route_all(dep, total)
+    route(dep, total)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
@@ -136,7 +145,7 @@ def test_target_down_then_up_gets_every_event_in_order(deployment: Deployment) -
         # The offsets were committed: nothing is delivered twice; new events follow.
         assert deliver(dep, url).delivered == 0
         more = publish_missing(dep, ["A-1", "D-4"], 2, "x")
-        route_all(dep, total + 4)
+        route(dep, 4)
         assert deliver(dep, url).delivered == 4
         assert per_subject(target.received[total:]) == dict(more)
 
@@ -144,7 +153,7 @@ def test_target_down_then_up_gets_every_event_in_order(deployment: Deployment) -
 def test_refused_event_is_not_skipped(deployment: Deployment, tmp_path: Path) -> None:
     dep = deployment
     order = publish_missing(dep, ["A-1"], 6, "r")["A-1"]
-    route_all(dep, len(order))
+    route(dep, len(order))
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
     with receiver(port, refuse_at=3) as target:
