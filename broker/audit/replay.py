@@ -28,7 +28,7 @@ from broker.audit.record import Outcome, decode_fields
 from broker.config import agency_of_ingress
 from broker.envelope import Envelope, KeyRegistry, VerificationError, VerifiedEvent
 from broker.envelope.verifier import verify_envelope
-from broker.router.core import _learn as learn_relationships  # the router's one rule for this
+from broker.router.core import learn_relationships
 from broker.schemas import SchemaRegistry
 
 DECISIONS_TOPIC = "audit.decisions"

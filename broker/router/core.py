@@ -226,7 +226,7 @@ class RouterCore:
         )
         state.seen.add(seen)
         outputs.append(self._audit_output(state, audit))
-        updated = _learn(context, header.event_type, verified.fields)
+        updated = learn_relationships(context, header.event_type, verified.fields)
         if updated != context:
             state.subjects[header.subject] = updated
             outputs.append(
@@ -314,7 +314,9 @@ def _audit_digests(envelope: Envelope | None) -> list[str]:
     return sorted({d.hex() for d in envelope.digests if len(d) == _DIGEST_SIZE})
 
 
-def _learn(context: SubjectContext, event_type: str, fields: dict[str, object]) -> SubjectContext:
+def learn_relationships(
+    context: SubjectContext, event_type: str, fields: dict[str, object]
+) -> SubjectContext:
     """Relationships an event creates for later events about the same subject."""
     if event_type == "guardian.appointed" and isinstance(fields.get("guardian_service"), str):
         service = str(fields["guardian_service"])
