@@ -334,8 +334,10 @@ class LocalKafka:
             output, _ = proc.communicate()
             if proc.returncode != 0:
                 (Path(node.dir) / "logs" / "format.log").write_text(output)
+                last = next((ln for ln in reversed(output.splitlines()) if ln.strip()), "")
                 raise KafkaRuntimeError(
-                    f"formatting the storage of Kafka node {node.node_id} failed: "
+                    f"formatting the storage of Kafka node {node.node_id} failed "
+                    f"({last.strip()[:200] or f'exit status {proc.returncode}'}): "
                     f"see {Path(node.dir) / 'logs' / 'format.log'}"
                 )
         self._save_state(state)
