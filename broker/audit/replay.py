@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from broker.agreements import AgreementSet, EventView, SubjectContext
+from broker.agreements import AgreementSet, SubjectContext
 from broker.audit.findings import Finding, FindingCode
 from broker.audit.record import Outcome, decode_fields
 from broker.config import agency_of_ingress
 from broker.envelope import Envelope, KeyRegistry, VerificationError, VerifiedEvent
 from broker.envelope.verifier import verify_envelope
-from broker.router.core import learn_relationships
+from broker.router.core import event_view, learn_relationships
 from broker.schemas import SchemaRegistry
 
 DECISIONS_TOPIC = "audit.decisions"
@@ -196,18 +196,10 @@ class PartitionReplay:
             outcome = Outcome.DUPLICATE if reason == DUPLICATE else Outcome.QUARANTINED
             return _Expected(outcome, reason, header, digests, [], [])
         event = checked.event
-        h = event.header
         decision = self.judge.agreements.decide(
-            EventView(
-                event_id=h.event_id,
-                event_type=h.event_type,
-                issuer=h.issuer,
-                subject=h.subject,
-                occurred_at=h.occurred_at,
-                fields=event.fields,
-            ),
+            event_view(event),
             now=now,
-            context=self.subjects.get(h.subject) or SubjectContext(),
+            context=self.subjects.get(event.header.subject) or SubjectContext(),
             pseudonym_key=self.judge.pseudonym_key,
         )
         recipients = [

@@ -26,7 +26,14 @@ from broker.config import (
     agency_of_ingress,
     topic_feed,
 )
-from broker.envelope import Envelope, KeyRegistry, SigningKey, VerificationError, disclose
+from broker.envelope import (
+    Envelope,
+    KeyRegistry,
+    SigningKey,
+    VerificationError,
+    VerifiedEvent,
+    disclose,
+)
 from broker.envelope.verifier import verify_envelope
 from broker.router.state import (
     PartitionState,
@@ -157,14 +164,7 @@ class RouterCore:
 
         context = state.context(header.subject)
         decision = self.agreements.decide(
-            EventView(
-                event_id=header.event_id,
-                event_type=header.event_type,
-                issuer=header.issuer,
-                subject=header.subject,
-                occurred_at=header.occurred_at,
-                fields=verified.fields,
-            ),
+            event_view(verified),
             now=now,
             context=context,
             pseudonym_key=self.pseudonym_key,
@@ -312,6 +312,19 @@ def _audit_digests(envelope: Envelope | None) -> list[str]:
     if envelope is None:
         return []
     return sorted({d.hex() for d in envelope.digests if len(d) == _DIGEST_SIZE})
+
+
+def event_view(event: VerifiedEvent) -> EventView:
+    """What agreement conditions see of a verified event (router and audit replay alike)."""
+    header = event.header
+    return EventView(
+        event_id=header.event_id,
+        event_type=header.event_type,
+        issuer=header.issuer,
+        subject=header.subject,
+        occurred_at=header.occurred_at,
+        fields=event.fields,
+    )
 
 
 def learn_relationships(
