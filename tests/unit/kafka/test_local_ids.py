@@ -14,7 +14,7 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     dash_first = bytes([0xFB]) + bytes(15)  # 0xfb encodes as "-" in URL-safe base64
     assert base64.urlsafe_b64encode(dash_first).decode().startswith("-")
     candidates = iter([dash_first, bytes(16)])
-    monkeypatch.setattr(local.uuid, "uuid4", lambda: SimpleNamespace(bytes=next(candidates)))
+    monkeypatch.setattr("uuid.uuid4", lambda: SimpleNamespace(bytes=next(candidates)))
     cluster_id = local._kafka_uuid()
     assert not cluster_id.startswith("-")
     assert len(cluster_id) == 22
