@@ -129,6 +129,10 @@ class RouterService:
         self.metrics_port: int | None = None
         self._last_checkpoint = time.monotonic()
         self._assigned_at: float | None = None  # when partitions were last assigned
+        # Assigned partitions whose state is not rebuilt yet: paused until it is, outside the
+        # rebalance callback (a slow callback stalls the group and can get this member evicted).
+        self._recovering: set[TopicPartition] = set()
+        self._consumer: Any = None
 
     def stop(self, *_: Any) -> None:
         self._stop.set()
@@ -158,12 +162,15 @@ class RouterService:
             group_instance_id=self.instance_id,
             **consumer_options(settings),
         )
+        self._consumer = consumer
         consumer.subscribe(
             [topic_ingress(a) for a in self.config.agency_ids], listener=_Listener(self)
         )
         last_input = 0.0
         try:
             while not self._stop.is_set():
+                if self._recovering:
+                    self._recover(consumer)
                 polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
                 if polled:
                     self._route_batch(producer, consumer, polled)
@@ -191,6 +198,11 @@ class RouterService:
 
     def _route_batch(self, producer: Any, consumer: Any, polled: dict[Any, list[Any]]) -> None:
         received = time.monotonic()
+        for tp in [tp for tp in polled if tp not in self.states]:
+            # Fetched just before the partition was paused for recovery: read it again later.
+            consumer.seek(tp, polled.pop(tp)[0].offset)
+        if not polled:
+            return
         snapshots = {tp: self.states[tp].snapshot() for tp in polled}
         results: list[RouteResult] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -326,19 +338,29 @@ class RouterService:
     # -- partition ownership -----------------------------------------------------------------
 
     def assigned(self, partitions: Iterable[TopicPartition]) -> None:
-        """Rebuild the state of newly assigned partitions from the changelog."""
-        new = {tp: PartitionState.new(chain_id(tp.topic, tp.partition)) for tp in partitions}
-        new = {tp: s for tp, s in new.items() if tp not in self.states}
+        """Pause newly assigned partitions; the main loop rebuilds their state (`_recover`)."""
+        new = {tp for tp in partitions if tp not in self.states}
         if new:
-            by_chain = {state.chain.chain: state for state in new.values()}
-            count = self._replay_changelog(by_chain)
-            log.info("recovered %d partition(s) from %d changelog records", len(new), count)
-            self.states.update(new)
+            self._recovering |= new
+            if self._consumer is not None:
+                self._consumer.pause(*new)
+        self._assigned_at = time.monotonic()
+
+    def _recover(self, consumer: Any) -> None:
+        """Rebuild the state of the paused new partitions from the changelog, then resume."""
+        new = {tp: PartitionState.new(chain_id(tp.topic, tp.partition)) for tp in self._recovering}
+        by_chain = {state.chain.chain: state for state in new.values()}
+        count = self._replay_changelog(by_chain)
+        log.info("recovered %d partition(s) from %d changelog records", len(new), count)
+        self.states.update(new)
+        self._recovering.clear()
+        consumer.resume(*new)
         self.metrics.partitions_owned.set(len(self.states))
         self._assigned_at = time.monotonic()
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
+            self._recovering.discard(tp)
             self.states.pop(tp, None)
             with contextlib.suppress(KeyError):  # no lag reported yet for that partition
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
