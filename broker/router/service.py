@@ -53,6 +53,9 @@ from broker.router.state import (
 
 log = logging.getLogger(__name__)
 
+# Seconds without progress before the changelog replay re-checks where the topic ends.
+CHANGELOG_STALL_S = 3.0
+
 
 def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
     """Every topic the broker uses, with its partitioning."""
@@ -348,6 +351,7 @@ class RouterService:
 
     def _recover(self, consumer: Any) -> None:
         """Rebuild the state of the paused new partitions from the changelog, then resume."""
+        log.info("rebuilding the state of %d new partition(s)", len(self._recovering))
         new = {tp: PartitionState.new(chain_id(tp.topic, tp.partition)) for tp in self._recovering}
         by_chain = {state.chain.chain: state for state in new.values()}
         count = self._replay_changelog(by_chain)
@@ -376,16 +380,38 @@ class RouterService:
             reader.assign(partitions)
             reader.seek_to_beginning(*partitions)
             ends = reader.end_offsets(partitions)
+            log.info("replaying %s up to %s", TOPIC_ROUTER_STATE, ends)
             count = 0
             pending = {tp for tp in partitions if ends[tp] > 0}
+            progress_at = time.monotonic()
             while pending:
-                for records in reader.poll(timeout_ms=500).values():
+                for records in reader.poll(timeout_ms=200).values():
                     for record in records:
                         apply_changelog(states, record.key, record.value)
                         count += 1
+                    progress_at = time.monotonic()
                 for tp in list(pending):
                     if reader.position(tp) >= ends[tp]:
                         pending.discard(tp)
+                if pending and time.monotonic() - progress_at > CHANGELOG_STALL_S:
+                    # No record for a while yet not at the end: the end may have moved back
+                    # (an aborted transaction's tail) or the fetch may be stuck behind aborted
+                    # records. Ask for the end again and fetch afresh from where we are.
+                    ends = reader.end_offsets(partitions)
+                    for tp in list(pending):
+                        position = reader.position(tp)
+                        if position >= ends[tp]:
+                            pending.discard(tp)
+                        else:
+                            log.warning(
+                                "%s partition %d: no progress at offset %d of %d; fetching again",
+                                tp.topic,
+                                tp.partition,
+                                position,
+                                ends[tp],
+                            )
+                            reader.seek(tp, position)
+                    progress_at = time.monotonic()
             return count
         finally:
             reader.close(autocommit=False)
