@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +21,9 @@ from broker.envelope import SigningKey, issue, load_signing_key
 from broker.errors import BrokerError
 from broker.kafka.client import KafkaClients, KafkaUnavailable, TopicSpec
 from broker.schemas import SchemaRegistry
+
+FLUSH_EVERY = 2000
+"""Events sent before waiting for Kafka's acknowledgements (bounds pending futures)."""
 
 
 @dataclass
@@ -74,21 +77,34 @@ class Publisher:
         return header.event_id
 
     def publish_all(
-        self, events: Iterable[tuple[str, Mapping[str, Any] | BrokerError]]
+        self,
+        events: Iterable[tuple[str, Mapping[str, Any] | BrokerError]],
+        *,
+        flush_every: int = FLUSH_EVERY,
+        on_flush: Callable[[], None] | None = None,
     ) -> PublishReport:
-        """Publish `(where, event)` pairs; an error in place of an event is reported as such."""
+        """Publish `(where, event)` pairs; an error in place of an event is reported as such.
+
+        Waits for Kafka every `flush_every` events, so memory stays bounded on large inputs.
+        """
         report = PublishReport()
-        for where, event in events:
+        for count, (where, event) in enumerate(events, start=1):
             if isinstance(event, BrokerError):
                 report.rejected.append((where, str(event)))
-                continue
-            try:
-                report.event_ids.append(self.publish(event, where=where))
-            except KafkaUnavailable:
-                raise
-            except BrokerError as exc:  # invalid event: schema, format, key terms
-                report.rejected.append((where, str(exc)))
+            else:
+                try:
+                    report.event_ids.append(self.publish(event, where=where))
+                except KafkaUnavailable:
+                    raise
+                except BrokerError as exc:  # invalid event: schema, format, key terms
+                    report.rejected.append((where, str(exc)))
+            if count % flush_every == 0:
+                self.flush(report)
+                if on_flush is not None:
+                    on_flush()
         self.flush(report)
+        if on_flush is not None:
+            on_flush()
         return report
 
     def flush(self, report: PublishReport) -> None:

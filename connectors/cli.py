@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from broker.publish import Publisher, PublishReport
 
 DEFAULT_PORT = 8903
-FLUSH_EVERY = 2000  # events between waits for Kafka's acknowledgements (bounds memory)
 SHOW_PROBLEMS = 50
 
 
@@ -132,31 +131,13 @@ def publish_stream(
     publisher: Publisher,
     events: Iterable[Mapping[str, Any]],
     *,
-    flush_every: int = FLUSH_EVERY,
     on_flush: Callable[[], None] | None = None,
 ) -> PublishReport:
-    """Sign and publish a stream of events, waiting for Kafka every `flush_every` events (so
-    memory stays bounded); an invalid event is reported and the rest still goes through."""
-    from broker.kafka.client import KafkaUnavailable
-    from broker.publish import PublishReport
-
-    report = PublishReport()
-    for count, event in enumerate(events, start=1):
-        where = f"{event.get('event_type')} {event.get('event_id')}"
-        try:
-            report.event_ids.append(publisher.publish(event, where=where))
-        except KafkaUnavailable:
-            raise
-        except BrokerError as exc:
-            report.rejected.append((where, str(exc)))
-        if count % flush_every == 0:
-            publisher.flush(report)
-            if on_flush is not None:
-                on_flush()
-    publisher.flush(report)
-    if on_flush is not None:
-        on_flush()
-    return report
+    """Sign and publish a stream of events (each named by its type and id in the report)."""
+    return publisher.publish_all(
+        ((f"{event.get('event_type')} {event.get('event_id')}", event) for event in events),
+        on_flush=on_flush,
+    )
 
 
 def _run_ssda903(args: argparse.Namespace) -> int:

@@ -121,7 +121,9 @@ class KafkaClients:
             try:
                 admin.create_topics(new)
             except TopicAlreadyExistsError:
-                pass  # another process created them meanwhile
+                # Another process (a second router instance, say) created them meanwhile.
+                admin.wait_for_topics([spec.name for spec in missing], timeout_ms=30000)
+                return []
             except KafkaError as exc:
                 raise KafkaUnavailable(
                     f"could not create topics ({type(exc).__name__}): check the broker's "
