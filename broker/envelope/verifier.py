@@ -144,8 +144,9 @@ def _check_disclosures(
     seen: set[bytes] = set()
     disclosed: list[bytes] = []
     names: set[str] = set()
-    for disclosure in disclosures:
-        digest = disclosure.digest()
+    for disclosure, digest in zip(
+        disclosures, canonical.disclosure_digests(disclosures), strict=True
+    ):
         if digest in seen:
             raise VerificationError(
                 "duplicate_digest", f"event {event_id}: disclosure '{disclosure.name}' repeated"

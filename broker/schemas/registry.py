@@ -290,7 +290,7 @@ def _resolved(old: FieldCodec, current: FieldCodec | None) -> FieldCodec:
         return dataclasses.replace(old, kept=False)
     if to_parsing_canonical_form(old.parsed) == to_parsing_canonical_form(current.parsed):
         return old
-    return dataclasses.replace(old, reader=current.parsed)
+    return dataclasses.replace(old, reader=current.parsed, reader_type=current.avro_type)
 
 
 def _writer(schema: _Schema, event_type: str, current: _Schema) -> WriterSchema:
@@ -323,7 +323,9 @@ def _load(path: Path, version: str = CURRENT) -> _Schema:
                 "name": _VALUE_RECORD,
                 "fields": [{"name": "v", "type": field["type"]}],
             }
-            codecs[field["name"]] = FieldCodec(describe_field(field), parse_schema(wrapper))
+            codecs[field["name"]] = FieldCodec(
+                describe_field(field), parse_schema(wrapper), avro_type=field["type"]
+            )
     return _Schema(name, path, raw, parsed, crc64_fingerprint(raw), event_type, codecs, version)
 
 

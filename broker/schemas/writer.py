@@ -8,11 +8,12 @@ always get current Python values. Envelopes issued under any released version st
 from __future__ import annotations
 
 import io
+import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastavro import schemaless_reader
+from fastavro import parse_schema, schemaless_reader
 
 from broker.schemas.errors import EncodingError, FieldValueError
 from broker.schemas.fields import FieldInfo
@@ -27,9 +28,12 @@ class FieldCodec:
 
     info: FieldInfo
     parsed: Any
+    # The field's Avro type as written (named types expanded), for composing one record of many.
+    avro_type: Any = None
     # The current schema's one-field record when this version's field type differs from it
     # (Avro resolution on read); None when the types are the same, which costs nothing.
     reader: Any = None
+    reader_type: Any = None
     # False for a field the current schema no longer has: still decoded (so the bytes are
     # checked) but left out of the values, as an Avro reader ignores a removed field.
     kept: bool = True
@@ -46,6 +50,10 @@ class WriterSchema:
     missing: tuple[str, ...]
     """Fields of the current schema this version lacks: never disclosed, no digest, null."""
     field_count: int
+    # Composed decoders by the tuple of field names they read (see `decode_values`).
+    _plans: dict[tuple[str, ...], _Plan | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def is_current(self) -> bool:
@@ -64,11 +72,34 @@ class WriterSchema:
     def decode_values(self, items: Iterable[tuple[str, bytes]]) -> dict[str, Any]:
         """Decode (field name, Avro bytes) pairs; each must hold exactly one value of its field.
 
-        Reads all values from one stream and checks every boundary, which costs a fraction of
-        decoding them one by one. Fields the current schema no longer has are left out.
+        Fields the current schema no longer has are decoded (so their bytes are checked) and
+        left out. The values are read in ONE pass with a record composed of these fields, each
+        followed by `_MARKER`; the stream is the values with the marker after each. Every
+        marker read back in place proves that each value's bytes held exactly one value: a
+        value read short or long shifts the next marker read off the real marker, and the
+        bytes read there cannot be the marker (it is secret to this process, and no proper
+        suffix of it is a prefix). Anything unexpected falls back to reading the values one
+        by one, which names the field at fault.
         """
-        codecs = self.codecs
         pairs = list(items)
+        plan = self._plan(tuple(name for name, _ in pairs))
+        if plan is not None:
+            data = _MARKER.join([value for _, value in pairs]) + _MARKER
+            stream = io.BytesIO(data)
+            try:
+                record = schemaless_reader(stream, plan.writer, plan.reader)
+            except Exception:
+                record = None
+            if (
+                isinstance(record, dict)
+                and stream.tell() == len(data)
+                and all(record[marker] == _MARKER for marker in plan.markers)
+            ):
+                return {name: record[slot] for name, slot in plan.kept}
+        return self._decode_each(pairs)
+
+    def _decode_each(self, pairs: list[tuple[str, bytes]]) -> dict[str, Any]:
+        codecs = self.codecs
         stream = io.BytesIO(b"".join(data for _, data in pairs))
         out: dict[str, Any] = {}
         end = 0
@@ -89,3 +120,78 @@ class WriterSchema:
             if codec.kept:
                 out[name] = record["v"]
         return out
+
+    def _plan(self, names: tuple[str, ...]) -> _Plan | None:
+        """The composed decoder of these fields in this order; None to read them one by one.
+
+        Issued envelopes carry every field in schema order and forwards a subset per agreement,
+        so there are few distinct orders; past `_MAX_PLANS`, new ones are read one by one.
+        """
+        if names in self._plans:
+            return self._plans[names]
+        if len(self._plans) >= _MAX_PLANS:
+            return None
+        plan = None
+        codecs = [self.codecs.get(name) for name in names]
+        if (
+            names
+            and len(set(names)) == len(names)
+            and all(c is not None and c.avro_type is not None for c in codecs)
+        ):
+            plan = _compose([c for c in codecs if c is not None], names)
+        self._plans[names] = plan
+        return plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    writer: Any
+    reader: Any
+    markers: tuple[str, ...]
+    kept: tuple[tuple[str, str], ...]  # (field name, slot in the composed record)
+
+
+_MAX_PLANS = 256
+_PLAN_RECORD = "uk.safeguarding.wire.FieldValues"
+_MARKER_TYPE = "uk.safeguarding.wire.ValueEnd"
+
+
+def _new_marker() -> bytes:
+    # A first byte found nowhere else in the marker: no shifted copy of it can match it.
+    while True:
+        marker = secrets.token_bytes(16)
+        if marker[0] not in marker[1:]:
+            return marker
+
+
+_MARKER = _new_marker()
+
+
+def _compose(codecs: list[FieldCodec], names: tuple[str, ...]) -> _Plan | None:
+    marker: Any = {"type": "fixed", "name": _MARKER_TYPE, "size": len(_MARKER)}
+    writer_fields: list[dict[str, Any]] = []
+    reader_fields: list[dict[str, Any]] = []
+    for index, codec in enumerate(codecs):
+        slot, end = f"v{index}", f"m{index}"
+        writer_fields += [{"name": slot, "type": codec.avro_type}, {"name": end, "type": marker}]
+        reader_type = codec.reader_type if codec.reader is not None else codec.avro_type
+        reader_fields += [{"name": slot, "type": reader_type}, {"name": end, "type": marker}]
+        marker = _MARKER_TYPE  # defined once, then named
+    resolving = any(codec.reader is not None for codec in codecs)
+    try:
+        writer = parse_schema({"type": "record", "name": _PLAN_RECORD, "fields": writer_fields})
+        reader = (
+            parse_schema({"type": "record", "name": _PLAN_RECORD, "fields": reader_fields})
+            if resolving
+            else None
+        )
+    except Exception:
+        # e.g. two fields defining the same named type: such a set is read one by one.
+        return None
+    return _Plan(
+        writer,
+        reader,
+        tuple(f"m{i}" for i in range(len(codecs))),
+        tuple((name, f"v{i}") for i, (name, c) in enumerate(zip(names, codecs, strict=True))
+              if c.kept),
+    )  # fmt: skip

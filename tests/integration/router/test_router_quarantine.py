@@ -102,12 +102,11 @@ def test_each_reason_code_quarantines_the_original_bytes(
     flipped = bytearray(base.signature)
     flipped[7] ^= 0x01
     bad_value = tuple(
-        dataclasses.replace(d, value=b"\xff\xff\xff\xff") if d.name == "risk_level" else d
+        d._replace(value=b"\xff\xff\xff\xff") if d.name == "risk_level" else d
         for d in base.disclosures
     )
     resalted = tuple(
-        dataclasses.replace(d, salt=os.urandom(16)) if d.name == "clothing" else d
-        for d in base.disclosures
+        d._replace(salt=os.urandom(16)) if d.name == "clothing" else d for d in base.disclosures
     )
     bad: dict[str, bytes | None] = {
         "bad_encoding": os.urandom(64),

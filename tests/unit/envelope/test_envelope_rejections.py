@@ -92,8 +92,7 @@ def test_duplicate_disclosure(forwarded: ForwardedEnvelope, keys: KeyRegistry) -
 
 def test_disclosure_with_altered_value(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
     first, *rest = forwarded.disclosures
-    altered = dataclasses.replace(
-        first,
+    altered = first._replace(
         value=SchemaRegistry.default().encode_value(
             "child.missing.started", first.name, "M" if first.name == "missing_type" else None
         ),
@@ -114,7 +113,7 @@ def test_disclosure_added_by_router(
 
 def test_names_swapped_between_disclosures(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
     a, b, *rest = forwarded.disclosures
-    swapped = (dataclasses.replace(a, name=b.name), dataclasses.replace(b, name=a.name), *rest)
+    swapped = (a._replace(name=b.name), b._replace(name=a.name), *rest)
     changed = dataclasses.replace(forwarded, disclosures=swapped)
     assert code_of(lambda: verify_forwarded(changed, keys)) == "digest_mismatch"
 
@@ -123,11 +122,7 @@ def test_values_swapped_between_disclosures(envelope: Envelope, keys: KeyRegistr
     by_name = {d.name: d for d in envelope.disclosures}
     a, b = by_name["clothing"], by_name["associates"]
     swapped = [
-        dataclasses.replace(a, value=b.value)
-        if d is a
-        else dataclasses.replace(b, value=a.value)
-        if d is b
-        else d
+        a._replace(value=b.value) if d is a else b._replace(value=a.value) if d is b else d
         for d in envelope.disclosures
     ]
     changed = dataclasses.replace(envelope, disclosures=tuple(swapped))
@@ -252,10 +247,7 @@ def test_event_type_not_matching_schema(
 def test_value_not_of_the_field_type(
     envelope: Envelope, issuer_key: SigningKey, keys: KeyRegistry
 ) -> None:
-    bad = [
-        dataclasses.replace(d, value=b"\x09") if d.name == "risk_level" else d
-        for d in envelope.disclosures
-    ]
+    bad = [d._replace(value=b"\x09") if d.name == "risk_level" else d for d in envelope.disclosures]
     forged = resign(
         envelope, issuer_key, disclosures=tuple(bad), digests=tuple(sorted(d.digest() for d in bad))
     )
@@ -266,8 +258,7 @@ def test_value_with_trailing_bytes(
     envelope: Envelope, issuer_key: SigningKey, keys: KeyRegistry
 ) -> None:
     bad = [
-        dataclasses.replace(d, value=d.value + b"\x00") if d.name == "uasc" else d
-        for d in envelope.disclosures
+        d._replace(value=d.value + b"\x00") if d.name == "uasc" else d for d in envelope.disclosures
     ]
     forged = resign(
         envelope, issuer_key, disclosures=tuple(bad), digests=tuple(sorted(d.digest() for d in bad))
@@ -276,10 +267,7 @@ def test_value_with_trailing_bytes(
 
 
 def test_field_not_in_schema(envelope: Envelope, issuer_key: SigningKey, keys: KeyRegistry) -> None:
-    bad = [
-        dataclasses.replace(d, name="shoe_size") if d.name == "uasc" else d
-        for d in envelope.disclosures
-    ]
+    bad = [d._replace(name="shoe_size") if d.name == "uasc" else d for d in envelope.disclosures]
     forged = resign(
         envelope, issuer_key, disclosures=tuple(bad), digests=tuple(sorted(d.digest() for d in bad))
     )
@@ -291,7 +279,7 @@ def test_same_field_disclosed_twice_with_two_salts(
 ) -> None:
     # The issuer signs two disclosures of one field in place of another field's.
     first = envelope.disclosures[0]
-    twin = dataclasses.replace(first, salt=os.urandom(16))
+    twin = first._replace(salt=os.urandom(16))
     bad = (first, twin, *envelope.disclosures[2:])
     forged = resign(
         envelope, issuer_key, disclosures=bad, digests=tuple(sorted(d.digest() for d in bad))

@@ -122,9 +122,7 @@ def test_verification_errors_never_quote_values(
         dataclasses.replace(envelope, header=dataclasses.replace(envelope.header, subject="x")),
         dataclasses.replace(
             envelope,
-            disclosures=tuple(
-                dataclasses.replace(d, value=d.value + b"\x00") for d in envelope.disclosures
-            ),
+            disclosures=tuple(d._replace(value=d.value + b"\x00") for d in envelope.disclosures),
         ),
         envelope.to_bytes()[:-40],
     ]
@@ -135,7 +133,7 @@ def test_verification_errors_never_quote_values(
         assert info.value.__cause__ is None
     swapped = dataclasses.replace(
         forwarded,
-        disclosures=tuple(dataclasses.replace(d, name="clothing") for d in forwarded.disclosures),
+        disclosures=tuple(d._replace(name="clothing") for d in forwarded.disclosures),
     )
     with pytest.raises(VerificationError) as info:
         verify_forwarded(swapped, keys)
