@@ -92,11 +92,18 @@ def producer_options(settings: RouterSettings) -> dict[str, Any]:
 
     Commit flushes whatever is pending, so lingering costs no latency; it makes fewer, larger
     produce requests and far fewer wake-ups of the client's sender thread per record.
+
+    A transaction begun right after the previous commit often finds the coordinator still
+    writing that commit's markers: it answers CONCURRENT_TRANSACTIONS and the client retries
+    after `retry_backoff_ms`, sleeping in its sender thread. kafka-python waits its default
+    100 ms for every retry (the Java client uses 20 ms for this case), which put 100-350 ms
+    on the slowest transactions; 20 ms brings them back in line with the rest.
     """
     return {
         "transaction_timeout_ms": settings.transaction_timeout_ms,
         "linger_ms": 20,
         "batch_size": 512 * 1024,
+        "retry_backoff_ms": 20,
     }
 
 
