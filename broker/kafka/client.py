@@ -7,6 +7,7 @@ and security settings live in one place, and an unreachable cluster becomes one 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,6 +85,47 @@ class KafkaClients:
             return KafkaConsumer(*topics, **options)
         except _UNREACHABLE as exc:
             raise self._unreachable(exc) from None
+
+    def subscribe(
+        self,
+        consumer: KafkaConsumer,
+        topics: Iterable[str],
+        *,
+        listener: Any = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        """Subscribe a group consumer to `topics`, then load their partitions before it polls.
+
+        This works around a race in kafka-python 3.0.12's group join. A join runs as a task
+        on the client's IO thread, and only a later `poll()` that still finds `need_rejoin()`
+        true applies its assignment and turns heartbeats back on. A consumer that joins
+        before it knows its topics' partitions (right after `subscribe()`, metadata lags
+        the first JoinGroup by about 100 ms) is assigned nothing by the leader. The leader
+        rejoins when the metadata arrives, but only because its assignment snapshot differs
+        from the metadata, and the join task itself resets that snapshot. If the join ends
+        while no `poll()` is waiting on it (likely with a short poll timeout or a busy
+        machine), later polls see no rejoin needed. The member then never takes its
+        assignment and never heartbeats again. The coordinator evicts it after
+        `session_timeout_ms` and it stays idle for good. With the partitions known before
+        the first poll, the first assignment is complete and that rejoin never happens.
+        A later change of partitions (some added to a subscribed topic) can still trigger
+        it, because `need_rejoin()` ignores a join that is still in flight.
+        """
+        wanted = list(topics)
+        consumer.subscribe(wanted, listener=listener)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            # topics() always sends a metadata request; the group coordinator snapshots the
+            # subscribed topics' partitions from the response it gets.
+            consumer.topics()
+            missing = [t for t in wanted if not consumer.partitions_for_topic(t)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(
+                    f"no partition metadata for {', '.join(missing)} after {timeout_s:.0f} s"
+                )
+            time.sleep(0.2)
 
     @contextmanager
     def admin(self) -> Iterator[KafkaAdminClient]:

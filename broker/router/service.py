@@ -173,8 +173,10 @@ class RouterService:
             **consumer_options(settings),
         )
         self._consumer = consumer
-        consumer.subscribe(
-            [topic_ingress(a) for a in self.config.agency_ids], listener=_Listener(self)
+        # Not consumer.subscribe(): this one also loads the partitions before the first poll,
+        # without which a member can miss its first assignment for good (see its docstring).
+        self.clients.subscribe(
+            consumer, [topic_ingress(a) for a in self.config.agency_ids], listener=_Listener(self)
         )
         last_input = 0.0
         try:

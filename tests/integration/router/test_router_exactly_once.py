@@ -184,14 +184,6 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known bug, issue 5 open: in full-suite runs (about 1 in 2) the second router process "
-        "freezes inside kafka-python's poll around its first assignment (no heartbeat, evicted "
-        "after the session timeout); alone the test passes"
-    ),
-)
 def test_two_routers_split_the_partitions_and_route_everything_once(
     tmp_path: Path, kafka_bootstrap: str, processes: list[RouterProcess]
 ) -> None:
