@@ -7,6 +7,7 @@ tests/integration/router/ shows the whole effect; these pin the method's own con
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
@@ -18,26 +19,30 @@ from broker.kafka.client import KafkaClients, KafkaUnavailable
 pytestmark = pytest.mark.integration
 
 
-def test_partitions_are_known_before_the_first_poll_and_the_group_assigns_them(
+def test_a_static_member_polling_briefly_always_gets_its_partitions(
     kafka_bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
-    topics = [new_topic("sub", partitions=3), new_topic("sub", partitions=2)]
+    """The router's conditions, made tight: a static member, polls of 2 ms. With a bare
+    `consumer.subscribe()` the first join goes out before the topic's metadata, the leader
+    assigns nothing, and the rejoin that follows is usually lost: about 5 rounds in 6 end
+    with no assignment and no heartbeats. Three rounds all passing by luck: under 1%."""
     clients = KafkaClients(KafkaSettings(bootstrap_servers=kafka_bootstrap))
-    consumer = clients.consumer(group_id=f"sub-{uuid.uuid4().hex[:8]}")
-    try:
-        clients.subscribe(consumer, topics)
-        assert consumer.subscription() == set(topics)
-        # Before any poll: what the group leader will see when it computes the assignment.
-        assert [len(consumer.partitions_for_topic(t) or ()) for t in topics] == [3, 2]
-        for _ in range(100):
-            consumer.poll(timeout_ms=100)
-            if len(consumer.assignment()) == 5:
-                break
-        assert {(tp.topic, tp.partition) for tp in consumer.assignment()} == {
-            (t, p) for t, n in zip(topics, (3, 2), strict=True) for p in range(n)
-        }
-    finally:
-        consumer.close(autocommit=False)
+    for _ in range(3):
+        topic = new_topic("sub", partitions=3)
+        consumer = clients.consumer(
+            group_id=f"g-{topic}",
+            group_instance_id="i1",
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=2000,
+        )
+        try:
+            clients.subscribe(consumer, [topic])
+            deadline = time.monotonic() + 8
+            while not consumer.assignment() and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=2)
+            assert {tp.partition for tp in consumer.assignment()} == {0, 1, 2}
+        finally:
+            consumer.close(autocommit=False)
 
 
 def test_a_topic_that_does_not_exist_is_a_clear_error_after_the_timeout(
