@@ -34,6 +34,7 @@ from broker.envelope import (
     VerifiedEvent,
     disclose,
 )
+from broker.envelope.canonical import DIGEST_SIZE
 from broker.envelope.verifier import verify_envelope
 from broker.router.state import (
     PartitionState,
@@ -49,7 +50,6 @@ WRONG_INGRESS = "wrong_ingress"
 DUPLICATE = "duplicate"
 INTERNAL_ERROR = "internal_error"
 BAD_ENCODING = "bad_encoding"
-_DIGEST_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -311,7 +311,7 @@ def _audit_digests(envelope: Envelope | None) -> list[str]:
     values (a rejected envelope may repeat a digest or carry one of the wrong size)."""
     if envelope is None:
         return []
-    return sorted({d.hex() for d in envelope.digests if len(d) == _DIGEST_SIZE})
+    return sorted({d.hex() for d in envelope.digests if len(d) == DIGEST_SIZE})
 
 
 def event_view(event: VerifiedEvent) -> EventView:

@@ -71,10 +71,6 @@ def chain_key(chain_id: str) -> bytes:
     return f"c{SEP}{chain_id}".encode()
 
 
-def seen_key(chain_id: str, issuer: str, event_id: str) -> bytes:
-    return SEP.join(("s", chain_id, issuer, event_id)).encode()
-
-
 def seen_batch(
     chain_id: str, first_offset: int, seen: list[tuple[str, str]]
 ) -> tuple[bytes, bytes]:
