@@ -54,7 +54,7 @@ def disclose(
             event_id=envelope.header.event_id,
             issuer=envelope.header.issuer,
             issuer_signature=envelope.signature,
-            disclosed_digests=[d.digest() for d in kept],
+            disclosed_digests=canonical.disclosure_digests(kept),
             derived=values,
             agreements=tuple(agreements),
             recipient=recipient,

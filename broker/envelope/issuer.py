@@ -45,7 +45,7 @@ def issue(
         if len(salt) != canonical.SALT_SIZE:
             raise EventFormatError(f"salt for field '{name}' must be {canonical.SALT_SIZE} bytes")
         disclosures.append(Disclosure(salt, name, registry.encode_value(event_type, name, value)))
-    digests = tuple(sorted(d.digest() for d in disclosures))
+    digests = tuple(sorted(canonical.disclosure_digests(disclosures)))
     header = Header(
         event_id=event_id,
         event_type=event_type,
