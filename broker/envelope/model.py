@@ -15,7 +15,13 @@ from typing import Any, NamedTuple
 from broker.envelope import canonical
 from broker.envelope.errors import VerificationError
 from broker.personal import PersonalDict
-from broker.schemas import EncodingError, SchemaError, SchemaRegistry, UnknownSchemaError
+from broker.schemas import (
+    EncodingError,
+    SchemaError,
+    SchemaRegistry,
+    UnknownSchemaError,
+    WriterSchema,
+)
 from broker.schemas.fields import format_time
 
 ENVELOPE_SCHEMA = "uk.safeguarding.envelope.Envelope"
@@ -107,21 +113,37 @@ def _decode(data: bytes, schema: str, registry: SchemaRegistry | None) -> dict[s
         raise VerificationError("bad_encoding", str(exc)) from None
 
 
-def _field_values(
-    header: Header, disclosures: tuple[Disclosure, ...], registry: SchemaRegistry | None
-) -> PersonalDict:
-    registry = registry or SchemaRegistry.default()
+def writer_for(header: Header, registry: SchemaRegistry) -> WriterSchema:
+    """The issuer's schema version named by the header: its fields were the ones signed."""
     try:
-        # Values are encoded with the issuer's schema version, named by the header fingerprint.
         writer = registry.writer(header.schema_fingerprint)
     except UnknownSchemaError:
-        raise VerificationError("unknown_schema", "payload schema fingerprint unknown") from None
-    if writer.event_type != header.event_type:
-        raise VerificationError("schema_violation", "header type does not match its schema")
+        raise VerificationError(
+            "unknown_schema",
+            f"event {header.event_id}: payload schema fingerprint is not registered",
+        ) from None
+    if header.event_type != writer.event_type:
+        raise VerificationError(
+            "schema_violation", f"event {header.event_id}: header type does not match its schema"
+        )
+    return writer
+
+
+def decode_disclosed(
+    header: Header, writer: WriterSchema, disclosures: tuple[Disclosure, ...]
+) -> PersonalDict:
+    """The disclosures' values, resolved to the current schema; text form redacted."""
     try:
         return PersonalDict(writer.decode_values((d.name, d.value) for d in disclosures))
     except SchemaError as exc:
-        raise VerificationError("schema_violation", str(exc)) from None
+        raise VerificationError("schema_violation", f"event {header.event_id}: {exc}") from None
+
+
+def _field_values(
+    header: Header, disclosures: tuple[Disclosure, ...], registry: SchemaRegistry | None
+) -> PersonalDict:
+    writer = writer_for(header, registry or SchemaRegistry.default())
+    return decode_disclosed(header, writer, disclosures)
 
 
 @dataclass(frozen=True, slots=True)

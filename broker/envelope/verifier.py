@@ -15,9 +15,11 @@ from broker.envelope.model import (
     ForwardedEnvelope,
     Header,
     VerifiedEvent,
+    decode_disclosed,
+    writer_for,
 )
 from broker.personal import PersonalDict
-from broker.schemas import SchemaError, SchemaRegistry, UnknownSchemaError, WriterSchema
+from broker.schemas import SchemaRegistry, WriterSchema
 
 
 def verify_envelope(
@@ -106,20 +108,10 @@ def _verify_issued(
     registry: SchemaRegistry,
     *,
     complete: bool,
-) -> tuple[PersonalDict, list[bytes]]:
+) -> tuple[PersonalDict, set[bytes]]:
     """Check the issuer's part; return the decoded disclosed values and their digests."""
     event_id = header.event_id
-    try:
-        # The issuer's schema version (current or released): its fields were the ones signed.
-        writer = registry.writer(header.schema_fingerprint)
-    except UnknownSchemaError:
-        raise VerificationError(
-            "unknown_schema", f"event {event_id}: payload schema fingerprint is not registered"
-        ) from None
-    if header.event_type != writer.event_type:
-        raise VerificationError(
-            "schema_violation", f"event {event_id}: header type does not match its schema"
-        )
+    writer = writer_for(header, registry)
     key = keys.lookup(header.issuer, header.key_id, header.issued_at)
     digest_set = set(digests)
     if len(digest_set) != len(digests):
@@ -131,18 +123,18 @@ def _verify_issued(
         )
     if not key.verify(signature, canonical.issuer_signing_input(header.to_bytes(), digests)):
         raise VerificationError("bad_signature", f"event {event_id}: issuer signature invalid")
-    return _check_disclosures(event_id, writer, digest_set, disclosures, complete)
+    return _check_disclosures(header, writer, digest_set, disclosures, complete)
 
 
 def _check_disclosures(
-    event_id: str,
+    header: Header,
     writer: WriterSchema,
     digest_set: set[bytes],
     disclosures: tuple[Disclosure, ...],
     complete: bool,
-) -> tuple[PersonalDict, list[bytes]]:
+) -> tuple[PersonalDict, set[bytes]]:
+    event_id = header.event_id
     seen: set[bytes] = set()
-    disclosed: list[bytes] = []
     names: set[str] = set()
     for disclosure, digest in zip(
         disclosures, canonical.disclosure_digests(disclosures), strict=True
@@ -157,18 +149,14 @@ def _check_disclosures(
                 f"event {event_id}: disclosure '{disclosure.name}' matches no signed digest",
             )
         seen.add(digest)
-        disclosed.append(digest)
         if disclosure.name in names:
             raise VerificationError(
                 "schema_violation", f"event {event_id}: field '{disclosure.name}' disclosed twice"
             )
         names.add(disclosure.name)
-    try:
-        values = PersonalDict(writer.decode_values((d.name, d.value) for d in disclosures))
-    except SchemaError as exc:
-        raise VerificationError("schema_violation", f"event {event_id}: {exc}") from None
+    values = decode_disclosed(header, writer, disclosures)
     if complete and len(seen) != len(digest_set):
         raise VerificationError(
             "schema_violation", f"event {event_id}: issued envelope lacks some disclosures"
         )
-    return values, disclosed
+    return values, seen
