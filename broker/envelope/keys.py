@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from broker.envelope.errors import KeyFileError, VerificationError
+from broker.schemas.fields import format_time
 
 AGENCY_ID_RE = re.compile(r"[a-z][a-z0-9_-]*\.[A-Za-z0-9_-]+")
 KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -62,9 +63,7 @@ def _utc(value: datetime, what: str) -> datetime:
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if value is None else format_time(value)
 
 
 def _parse_time(value: Any, what: str) -> datetime | None:
