@@ -64,17 +64,17 @@ class Output:
 
 @dataclass
 class RouteResult:
-    """Everything one ingress record leads to."""
+    """Everything one ingress record leads to: its audit record (outcome, issuer, type, reason
+    code, recipients) and the Kafka records to produce."""
 
-    outcome: Outcome
     record: DecisionRecord
     outputs: list[Output] = field(default_factory=list)
-    reason: str | None = None
-    issuer: str | None = None
-    event_type: str | None = None
-    recipients: tuple[str, ...] = ()
     issued_at: datetime | None = None
     seen: tuple[str, str] | None = None  # (issuer, event id) first routed: goes to the changelog
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.record.outcome
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,6 @@ class RouterCore:
         )
         outputs: list[Output] = []
         decisions: list[RecipientDecision] = []
-        recipients: list[str] = []
         for recipient, grant in decision.grants.items():
             if recipient not in self.agencies:
                 log.warning("agreement names recipient %s, not in the registry", recipient)
@@ -192,7 +191,6 @@ class RouterCore:
                     forwarded.to_bytes(self.registry),
                 )
             )
-            recipients.append(recipient)
             decisions.append(
                 RecipientDecision(
                     recipient=recipient,
@@ -202,7 +200,7 @@ class RouterCore:
                     agreements=grant.agreements,
                 )
             )
-        outcome = Outcome.FORWARDED if recipients else Outcome.DENIED
+        outcome = Outcome.FORWARDED if decisions else Outcome.DENIED
         audit = state.chain.append(
             ingress_topic=record.topic,
             ingress_partition=record.partition,
@@ -214,7 +212,7 @@ class RouterCore:
             event_type=header.event_type,
             subject=header.subject,
             occurred_at=header.occurred_at,
-            reason=None if recipients else "no_agreement",
+            reason=None if decisions else "no_agreement",
             digests=[d.hex() for d in envelope.digests],
             recipients=decisions,
             condition_errors=sorted(
@@ -236,16 +234,7 @@ class RouterCore:
                     encode_subject(updated),
                 )
             )
-        return RouteResult(
-            outcome=outcome,
-            record=audit,
-            outputs=outputs,
-            issuer=header.issuer,
-            event_type=header.event_type,
-            recipients=tuple(recipients),
-            issued_at=header.issued_at,
-            seen=seen,
-        )
+        return RouteResult(audit, outputs, issued_at=header.issued_at, seen=seen)
 
     def _quarantine(
         self,
@@ -292,14 +281,7 @@ class RouterCore:
                 ("detail", json.dumps(meta).encode()),
             ),
         )
-        return RouteResult(
-            outcome=audit.outcome,
-            record=audit,
-            outputs=[quarantine, self._audit_output(state, audit)],
-            reason=reason,
-            issuer=header.issuer if header else None,
-            event_type=header.event_type if header else None,
-        )
+        return RouteResult(audit, [quarantine, self._audit_output(state, audit)])
 
     @staticmethod
     def _audit_output(state: PartitionState, audit: DecisionRecord) -> Output:

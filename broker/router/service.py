@@ -319,19 +319,20 @@ class RouterService:
         m = self.metrics
         self.stats.batches += 1
         for result in results:
+            record = result.record
             self.stats.records += 1
             m.routing_seconds.observe(done - received)
-            if result.issuer and result.event_type:
-                m.events_in.labels(result.issuer, result.event_type).inc()
-            if result.outcome in (Outcome.QUARANTINED, Outcome.DUPLICATE):
+            if record.issuer and record.event_type:
+                m.events_in.labels(record.issuer, record.event_type).inc()
+            if record.outcome in (Outcome.QUARANTINED, Outcome.DUPLICATE):
                 self.stats.quarantined += 1
-                m.quarantined.labels(result.reason or "unknown").inc()
-            elif result.outcome == Outcome.DENIED:
-                m.denied.labels(result.issuer, result.event_type).inc()
-            for recipient in result.recipients:
+                m.quarantined.labels(record.reason or "unknown").inc()
+            elif record.outcome == Outcome.DENIED:
+                m.denied.labels(record.issuer, record.event_type).inc()
+            for decision in record.recipients:
                 self.stats.forwarded += 1
-                m.forwarded.labels(recipient).inc()
-            if result.recipients and result.issued_at is not None:
+                m.forwarded.labels(decision.recipient).inc()
+            if record.recipients and result.issued_at is not None:
                 m.event_age_seconds.observe((now - result.issued_at).total_seconds())
 
     def _update_lag(self, consumer: Any) -> None:
