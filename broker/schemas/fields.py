@@ -44,11 +44,6 @@ class FieldInfo:
     doc: str
 
     @property
-    def required(self) -> bool:
-        """True when the field has no null default and must be given."""
-        return not self.nullable
-
-    @property
     def allowed_values(self) -> tuple[str, ...] | None:
         """Enum symbols or the allowed-strings list, whichever constrains this field."""
         return self.symbols if self.symbols is not None else self.allowed

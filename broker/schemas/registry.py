@@ -16,7 +16,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,8 +107,10 @@ class SchemaRegistry:
         """Load every `*.avsc` below `directory`, and each `released_dir/v*/` as writer schemas."""
         released: list[tuple[str, list[_Schema]]] = []
         if released_dir is not None:
-            versions = sorted((p for p in released_dir.iterdir() if p.is_dir()), key=_version_key)
-            released = [(p.name, _load_all(p, p.name)) for p in versions]
+            versions = sorted(
+                (p.name for p in released_dir.iterdir() if p.is_dir()), key=_version_key
+            )
+            released = [(v, _load_all(released_dir / v, v)) for v in versions]
         return cls(_load_all(directory, CURRENT), released)
 
     def _as_release(self, old: _Schema, version: str) -> _Schema:
@@ -123,10 +125,6 @@ class SchemaRegistry:
             name: _resolved(codec, current.codecs.get(name)) for name, codec in old.codecs.items()
         }
         return dataclasses.replace(old, codecs=codecs, version=version, reader=current.parsed)
-
-    def names(self) -> list[str]:
-        """Full names of all loaded schemas."""
-        return sorted(self._by_name)
 
     def event_types(self) -> list[str]:
         """Event types (EVENTS.md names such as `child.missing.started`)."""
@@ -163,7 +161,7 @@ class SchemaRegistry:
         """Every known version of an event type's payload schema, the current one last."""
         self._get_event(event_type)
         found = [w for w in self._writers.values() if w.event_type == event_type]
-        return sorted(found, key=lambda w: (w.is_current, _version_key(Path(w.version))))
+        return sorted(found, key=lambda w: (w.is_current, _version_key(w.version)))
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         """Single-object encoding of `record` with the schema `name`."""
@@ -227,14 +225,6 @@ class SchemaRegistry:
         codec = self._codec(event_type, field)
         return _read_exact(data, codec.parsed, f"{event_type} field '{field}'")["v"]
 
-    def decode_values(self, event_type: str, items: Iterable[tuple[str, bytes]]) -> dict[str, Any]:
-        """Decode (field name, Avro bytes) pairs written with the CURRENT schema of `event_type`.
-
-        For an envelope, use `writer(header.schema_fingerprint).decode_values`, which also reads
-        values written with a released version.
-        """
-        return self._writers[self._get_event(event_type).fingerprint].decode_values(items)
-
     def value_to_json(self, event_type: str, field: str, value: Any) -> Any:
         """The EVENTS.md JSON form of a decoded field value (dates and times as ISO text)."""
         return to_json(self._codec(event_type, field).info, value)
@@ -278,10 +268,10 @@ def _load_all(directory: Path, version: str) -> list[_Schema]:
     return [_load(path, version) for path in paths]
 
 
-def _version_key(path: Path) -> tuple[int, str]:
+def _version_key(version: str) -> tuple[int, str]:
     """Order release directories v1, v2, ... v10 numerically."""
-    digits = re.sub(r"\D", "", path.name)
-    return (int(digits) if digits else 0, path.name)
+    digits = re.sub(r"\D", "", version)
+    return (int(digits) if digits else 0, version)
 
 
 def _resolved(old: FieldCodec, current: FieldCodec | None) -> FieldCodec:
@@ -324,7 +314,7 @@ def _load(path: Path, version: str = CURRENT) -> _Schema:
                 "fields": [{"name": "v", "type": field["type"]}],
             }
             codecs[field["name"]] = FieldCodec(
-                describe_field(field), parse_schema(wrapper), avro_type=field["type"]
+                describe_field(field), parse_schema(wrapper), field["type"]
             )
     return _Schema(name, path, raw, parsed, crc64_fingerprint(raw), event_type, codecs, version)
 

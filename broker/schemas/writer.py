@@ -29,7 +29,7 @@ class FieldCodec:
     info: FieldInfo
     parsed: Any
     # The field's Avro type as written (named types expanded), for composing one record of many.
-    avro_type: Any = None
+    avro_type: Any
     # The current schema's one-field record when this version's field type differs from it
     # (Avro resolution on read); None when the types are the same, which costs nothing.
     reader: Any = None
@@ -63,11 +63,6 @@ class WriterSchema:
     def fields(self) -> dict[str, FieldInfo]:
         """This version's payload fields as written, in schema order."""
         return {name: codec.info for name, codec in self.codecs.items()}
-
-    def decode_value(self, field: str, data: bytes) -> Any:
-        """Decode one field value (exactly one value, resolved to the current type)."""
-        values = self.decode_values([(field, data)])
-        return values.get(field)
 
     def decode_values(self, items: Iterable[tuple[str, bytes]]) -> dict[str, Any]:
         """Decode (field name, Avro bytes) pairs; each must hold exactly one value of its field.
@@ -133,11 +128,7 @@ class WriterSchema:
             return None
         plan = None
         codecs = [self.codecs.get(name) for name in names]
-        if (
-            names
-            and len(set(names)) == len(names)
-            and all(c is not None and c.avro_type is not None for c in codecs)
-        ):
+        if names and len(set(names)) == len(names) and all(c is not None for c in codecs):
             plan = _compose([c for c in codecs if c is not None], names)
         self._plans[names] = plan
         return plan
