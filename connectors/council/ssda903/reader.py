@@ -10,6 +10,7 @@ events of Episodes come child by child (consecutive rows of one CHILD, sorted by
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -80,7 +81,6 @@ class Ssda903Result:
         self.agency = agency
         self.max_problems = max_problems
         self.problems: list[RowProblem] = []
-        self.problems_not_kept = 0
         self.rows_read: Counter[str] = Counter()
         self.events_by_type: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()  # rows rejected, per reason
@@ -172,8 +172,10 @@ class Ssda903Result:
         self.problem_counts[problem.reason.value] += 1
         if len(self.problems) < self.max_problems:
             self.problems.append(problem)
-        else:
-            self.problems_not_kept += 1
+
+    def _flag(self, table: str, row: int, column: str, reason: Reason, detail: str) -> None:
+        """Report a problem of a row that is still mapped."""
+        self._report(RowProblem(table, row, column, reason, detail))
 
     def _validate(self, row: SourceRow) -> dict[str, Any] | None:
         """Cleaned values, or None when a key column is unusable (the row is rejected)."""
@@ -182,16 +184,7 @@ class Ssda903Result:
         keys = KEY_COLUMNS[row.table]
         fatal = next((p for p in problems if p.column in keys), None)
         for problem in problems:
-            if fatal is not None:
-                problem = RowProblem(
-                    problem.table,
-                    problem.row,
-                    problem.column,
-                    problem.reason,
-                    problem.detail,
-                    rejected=True,
-                )
-            self._report(problem)
+            self._report(problem if fatal is None else dataclasses.replace(problem, rejected=True))
         if fatal is not None:
             self.rejected[fatal.reason.value] += 1
             return None
@@ -207,7 +200,7 @@ class Ssda903Result:
         facts = self._facts.get(child)
         if facts is None:
             if self._header_known:
-                self._report(RowProblem(table, row, "CHILD", Reason.UNKNOWN_CHILD, "no Header row"))
+                self._flag(table, row, "CHILD", Reason.UNKNOWN_CHILD, "no Header row")
             facts = m.ChildFacts(in_uasc_table=False if self._uasc_known else None)
             self._facts[child] = facts
         return facts
@@ -305,35 +298,29 @@ class Ssda903Result:
         previous = timeline[at - 1] if at else None
         placement = m.placement_fields(episode)
         if episode.get("PL_POST") and placement["placement_postcode"] is None:
-            self._report(
-                RowProblem(
-                    "Episodes",
-                    row,
-                    "PL_POST",
-                    Reason.INVALID_POSTCODE,
-                    "not a full or partial UK postcode",
-                )
+            self._flag(
+                "Episodes",
+                row,
+                "PL_POST",
+                Reason.INVALID_POSTCODE,
+                "not a full or partial UK postcode",
             )
         if episode.get("HOME_POST") and m.normalise_postcode(episode["HOME_POST"]) is None:
-            self._report(
-                RowProblem(
-                    "Episodes",
-                    row,
-                    "HOME_POST",
-                    Reason.INVALID_POSTCODE,
-                    "not a full or partial UK postcode",
-                )
+            self._flag(
+                "Episodes",
+                row,
+                "HOME_POST",
+                Reason.INVALID_POSTCODE,
+                "not a full or partial UK postcode",
             )
         facts = self._facts_for("Episodes", row, child)
         if facts.dob is not None and decom < facts.dob:
-            self._report(
-                RowProblem(
-                    "Episodes",
-                    row,
-                    "DECOM",
-                    Reason.DATE_BEFORE_BIRTH,
-                    "episode starts before the date of birth",
-                )
+            self._flag(
+                "Episodes",
+                row,
+                "DECOM",
+                Reason.DATE_BEFORE_BIRTH,
+                "episode starts before the date of birth",
             )
         rne: str = episode["RNE"]
         if rne == "S":
@@ -369,77 +356,65 @@ class Ssda903Result:
         dec: date | None = episode["DEC"]
         if dec is None:
             if ends and "DEC" not in episode["_bad"]:
-                self._report(
-                    RowProblem(
-                        "Episodes",
-                        row,
-                        "DEC",
-                        Reason.END_DATE_MISSING,
-                        f"REC {rec} ends care but DEC is blank; no child.care.ended",
-                    )
+                self._flag(
+                    "Episodes",
+                    row,
+                    "DEC",
+                    Reason.END_DATE_MISSING,
+                    f"REC {rec} ends care but DEC is blank; no child.care.ended",
                 )
             return False
         if dec < decom:
             if ends:
-                self._report(
-                    RowProblem(
-                        "Episodes",
-                        row,
-                        "DEC",
-                        Reason.END_BEFORE_START,
-                        "DEC is before DECOM; no child.care.ended",
-                    )
-                )
-            return False
-        if following is not None and following.decom < dec:
-            self._report(
-                RowProblem(
+                self._flag(
                     "Episodes",
                     row,
                     "DEC",
-                    Reason.EPISODE_SUPERSEDED,
-                    "DEC is after the next episode's DECOM; the next episode supersedes this "
-                    "one from its start, so no child.care.ended",
+                    Reason.END_BEFORE_START,
+                    "DEC is before DECOM; no child.care.ended",
                 )
+            return False
+        if following is not None and following.decom < dec:
+            self._flag(
+                "Episodes",
+                row,
+                "DEC",
+                Reason.EPISODE_SUPERSEDED,
+                "DEC is after the next episode's DECOM; the next episode supersedes this "
+                "one from its start, so no child.care.ended",
             )
             return False
         if following is not None and following.decom == dec:
             if ends and following.rne != "S":
-                self._report(
-                    RowProblem(
-                        "Episodes",
-                        row,
-                        "REC",
-                        Reason.REC_INCONSISTENT,
-                        f"REC {rec} ends care but the next episode (RNE {following.rne}) "
-                        "continues it on DEC; no child.care.ended",
-                    )
+                self._flag(
+                    "Episodes",
+                    row,
+                    "REC",
+                    Reason.REC_INCONSISTENT,
+                    f"REC {rec} ends care but the next episode (RNE {following.rne}) "
+                    "continues it on DEC; no child.care.ended",
                 )
                 return False
             return ends
         if rec is None:
             if "REC" not in episode["_bad"]:
-                self._report(
-                    RowProblem(
-                        "Episodes",
-                        row,
-                        "REC",
-                        Reason.REC_INCONSISTENT,
-                        "DEC is given and no episode follows on it, but REC is blank; "
-                        "no child.care.ended",
-                    )
-                )
-            return False
-        if not ends:
-            self._report(
-                RowProblem(
+                self._flag(
                     "Episodes",
                     row,
                     "REC",
                     Reason.REC_INCONSISTENT,
-                    "REC X1 but no episode starts on DEC; care ends at DEC (child.care.ended "
-                    "with reason X1)",
+                    "DEC is given and no episode follows on it, but REC is blank; "
+                    "no child.care.ended",
                 )
+            return False
+        if not ends:
+            self._flag(
+                "Episodes",
+                row,
+                "REC",
+                Reason.REC_INCONSISTENT,
+                "REC X1 but no episode starts on DEC; care ends at DEC (child.care.ended "
+                "with reason X1)",
             )
         return True
 
@@ -449,14 +424,12 @@ class Ssda903Result:
         if not lacking:
             return True
         self.events_skipped[event_type] += 1
-        self._report(
-            RowProblem(
-                "Episodes",
-                episode["_row"],
-                lacking[0],
-                Reason.REQUIRED_FOR_EVENT,
-                f"{event_type} needs a valid {', '.join(lacking)}; event not made",
-            )
+        self._flag(
+            "Episodes",
+            episode["_row"],
+            lacking[0],
+            Reason.REQUIRED_FOR_EVENT,
+            f"{event_type} needs a valid {', '.join(lacking)}; event not made",
         )
         return False
 
@@ -469,24 +442,20 @@ class Ssda903Result:
         facts = self._facts_for("Missing", row.row, child)
         dob = facts.dob or clean["DOB"]
         if facts.dob is not None and clean["DOB"] is not None and clean["DOB"] != facts.dob:
-            self._report(
-                RowProblem(
-                    "Missing",
-                    row.row,
-                    "DOB",
-                    Reason.DOB_MISMATCH,
-                    "differs from the Header DOB; the Header DOB is used",
-                )
+            self._flag(
+                "Missing",
+                row.row,
+                "DOB",
+                Reason.DOB_MISMATCH,
+                "differs from the Header DOB; the Header DOB is used",
             )
         if dob is not None and start < dob:
-            self._report(
-                RowProblem(
-                    "Missing",
-                    row.row,
-                    "MIS_START",
-                    Reason.DATE_BEFORE_BIRTH,
-                    "missing episode starts before the date of birth",
-                )
+            self._flag(
+                "Missing",
+                row.row,
+                "MIS_START",
+                Reason.DATE_BEFORE_BIRTH,
+                "missing episode starts before the date of birth",
             )
         key = (child, start, clean["MISSING"])
         self._occurrences[key] += 1
@@ -497,14 +466,12 @@ class Ssda903Result:
         if end is None:
             return
         if end < start:
-            self._report(
-                RowProblem(
-                    "Missing",
-                    row.row,
-                    "MIS_END",
-                    Reason.END_BEFORE_START,
-                    "MIS_END is before MIS_START; no child.missing.ended",
-                )
+            self._flag(
+                "Missing",
+                row.row,
+                "MIS_END",
+                Reason.END_BEFORE_START,
+                "MIS_END is before MIS_START; no child.missing.ended",
             )
             return
         yield m.missing_ended(self.agency, child, facts, dob, clean, occurrence)
