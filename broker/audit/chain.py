@@ -359,18 +359,20 @@ class ChainVerifier:
         self._unreadable: list[int] = []
         self._findings: list[Finding] = []
 
-    def feed(self, offset: int, data: bytes) -> None:
+    def feed(self, offset: int, data: bytes) -> str | None:
+        """Take the next record; return its chain id, or None if it is unreadable (a finding)."""
         try:
             chain, seq, prev = read_header(data)
         except RecordFormatError as exc:
             self._unreadable.append(offset)
             self._findings.append(Finding(FindingCode.UNDECODABLE, str(exc), offset))
-            return
+            return None
         check = self._chains.get(chain)
         if check is None:
             start_seq, start_head = self._start.get(chain, (0, ZERO_HASH))
             check = self._chains[chain] = _ChainCheck(chain, start_seq, start_head)
         check.feed(offset, seq, prev, record_hash(data))
+        return chain
 
     def counts(self) -> dict[str, int]:
         """Records seen per chain."""

@@ -14,7 +14,6 @@ Exit status: 0 clean, 1 findings (or a failed check), 2 usage or configuration e
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -32,7 +31,6 @@ from broker.audit.disclosures import (
     to_json,
 )
 from broker.audit.exceptions import AuditError, ProofError
-from broker.audit.findings import Finding
 from broker.audit.reader import Message, Span, TopicNotFound, TopicReader, parse_when
 from broker.audit.record import DECISION_HEADER, DecisionRecord, format_time
 from broker.config import (
@@ -65,12 +63,6 @@ def read_values(reader: TopicReader, topic: str) -> list[tuple[int, int, bytes]]
     return [(m.partition, m.offset, m.value or b"") for m in reader.read_topic(topic)]
 
 
-def _retopic(findings: list[Finding], default: str, actual: str) -> list[Finding]:
-    if default == actual:
-        return findings
-    return [dataclasses.replace(f, topic=actual) if f.topic == default else f for f in findings]
-
-
 def _when(value: datetime | None) -> str:
     return "-" if value is None else format_time(value)
 
@@ -86,9 +78,14 @@ def run_verify(args: argparse.Namespace) -> int:
     with TopicReader(KafkaClients(config.kafka)) as reader:
         decisions = read_values(reader, args.audit_topic)
         checkpoints = read_values(reader, args.checkpoints_topic)
-    report = verify_log(decisions, checkpoints, key_lookup(keys))
-    findings = _retopic(report.findings, TOPIC_AUDIT, args.audit_topic)
-    findings = _retopic(findings, TOPIC_CHECKPOINTS, args.checkpoints_topic)
+    report = verify_log(
+        decisions,
+        checkpoints,
+        key_lookup(keys),
+        decisions_topic=args.audit_topic,
+        checkpoints_topic=args.checkpoints_topic,
+    )
+    findings = report.findings
     unsigned = sum(report.unsigned_tail.values())
     out = sys.stdout
     print(

@@ -17,10 +17,9 @@ from broker.audit.chain import ChainVerifier
 from broker.audit.checkpoint import Checkpoint, PublicKeys, verify_checkpoints
 from broker.audit.exceptions import RecordFormatError
 from broker.audit.findings import Finding, FindingCode
-from broker.audit.record import DecisionRecord, read_header
-
-DECISIONS_TOPIC = "audit.decisions"
-CHECKPOINTS_TOPIC = "audit.checkpoints"
+from broker.audit.record import DecisionRecord
+from broker.config import TOPIC_AUDIT as DECISIONS_TOPIC
+from broker.config import TOPIC_CHECKPOINTS as CHECKPOINTS_TOPIC
 
 
 @dataclass
@@ -52,8 +51,14 @@ def verify_log(
     decisions: Iterable[tuple[int, int, bytes]],
     checkpoints: Iterable[tuple[int, int, bytes]],
     keys: PublicKeys,
+    *,
+    decisions_topic: str = DECISIONS_TOPIC,
+    checkpoints_topic: str = CHECKPOINTS_TOPIC,
 ) -> AuditReport:
-    """Verify ``(partition, offset, value)`` of both audit topics; see `AuditReport`."""
+    """Verify ``(partition, offset, value)`` of both audit topics; see `AuditReport`.
+
+    Findings name the topics as ``decisions_topic`` and ``checkpoints_topic`` (the topics read).
+    """
     report = AuditReport()
     verifiers: dict[int, ChainVerifier] = defaultdict(ChainVerifier)
     leaves: dict[str, list[bytes]] = defaultdict(list)
@@ -62,10 +67,8 @@ def verify_log(
     last: dict[int, bytes] = {}
     for partition, offset, data in decisions:
         report.records += 1
-        verifiers[partition].feed(offset, data)
-        try:
-            chain = read_header(data).chain
-        except RecordFormatError:
+        chain = verifiers[partition].feed(offset, data)
+        if chain is None:
             continue  # reported by the chain verifier
         leaves[chain].append(data)
         chain_partitions[chain].add(partition)
@@ -73,7 +76,7 @@ def verify_log(
         last[partition] = data
     for partition, verifier in verifiers.items():
         report.findings.extend(
-            dataclasses.replace(f, topic=DECISIONS_TOPIC, partition=partition)
+            dataclasses.replace(f, topic=decisions_topic, partition=partition)
             for f in verifier.finish()
         )
     for chain, parts in chain_partitions.items():
@@ -84,40 +87,40 @@ def verify_log(
                     f"records of this chain are in partitions {sorted(parts)}: the router must "
                     "key audit records by chain id",
                     chain=chain,
-                    topic=DECISIONS_TOPIC,
+                    topic=decisions_topic,
                 )
             )
     report.records_per_chain = {c: len(v) for c, v in leaves.items()}
 
     by_chain: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
+    sizes: dict[str, list[tuple[int, int]]] = defaultdict(list)  # (offset, tree size) per chain
     where: dict[str, int] = {}
     for partition, offset, data in checkpoints:
         report.checkpoints += 1
         try:
-            chain = Checkpoint.from_bytes(data).chain
+            cp = Checkpoint.from_bytes(data)
         except RecordFormatError as exc:
             report.findings.append(
                 Finding(
                     FindingCode.UNDECODABLE,
                     str(exc),
                     offset,
-                    topic=CHECKPOINTS_TOPIC,
+                    topic=checkpoints_topic,
                     partition=partition,
                 )
             )
             continue
         # Offsets of one chain's checkpoints are only comparable within one partition.
-        by_chain[chain].append((offset, data))
-        where[chain] = partition
+        by_chain[cp.chain].append((offset, data))
+        sizes[cp.chain].append((offset, cp.tree_size))
+        where[cp.chain] = partition
     for chain, cps in by_chain.items():
         found = verify_checkpoints(cps, leaves.get(chain, []), keys, chain)
         report.findings.extend(
-            dataclasses.replace(f, topic=CHECKPOINTS_TOPIC, partition=where[chain]) for f in found
+            dataclasses.replace(f, topic=checkpoints_topic, partition=where[chain]) for f in found
         )
         bad = {f.offset for f in found if f.code in _INVALID_CHECKPOINT}
-        covered = max(
-            (Checkpoint.from_bytes(d).tree_size for o, d in cps if o not in bad), default=0
-        )
+        covered = max((n for o, n in sizes[chain] if o not in bad), default=0)
         report.unsigned_tail[chain] = max(0, len(leaves.get(chain, [])) - covered)
     for chain, chain_leaves in leaves.items():
         report.unsigned_tail.setdefault(chain, len(chain_leaves))
