@@ -167,12 +167,12 @@ def make_event(event_type: str, eid: str, child: str, day: date, fields: dict[st
 
 def placement_fields(episode: dict[str, Any]) -> dict[str, Any]:
     """Placement fields of an episode row (validated, codes normalised)."""
-    placement_postcode = normalise_postcode(episode.get("PL_POST"))
+    postcode = normalise_postcode(episode.get("PL_POST"))
     return {
         "placement_type": episode.get("PLACE"),
         "placement_provider": episode.get("PLACE_PROVIDER"),
-        "placement_postcode": placement_postcode,
-        "placement_postcode_district": postcode_district(placement_postcode),
+        "placement_postcode": postcode,
+        "placement_postcode_district": _district(postcode) if postcode else None,
     }
 
 
