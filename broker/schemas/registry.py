@@ -290,7 +290,6 @@ def _writer(schema: _Schema, event_type: str, current: _Schema) -> WriterSchema:
         version=schema.version,
         codecs=schema.codecs,
         missing=tuple(name for name in current.codecs if name not in schema.codecs),
-        field_count=len(schema.codecs),
     )
 
 

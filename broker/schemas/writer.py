@@ -49,11 +49,15 @@ class WriterSchema:
     codecs: Mapping[str, FieldCodec]
     missing: tuple[str, ...]
     """Fields of the current schema this version lacks: never disclosed, no digest, null."""
-    field_count: int
     # Composed decoders by the tuple of field names they read (see `decode_values`).
     _plans: dict[tuple[str, ...], _Plan | None] = field(
         default_factory=dict, compare=False, repr=False
     )
+
+    @property
+    def field_count(self) -> int:
+        """How many payload fields this version has: one signed digest each."""
+        return len(self.codecs)
 
     @property
     def is_current(self) -> bool:
