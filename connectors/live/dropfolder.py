@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connectors.live.intake import MAX_BATCH, EventResult, Intake
+from connectors.live.intake import KAFKA_UNAVAILABLE, MAX_BATCH, EventResult, Intake
 
 log = logging.getLogger(__name__)
 
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:safeguarding-broker:drop-folder")
-RETRY_LATER = "Kafka is unavailable: retry later"
 
 
 @dataclass
@@ -118,7 +117,7 @@ class DropFolder:
         results: list[EventResult] = []
         for start in range(0, len(events), MAX_BATCH):
             results += self.intake.submit(events[start : start + MAX_BATCH], client="drop-folder")
-        if any(r.reason == RETRY_LATER for r in results):
+        if any(r.reason == KAFKA_UNAVAILABLE for r in results):
             log.warning("drop folder: Kafka unavailable; %s will be retried", path.name)
             return None
         for number, result in zip(lines, results, strict=True):

@@ -41,6 +41,8 @@ EVENT_TYPES_BY_KIND: dict[str, frozenset[str]] = {
     "police": POLICE_EVENT_TYPES,
 }
 MAX_BATCH = 1000
+# The reason given for every event not tried while Kafka is down (the drop folder retries on it).
+KAFKA_UNAVAILABLE = "Kafka is unavailable: retry later"
 
 
 class EventPublisher(Protocol):
@@ -105,7 +107,7 @@ class Intake:
             for index, event in enumerate(events):
                 problem = self._check(event)
                 if problem is None and unavailable:
-                    problem = "Kafka is unavailable: retry later"
+                    problem = KAFKA_UNAVAILABLE
                 if problem is not None:
                     results[index] = EventResult(index, reason=problem)
                     continue
@@ -113,7 +115,7 @@ class Intake:
                     event_id = self.publisher.publish(event, where=str(index))
                 except KafkaUnavailable:
                     unavailable = True
-                    results[index] = EventResult(index, reason="Kafka is unavailable: retry later")
+                    results[index] = EventResult(index, reason=KAFKA_UNAVAILABLE)
                 except BrokerError as exc:  # names the field, never its value
                     results[index] = EventResult(index, reason=str(exc))
                 else:
