@@ -14,8 +14,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from broker.feed import FeedItem
@@ -59,7 +58,6 @@ class DeliveryStats:
     failed_verification: int = 0
     retries: int = 0
     stopped: bool = False
-    errors: list[str] = field(default_factory=list)
 
 
 def deliver_with_retry(
@@ -101,7 +99,6 @@ def deliver_feed(
     follow: bool,
     backoff: Backoff = Backoff(),
     stop: threading.Event | None = None,
-    on_delivered: Callable[[dict[str, Any]], None] | None = None,
     log_out: IO[str] = sys.stderr,
 ) -> DeliveryStats:
     """Deliver every verified event of `feed` to `target`; see the module docstring."""
@@ -125,8 +122,6 @@ def deliver_feed(
                     if stats.stopped:
                         break
                     stats.delivered += 1
-                    if on_delivered is not None:
-                        on_delivered(event)
                 done[item.partition] = item.offset + 1
         finally:
             # Whatever happened, remember exactly what was delivered (and nothing more).
