@@ -16,6 +16,7 @@ which do not depend on the key. It does not check the chain (that is `verify`).
 
 from __future__ import annotations
 
+import queue
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,18 +25,20 @@ from typing import Any
 
 from broker.agreements import AgreementSet, SubjectContext
 from broker.audit.findings import Finding, FindingCode
-from broker.audit.record import Outcome, decode_fields
-from broker.config import agency_of_ingress
+from broker.audit.record import Outcome, decode_fields, read_header
+from broker.config import TOPIC_AUDIT, agency_of_ingress
 from broker.envelope import Envelope, KeyRegistry, VerificationError, VerifiedEvent
 from broker.envelope.verifier import verify_envelope
-from broker.router.core import event_view, learn_relationships
+from broker.router.core import (
+    DUPLICATE,
+    INTERNAL_ERROR,
+    WRONG_INGRESS,
+    event_view,
+    learn_relationships,
+)
 from broker.schemas import SchemaRegistry
 
-DECISIONS_TOPIC = "audit.decisions"
-WRONG_INGRESS = "wrong_ingress"
-DUPLICATE = "duplicate"
 NO_AGREEMENT = "no_agreement"
-INTERNAL_ERROR = "internal_error"
 
 # Derived values are compared by name only, so any fixed key will do (see the module doc).
 _PLACEHOLDER_KEY = bytes(32)
@@ -128,6 +131,7 @@ class PartitionReplay:
         self.judge = judge
         self.topic = topic
         self.partition = partition
+        self.agency = agency_of_ingress(topic)  # the only issuer this topic accepts
         self.seen: set[tuple[str, str]] = set()
         self.subjects: dict[str, SubjectContext] = {}
 
@@ -139,7 +143,7 @@ class PartitionReplay:
             envelope = Envelope.from_bytes(value, judge.registry)
         except VerificationError as exc:
             return _Checked(None, None, exc.code)
-        if envelope.header.issuer != agency_of_ingress(self.topic):
+        if envelope.header.issuer != self.agency:
             return _Checked(envelope, None, WRONG_INGRESS)
         try:
             event = verify_envelope(envelope, judge.keys, registry=judge.registry)
@@ -313,7 +317,7 @@ class Replay:
         judge: Judge,
         decisions: dict[Location, list[Recorded]],
         *,
-        audit_topic: str = DECISIONS_TOPIC,
+        audit_topic: str = TOPIC_AUDIT,
     ) -> None:
         self.judge = judge
         self.decisions = decisions
@@ -353,7 +357,6 @@ class Replay:
             return
         loc = (topic, partition, offset)
         found = self.decisions.get(loc)
-        where = f"{topic}[{partition}] offset {offset}"
         if not found:
             if offset > self.last_decided[(topic, partition)]:
                 report.pending += 1
@@ -373,6 +376,7 @@ class Replay:
             return
         self._matched.add(loc)
         first = found[0]
+        where = f"{topic}[{partition}] offset {offset}"
         for extra in found[1:]:
             self._finding(
                 FindingCode.DOUBLE_DECISION,
@@ -460,7 +464,7 @@ class WorkerPool:
     `judge` with its compiled conditions is inherited rather than rebuilt).
     """
 
-    def __init__(self, judge: Judge, workers: int, *, audit_topic: str = DECISIONS_TOPIC) -> None:
+    def __init__(self, judge: Judge, workers: int, *, audit_topic: str = TOPIC_AUDIT) -> None:
         import multiprocessing
 
         methods = multiprocessing.get_all_start_methods()
@@ -490,8 +494,6 @@ class WorkerPool:
 
     def decisions(self, values: Iterable[tuple[int, int, bytes | None]]) -> None:
         """Send each audit record to the worker of its chain (after `assign`)."""
-        from broker.audit.record import read_header
-
         per_worker: list[list[tuple[int, int, bytes | None]]] = [[] for _ in self.inboxes]
         for item in values:
             worker: int | None = None
@@ -518,8 +520,6 @@ class WorkerPool:
                 self._put(worker, ("records", batch))
 
     def finish(self, read: Mapping[tuple[str, int], tuple[int, int, int]]) -> ReplayReport:
-        import queue
-
         for worker in range(len(self.inboxes)):
             self._put(worker, ("finish", dict(read)))
         local = Replay(self.judge, index_decisions(self._local), audit_topic=self.audit_topic)
@@ -542,8 +542,6 @@ class WorkerPool:
                 process.terminate()
 
     def _put(self, worker: int, message: tuple[str, Any]) -> None:
-        import queue
-
         while True:
             try:
                 self.inboxes[worker].put(message, timeout=5)
