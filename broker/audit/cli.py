@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,8 @@ from broker.audit.disclosures import (
     to_json,
 )
 from broker.audit.exceptions import AuditError, ProofError
-from broker.audit.reader import Message, Span, TopicNotFound, TopicReader, parse_when
-from broker.audit.record import DECISION_HEADER, DecisionRecord, format_time
+from broker.audit.reader import Span, TopicNotFound, TopicReader, parse_when
+from broker.audit.record import DecisionRecord, Outcome, format_time, read_header
 from broker.config import (
     TOPIC_AUDIT,
     TOPIC_CHECKPOINTS,
@@ -328,18 +327,14 @@ def run_proof(args: argparse.Namespace) -> int:
             record = DecisionRecord.from_bytes(value)
         except AuditError:
             continue
-        if record.event_id == args.event_id and record.outcome.value != "duplicate":
+        if record.event_id == args.event_id and record.outcome is not Outcome.DUPLICATE:
             found = record
             break
     if found is None:
         raise BrokerError(
             f"no decision for event {args.event_id} in {args.audit_topic}: check the event id"
         )
-    leaves = [
-        value
-        for _, _, value in decisions
-        if value.startswith(DECISION_HEADER) and _chain_of(value) == found.chain
-    ]
+    leaves = [value for _, _, value in decisions if _chain_of(value) == found.chain]
     latest: Checkpoint | None = None
     for _, _, value in checkpoints:
         try:
@@ -376,8 +371,6 @@ def run_proof(args: argparse.Namespace) -> int:
 
 
 def _chain_of(value: bytes) -> str | None:
-    from broker.audit.record import read_header
-
     try:
         return read_header(value).chain
     except AuditError:
@@ -429,19 +422,13 @@ def run_dump(args: argparse.Namespace) -> int:
         with_values=args.with_values,
     )
     with TopicReader(KafkaClients(config.kafka)) as reader:
-        for message in _messages(reader, args.topic, start, end):
+        for message in reader.read_topic(args.topic, start=start, end=end):
             sys.stdout.write(json.dumps(dumper.line(message), sort_keys=True) + "\n")
     print(
         f"{dumper.printed} record(s) of {args.topic}; {dumper.failed} failed verification",
         file=sys.stderr,
     )
     return 1 if dumper.failed else 0
-
-
-def _messages(
-    reader: TopicReader, topic: str, start: datetime | None, end: datetime | None
-) -> Iterator[Message]:
-    yield from reader.read_topic(topic, start=start, end=end)
 
 
 # -- parser --------------------------------------------------------------------------------------
