@@ -117,8 +117,7 @@ def _serve_parser(actions: Any, kind: str) -> None:
 
 
 def _agency_of_kind(config: Any, agency_id: str, kind: str) -> None:
-    config.agency(agency_id)
-    if agency_id.split(".", 1)[0] != kind:
+    if config.agency(agency_id).kind != kind:
         raise BrokerError(
             f"--agency {agency_id} is not of kind {kind}: give a {kind}.CODE agency id"
         )
@@ -147,12 +146,10 @@ def _run_ssda903(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _agency_of_kind(config, args.agency, "council")
-    if not args.path.exists():
-        raise BrokerError(f"{args.path} does not exist: give a folder of CSV tables or an XML file")
-    result = read_ssda903(args.path, agency=args.agency)
+    result = read_ssda903(args.path, agency=args.agency)  # names a missing or unreadable path
     publisher = Publisher(config, args.agency)
     try:
-        with _progress(result.progress, enabled=not args.no_progress) as tick:
+        with _Tick(result.progress, enabled=not args.no_progress) as tick:
             report = publish_stream(
                 publisher, result.events, on_flush=lambda: tick(result.rows_total)
             )
@@ -206,10 +203,6 @@ class _Tick:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(None, None, None)
-
-
-def _progress(counter: Any, *, enabled: bool) -> _Tick:
-    return _Tick(counter, enabled)
 
 
 def _problem_json(problem: Any) -> dict[str, Any]:
