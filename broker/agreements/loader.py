@@ -124,10 +124,6 @@ def parse_yaml(text: str) -> tuple[Any, dict[Loc, int], list[tuple[str, int]]]:
     return data, lines, duplicates
 
 
-# broker.config imported the earlier private name; keep it until it uses `parse_yaml`.
-_parse_yaml = parse_yaml
-
-
 def _walk(node: yaml.Node, loc: Loc) -> Iterator[tuple[Loc, int, bool]]:
     yield loc, node.start_mark.line + 1, False
     if isinstance(node, yaml.MappingNode):

@@ -21,7 +21,7 @@ Definitions (docs/statistics.md says the same for readers):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from broker.stats.disclosure import Ratio, Relation, UpperBound
@@ -525,8 +525,3 @@ def _missing_at_least(incident: IncidentFact, span: dt.timedelta, period: Period
     """Still missing `span` after it started (an open incident is measured to the period end)."""
     end = incident.until if incident.until is not None else period.end_at
     return end - incident.since >= span
-
-
-def all_ratios(defs: Iterable[MeasureDef]) -> Mapping[str, Ratio]:
-    """The rates among `defs`, by id."""
-    return {m.id: m.ratio for m in defs if m.ratio is not None}
