@@ -108,7 +108,8 @@ class RouterCore:
     def route(
         self, record: IngressRecord, state: PartitionState, *, now: datetime | None = None
     ) -> RouteResult:
-        """Decide one record, updating `state` (restore a snapshot if the transaction aborts).
+        """Decide one record, updating `state` (rebuilt from the changelog if the transaction
+        aborts).
 
         A fault in the router's own code quarantines the record (`internal_error`, with the
         exception's type only) instead of failing the batch: retrying could never succeed.

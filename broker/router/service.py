@@ -4,7 +4,8 @@ One Kafka transaction per polled batch holds the feed envelopes, quarantine reco
 records, changelog updates and the consumer offsets, so `read_committed` readers see each ingress
 record's effects exactly once. The transactional id is stable per instance (`router.instance_id`):
 a restarted instance fences its predecessor and aborts whatever it left open. Partition state is
-rebuilt from the compacted `router.state` changelog whenever partitions are assigned.
+rebuilt from the compacted `router.state` changelog whenever partitions are assigned, and after a
+transaction aborts.
 """
 
 from __future__ import annotations
@@ -215,7 +216,6 @@ class RouterService:
             consumer.seek(tp, polled.pop(tp)[0].offset)
         if not polled:
             return
-        snapshots = {tp: self.states[tp].snapshot() for tp in polled}
         results: list[RouteResult] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         producer.begin_transaction()
@@ -247,7 +247,7 @@ class RouterService:
         except Exception:
             log.exception("routing transaction failed; aborting and retrying the batch")
             self.metrics.transactions.labels("abort").inc()
-            self._abort(producer, consumer, polled, snapshots)
+            self._abort(producer, consumer, polled)
             return
         self.metrics.transactions.labels("commit").inc()
         self._count(results, received)
@@ -285,7 +285,6 @@ class RouterService:
         """At a clean stop, cover everything routed with a signed checkpoint."""
         if not any(state.uncheckpointed for state in self.states.values()):
             return
-        snapshots = {tp: state.snapshot() for tp, state in self.states.items()}
         producer.begin_transaction()
         try:
             self._send_checkpoints(producer)
@@ -293,15 +292,9 @@ class RouterService:
         except Exception:
             log.exception("final checkpoint failed; the next run will write it")
             producer.abort_transaction()
-            self.states.update(snapshots)
+            self._rebuild_states(self._consumer)
 
-    def _abort(
-        self,
-        producer: Any,
-        consumer: Any,
-        polled: dict[Any, list[Any]],
-        snapshots: dict[TopicPartition, PartitionState],
-    ) -> None:
+    def _abort(self, producer: Any, consumer: Any, polled: dict[Any, list[Any]]) -> None:
         from kafka.errors import KafkaError
 
         try:
@@ -310,8 +303,22 @@ class RouterService:
             log.exception("abort failed")
             raise
         for tp, records in polled.items():
-            self.states[tp] = snapshots[tp]
             consumer.seek(tp, records[0].offset)
+        self._rebuild_states(consumer)
+
+    def _rebuild_states(self, consumer: Any) -> None:
+        """Forget the state of every owned partition after an aborted transaction and rebuild it
+        from the changelog, as on assignment (`_recover`).
+
+        The aborted transaction may have advanced any owned partition's state (its chain, seen
+        ids, subjects, or the last checkpoint); the changelog holds exactly what was committed.
+        Rebuilding costs a replay, but only on an abort, where keeping a copy to restore would
+        cost a copy of every polled partition's whole history on every batch.
+        """
+        owned = set(self.states)
+        self.states.clear()
+        self._recovering |= owned
+        consumer.pause(*owned)
 
     def _count(self, results: Iterable[RouteResult], received: float) -> None:
         now = datetime.now(UTC)

@@ -48,15 +48,6 @@ class PartitionState:
     def context(self, subject: str) -> SubjectContext:
         return self.subjects.get(subject) or SubjectContext()
 
-    def snapshot(self) -> PartitionState:
-        """A copy to restore when a transaction aborts."""
-        return PartitionState(
-            chain=self.chain.copy(),
-            seen=set(self.seen),
-            subjects=dict(self.subjects),
-            last_checkpoint=self.last_checkpoint,
-        )
-
 
 def chain_snapshot(state: PartitionState) -> tuple[bytes, bytes]:
     """The changelog record of a chain's head, written once per partition per transaction."""

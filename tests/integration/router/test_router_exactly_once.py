@@ -37,8 +37,10 @@ from router_helpers import (
     read_audit,
     read_checkpoints,
     read_quarantine,
+    router_thread,
     scrape,
     signed,
+    wait_for_decisions,
 )
 
 from broker.audit import Outcome, verify_log
@@ -235,3 +237,39 @@ def _records_routed(output: str) -> int:
         if line.startswith("router stopped:"):
             return int(line.split()[2])
     raise AssertionError(f"router did not report its work:\n{output}")
+
+
+def test_aborted_transactions_are_retried_without_repeats(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed commit aborts the batch; the router rebuilds its state from the changelog and
+    routes the batch again: nothing is lost, repeated, or left out of the audit chains."""
+    dep = deployment
+    create_topics(dep)
+    records, permitted = _stream(dep, 400, duplicates=5, seed=2)
+    commits = Counter[str]()
+    make_producer = KafkaClients.transactional_producer
+
+    def failing_producer(self: KafkaClients, transactional_id: str, **overrides: Any) -> Any:
+        producer = make_producer(self, transactional_id, **overrides)
+        commit = producer.commit_transaction
+
+        def commit_transaction() -> None:
+            commits["calls"] += 1
+            if commits["calls"] in (2, 3):  # the second and third commits fail
+                raise RuntimeError("injected commit failure")
+            commit()
+
+        producer.commit_transaction = commit_transaction
+        return producer
+
+    monkeypatch.setattr(KafkaClients, "transactional_producer", failing_producer)
+    with router_thread(dep) as service:
+        _produce_slowly(dep, records, 2.0)
+        wait_for_decisions(dep, len(records))
+    aborts = service.metrics.registry.get_sample_value(
+        "broker_transactions_total", {"result": "abort"}
+    )
+    assert aborts == 2
+    _check_exactly_once(dep, permitted, len(records), duplicates=5)
+
