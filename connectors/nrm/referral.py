@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from connectors.council.ssda903.mapping import age_band
+from connectors.council.ssda903.mapping import age_band, iso_instant
 from connectors.nrm.exceptions import NrmPayloadError
 
 Event = dict[str, Any]
@@ -278,7 +278,7 @@ def decision_event(
         "event_type": DECISION_MADE,
         "event_id": str(uuid.uuid5(ID_NAMESPACE, key)),
         "subject": subject,
-        "occurred_at": _instant(decided_at) if decided_at else f"{day.isoformat()}T00:00:00Z",
+        "occurred_at": _instant(decided_at) if decided_at else iso_instant(day),
         "fields": {
             "referral_id": referral_id,
             "first_responder": first_responder,
