@@ -9,15 +9,22 @@ before encoding. Verifiers never re-encode: they hash the bytes exactly as store
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
-from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from broker.audit.exceptions import RecordFormatError
+from broker.schemas import SINGLE_OBJECT_MARKER, crc64_fingerprint
+from broker.schemas.registry import default_schema_dir
 
-MAGIC = b"\xc3\x01"
-HEADER_LEN = 10
+HEADER_LEN = len(SINGLE_OBJECT_MARKER) + 8
+
+
+def load_schema(file_name: str) -> dict[str, Any]:
+    """An audit record's schema, from its file in ``schemas/avro/`` (its one definition)."""
+    schema: dict[str, Any] = json.loads((default_schema_dir() / file_name).read_text("utf-8"))
+    return schema
 
 
 class SingleObjectCodec:
@@ -27,8 +34,7 @@ class SingleObjectCodec:
         self.schema = schema
         self.what = what
         self._parsed = parse_schema(schema)
-        fp_hex = fingerprint(to_parsing_canonical_form(self._parsed), "CRC-64-AVRO")
-        self.header = MAGIC + bytes.fromhex(fp_hex)
+        self.header = SINGLE_OBJECT_MARKER + crc64_fingerprint(self._parsed)
 
     def encode(self, datum: dict[str, Any]) -> bytes:
         buf = io.BytesIO()

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from broker.audit._codec import HEADER_LEN, SingleObjectCodec
+from broker.audit._codec import HEADER_LEN, SingleObjectCodec, load_schema
 from broker.audit.chain import ChainState
 from broker.audit.exceptions import (
     BadSignatureError,
@@ -48,38 +48,13 @@ KeyLookup = Callable[[str, str, datetime], Ed25519PublicKey | None]
 """(agency id, key id, time) -> the public key valid then, or None if unknown or not valid."""
 PublicKeys = Ed25519PublicKey | KeyLookup
 
-_SHA256 = {"type": "fixed", "name": "Sha256", "size": 32}
-_BODY_FIELDS: list[dict[str, Any]] = [
-    {"name": "chain", "type": "string", "doc": "Chain id: '<ingress topic>/<partition>'."},
-    {"name": "tree_size", "type": "long", "doc": "Number of records covered (seq 0..size-1)."},
-    {"name": "root_hash", "type": _SHA256, "doc": "RFC 6962 Merkle tree hash of those records."},
-    {"name": "head_hash", "type": "Sha256", "doc": "Hash of record size-1 (zeros if size 0)."},
-    {
-        "name": "prev_checkpoint_hash",
-        "type": "Sha256",
-        "doc": "SHA-256 of the previous checkpoint of this chain (zeros for the first).",
-    },
-    {"name": "issued_at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-    {"name": "agency", "type": "string", "doc": "Agency id of the router that signed."},
-    {"name": "key_id", "type": "string", "doc": "Id of the router's signing key."},
-]
-CHECKPOINT_SCHEMA: dict[str, Any] = {
-    "type": "record",
-    "name": "Checkpoint",
-    "namespace": "uk.safeguarding.audit",
-    "doc": (
-        "A signed Merkle tree head over one audit chain. The Ed25519 signature covers the "
-        "context string 'uk.safeguarding.audit.checkpoint.v1' and a NUL byte, then this "
-        "record's single-object encoding up to the signature field."
-    ),
-    "fields": [*_BODY_FIELDS, {"name": "signature", "type": "bytes", "doc": "Ed25519."}],
-}
+CHECKPOINT_SCHEMA: dict[str, Any] = load_schema("audit.checkpoint.avsc")
 _CODEC = SingleObjectCodec(CHECKPOINT_SCHEMA, "audit checkpoint")
+# What the signature covers: the same record without its last field, the signature.
 _BODY_CODEC = SingleObjectCodec(
-    {"type": "record", "name": "CheckpointBody", "namespace": "uk.safeguarding.audit",
-     "fields": _BODY_FIELDS},
+    {**CHECKPOINT_SCHEMA, "name": "CheckpointBody", "fields": CHECKPOINT_SCHEMA["fields"][:-1]},
     "audit checkpoint body",
-)  # fmt: skip
+)
 
 
 class Signer(Protocol):

@@ -21,7 +21,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from broker.audit._codec import HEADER_LEN, SingleObjectCodec, read_long
+from broker.audit._codec import HEADER_LEN, SingleObjectCodec, load_schema, read_long
 from broker.audit.exceptions import RecordFormatError
 
 HASH_LEN = 32
@@ -34,95 +34,9 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 CHAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,249}/[0-9]{1,10}")
 """Form of a chain id: a Kafka topic name, a slash, a partition number."""
 
-_TIMESTAMP: dict[str, str] = {"type": "long", "logicalType": "timestamp-micros"}
-_STRINGS: dict[str, str] = {"type": "array", "items": "string"}
-
-DECISION_SCHEMA: dict[str, Any] = {
-    "type": "record",
-    "name": "Decision",
-    "namespace": "uk.safeguarding.audit",
-    "doc": (
-        "One routing decision of the router, hash-chained per ingress partition. Holds no "
-        "personal values: ids, types, the issuer's opaque subject reference, digests, field "
-        "names, agreement ids@versions and times. Verifiers read the first three fields "
-        "without a full decode: keep them first."
-    ),
-    "fields": [
-        {"name": "chain", "type": "string", "doc": "Chain id: '<ingress topic>/<partition>'."},
-        {"name": "seq", "type": "long", "doc": "Position in the chain, from 0."},
-        {
-            "name": "prev_hash",
-            "type": {"type": "fixed", "name": "Sha256", "size": 32},
-            "doc": "SHA-256 of the previous record's bytes; 32 zero bytes for seq 0.",
-        },
-        {"name": "event_id", "type": ["null", "string"], "default": None},
-        {"name": "issuer", "type": ["null", "string"], "default": None},
-        {"name": "event_type", "type": ["null", "string"], "default": None},
-        {
-            "name": "subject",
-            "type": ["null", "string"],
-            "default": None,
-            "doc": "The issuer's opaque subject reference (never a name).",
-        },
-        {"name": "ingress_topic", "type": "string"},
-        {"name": "ingress_partition", "type": "int"},
-        {"name": "ingress_offset", "type": "long"},
-        {"name": "occurred_at", "type": ["null", _TIMESTAMP], "default": None},
-        {"name": "decided_at", "type": _TIMESTAMP},
-        {
-            "name": "outcome",
-            "type": {
-                "type": "enum",
-                "name": "Outcome",
-                "symbols": ["forwarded", "denied", "quarantined", "duplicate"],
-            },
-        },
-        {
-            "name": "reason",
-            "type": ["null", "string"],
-            "default": None,
-            "doc": "Reason code (quarantine or denial); a code, never free text.",
-        },
-        {
-            "name": "digests",
-            "type": {"type": "array", "items": "Sha256"},
-            "doc": "Disclosure digests of the envelope, sorted.",
-        },
-        {
-            "name": "recipients",
-            "type": {
-                "type": "array",
-                "items": {
-                    "type": "record",
-                    "name": "RecipientDecision",
-                    "fields": [
-                        {"name": "recipient", "type": "string"},
-                        {"name": "fields_forwarded", "type": _STRINGS},
-                        {"name": "fields_withheld", "type": _STRINGS},
-                        {"name": "derived", "type": _STRINGS},
-                        {"name": "agreements", "type": _STRINGS},
-                    ],
-                },
-            },
-            "doc": "One entry per recipient considered, sorted by recipient; lists sorted.",
-        },
-        {
-            "name": "condition_errors",
-            "type": {
-                "type": "array",
-                "items": {
-                    "type": "record",
-                    "name": "ConditionError",
-                    "fields": [
-                        {"name": "agreement", "type": "string"},
-                        {"name": "code", "type": "string"},
-                    ],
-                },
-            },
-            "doc": "Agreement conditions that failed to evaluate: agreement id@version and code.",
-        },
-    ],
-}
+DECISION_SCHEMA: dict[str, Any] = load_schema("audit.decision.avsc")
+"""``uk.safeguarding.audit.Decision``. Verifiers read its first three fields without a full
+decode (`read_header`): they stay first."""
 
 _CODEC = SingleObjectCodec(DECISION_SCHEMA, "audit decision record")
 DECISION_HEADER = _CODEC.header
