@@ -272,4 +272,3 @@ def test_aborted_transactions_are_retried_without_repeats(
     )
     assert aborts == 2
     _check_exactly_once(dep, permitted, len(records), duplicates=5)
-
