@@ -21,6 +21,9 @@ from broker.stats.events import StatsState
 from broker.stats.exceptions import StatsError
 
 POSITION_SOURCE = "kafka"
+# While a long backlog is read, the state is handed to `checkpoint` at most this often.
+CHECKPOINT_EVERY_S = 30.0
+POLL_MS = 500
 
 
 @dataclass
@@ -28,8 +31,6 @@ class ReadReport:
     """What one `read_into` call consumed."""
 
     records: int = 0
-    applied: int = 0
-    unverified: int = 0
     stopped: bool = False  # `should_stop` ended it before the feed's end
 
 
@@ -74,9 +75,8 @@ class KafkaFeedSource:
         agency_id: str,
         *,
         position: Mapping[str, Any] | None = None,
-        reader: FeedReader | None = None,
     ) -> None:
-        self.reader = reader or FeedReader(config, agency_id, from_beginning=True)
+        self.reader = FeedReader(config, agency_id, from_beginning=True)
         self.topic = self.reader.topic
         self.offsets = self._start_at(saved_offsets(position or {}, self.topic))
 
@@ -122,25 +122,22 @@ class KafkaFeedSource:
         *,
         should_stop: Callable[[], bool] = lambda: False,
         checkpoint: Callable[[StatsState], None] | None = None,
-        checkpoint_every_s: float = 30.0,
-        poll_ms: int = 500,
     ) -> ReadReport:
         """Apply every record up to the feed's current end (or until `should_stop()`).
 
         `should_stop` is asked after each polled batch; `state.position` always matches the
         facts applied, so the state may be saved whenever this returns (or in `checkpoint`,
-        called at most every `checkpoint_every_s` seconds while a long backlog is read).
+        called at most every `CHECKPOINT_EVERY_S` seconds while a long backlog is read).
         Raises `PersonalFieldError` if a record carries personal data: nothing of that batch
         after the record is applied, and the caller must not save.
         """
         report = ReadReport()
         last_checkpoint = time.monotonic()
         registry = self.reader.registry
-        for batch in self.reader.batches(follow=False, poll_ms=poll_ms):
+        for batch in self.reader.batches(follow=False, poll_ms=POLL_MS):
+            report.records += len(batch)
             for item in batch:
-                report.records += 1
                 if item.event is None:
-                    report.unverified += 1
                     state.rejected["unverified"] += 1
                     code = item.error.code if item.error else "unknown"
                     print(
@@ -148,14 +145,13 @@ class KafkaFeedSource:
                         file=sys.stderr,
                     )
                     continue
-                if state.apply(item.event.to_json(registry)):
-                    report.applied += 1
+                state.apply(item.event.to_json(registry))
             self.offsets = self._consumer_offsets()
             state.position = self.position
             if should_stop():
                 report.stopped = True
                 break
-            if checkpoint is not None and time.monotonic() - last_checkpoint >= checkpoint_every_s:
+            if checkpoint is not None and time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY_S:
                 checkpoint(state)
                 last_checkpoint = time.monotonic()
         else:
@@ -167,11 +163,6 @@ class KafkaFeedSource:
         """The consumer's next offset per partition (past transaction markers too)."""
         consumer = self.reader.consumer
         return {tp.partition: int(consumer.position(tp)) for tp in self.reader.partitions}
-
-    def end_offsets(self) -> dict[int, int]:
-        """The feed's committed end per partition (what `read_into` reads up to)."""
-        ends = self.reader.consumer.end_offsets(self.reader.partitions)
-        return {tp.partition: int(ends[tp]) for tp in self.reader.partitions}
 
     def close(self) -> None:
         self.reader.close()
