@@ -11,7 +11,6 @@ interleaves many chains, and verification separates them again by the chain id i
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -103,7 +102,7 @@ class ChainState:
         self.next_seq += 1
 
     def copy(self) -> ChainState:
-        return copy.deepcopy(self)
+        return ChainState(self.chain, self.next_seq, self.head, self.tree.copy())
 
     def resume(self, records: Iterable[bytes]) -> None:
         """Advance over records already in the log (recovery), refusing any that do not chain."""
@@ -159,7 +158,6 @@ class _ChainCheck:
         self.chain = chain
         self.start_seq = start_seq
         self.max_seq = start_seq - 1
-        self.count = 0
         self.seen: dict[int, _Seen] = {start_seq - 1: _Seen(start_head, None)}
         # seq -> (offset where the gap showed, offset of the record before the gap)
         self.missing: dict[int, tuple[int, int | None]] = {}
@@ -217,7 +215,6 @@ class _ChainCheck:
         self.pending = (pred.offset, offset)
 
     def feed(self, offset: int, seq: int, prev: bytes, h: bytes) -> None:
-        self.count += 1
         if seq < self.start_seq:
             self._find(
                 FindingCode.BAD_START,
@@ -373,10 +370,6 @@ class ChainVerifier:
             check = self._chains[chain] = _ChainCheck(chain, start_seq, start_head)
         check.feed(offset, seq, prev, record_hash(data))
         return chain
-
-    def counts(self) -> dict[str, int]:
-        """Records seen per chain."""
-        return {c: check.count for c, check in self._chains.items()}
 
     def finish(self) -> list[Finding]:
         findings = list(self._findings)

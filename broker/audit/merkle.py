@@ -111,19 +111,9 @@ class MerkleTree:
         for data in leaves:
             self.append(data)
 
-    @classmethod
-    def from_leaf_hashes(cls, hashes: Iterable[bytes]) -> MerkleTree:
-        tree = cls()
-        for h in hashes:
-            tree.append_leaf_hash(h)
-        return tree
-
     @property
     def size(self) -> int:
         return len(self._levels[0])
-
-    def __len__(self) -> int:
-        return self.size
 
     def leaf_hash_at(self, index: int) -> bytes:
         return self._levels[0][index]

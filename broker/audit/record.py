@@ -103,10 +103,6 @@ def to_micros(value: datetime) -> int:
     return (value - _EPOCH) // _MICRO
 
 
-def from_micros(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
 def format_time(value: datetime) -> str:
     """The one textual form of a time in audit documents: ISO 8601 UTC with microseconds."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
