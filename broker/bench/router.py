@@ -19,7 +19,6 @@ p50/p99 (goal p99 < 250 ms).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
 import signal
 import statistics
@@ -29,9 +28,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from broker.bench import bench_kafka
 
 _WESTMINSTER = "council.E09000033"
 _POLICE = "police.met"
@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from broker.kafka.client import KafkaClients, TopicSpec
     from broker.router.service import topic_specs
 
-    with _kafka(args.bootstrap) as bootstrap, tempfile.TemporaryDirectory() as tmp:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        bench_kafka(args.bootstrap, Path(tmp) / "kafka") as bootstrap,
+    ):
         config_path, ids = _deployment(Path(tmp), bootstrap, args.partitions)
         config = load_config(config_path)
         clients = KafkaClients(config.kafka)
@@ -97,23 +100,6 @@ def _percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-@contextlib.contextmanager
-def _kafka(bootstrap: str | None) -> Iterator[str]:
-    if bootstrap:
-        yield bootstrap
-        return
-    from broker.kafka.local import LocalKafka
-
-    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as data:
-        kafka = LocalKafka(Path(data), nodes=1)
-        took = kafka.start()
-        print(f"local Kafka ready in {took:.1f} s", flush=True)
-        try:
-            yield kafka.bootstrap_servers
-        finally:
-            kafka.stop()
 
 
 def _deployment(directory: Path, bootstrap: str, partitions: int) -> tuple[Path, dict[str, str]]:

@@ -13,12 +13,11 @@ parse+map (`read_ssda903`, no publishing), and the `broker connect council ssda9
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+from broker.bench import bench_kafka
 from broker.bench.ssda903 import plain_csv_read
 from broker.config import load_config
 from broker.publish import Publisher
@@ -37,22 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", help="an existing Kafka (default: start a local one)")
 
 
-@contextlib.contextmanager
-def _kafka(bootstrap: str | None, scratch: Path) -> Iterator[str]:
-    if bootstrap:
-        yield bootstrap
-        return
-    from broker.kafka.local import LocalKafka
-
-    kafka = LocalKafka(scratch / "kafka", nodes=1)
-    took = kafka.start()
-    print(f"local Kafka ready in {took:.1f} s at {kafka.bootstrap_servers}")
-    try:
-        yield kafka.bootstrap_servers
-    finally:
-        kafka.stop()
-
-
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ssda903-publish-bench-") as tmp:
         scratch = Path(tmp)
@@ -61,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             path = scratch / "return"
             counts = generate(path, args.rows, seed=args.seed)
             print(f"generated {counts.episodes:,} episodes + {counts.missing:,} missing rows")
-        with _kafka(args.bootstrap, scratch) as bootstrap:
+        with bench_kafka(args.bootstrap, scratch / "kafka") as bootstrap:
             config = load_config(
                 write_deployment(
                     scratch / "deployment",
