@@ -22,6 +22,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from broker.bench import bench_kafka
+
 COUNCILS = ("council.E09000033", "council.E09000022")
 POLICE = "police.met"
 NRM = "nrm.sca"
@@ -35,11 +37,6 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _band(dob: date, at: datetime) -> str:
-    age = at.year - dob.year - ((at.month, at.day) < (dob.month, dob.day))
-    return "0-9" if age < 10 else "10-12" if age < 13 else "13-15" if age < 16 else "16-17"
-
-
 def scenario(
     children: int, *, seed: int = 7, tag: str | None = None, start: datetime | None = None
 ) -> dict[str, list[dict[str, Any]]]:
@@ -50,6 +47,7 @@ def scenario(
     council and the NRM's decisions, sometimes a placement change or care ending. About 10
     events per child. Subject references are opaque and unique per `tag`.
     """
+    from broker.agreements.transforms import age_band
     from broker.schemas import SchemaRegistry
 
     schemas = SchemaRegistry.default()
@@ -71,7 +69,7 @@ def scenario(
                 "first_name": rng.choice(_FIRST),
                 "last_name": rng.choice(_LAST),
                 "dob": dob.isoformat(),
-                "age_band": _band(dob, at),
+                "age_band": age_band(dob, at),
                 "sex": sex,
                 "uasc": rng.random() < 0.2,
                 "trafficking_concern": trafficking,
@@ -367,17 +365,11 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None:
         _print(measure(args.config, workers=args.workers))
         return 0
-    with tempfile.TemporaryDirectory(prefix="broker-bench-audit-") as tmp:
-        if args.bootstrap:
-            return _run_on(Path(tmp), args.bootstrap, args.decisions, args.workers)
-        from broker.kafka.local import LocalKafka
-
-        kafka = LocalKafka(Path(tmp) / "kafka")
-        kafka.start()
-        try:
-            return _run_on(Path(tmp), kafka.bootstrap_servers, args.decisions, args.workers)
-        finally:
-            kafka.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="broker-bench-audit-") as tmp,
+        bench_kafka(args.bootstrap, Path(tmp) / "kafka") as bootstrap,
+    ):
+        return _run_on(Path(tmp), bootstrap, args.decisions, args.workers)
 
 
 def _run_on(directory: Path, bootstrap: str, decisions: int, workers: int) -> int:
