@@ -44,7 +44,8 @@ def _text(value: str) -> bytes:
 
 @lru_cache(maxsize=1024)
 def _name(value: str) -> bytes:
-    # Field names, event types and agency ids repeat in every message; ids and subjects don't.
+    # Field names, event types, agency and key ids and agreements repeat in every message; event
+    # ids and subjects don't.
     return lp(value.encode("utf-8"))
 
 
@@ -127,21 +128,21 @@ def router_signing_input(
     the `DerivedValue.value` union.
     """
     derived_part = len(derived).to_bytes(4, "big") + b"".join(
-        _text(name) + lp(encode_derived_value(derived[name])) for name in sorted(derived)
+        _name(name) + lp(encode_derived_value(derived[name])) for name in sorted(derived)
     )
-    agreements_part = len(agreements).to_bytes(4, "big") + b"".join(_text(a) for a in agreements)
+    agreements_part = len(agreements).to_bytes(4, "big") + b"".join(_name(a) for a in agreements)
     return b"".join(
         (
             lp(ROUTER_DOMAIN),
             _text(event_id),
-            _text(issuer),
+            _name(issuer),
             lp(issuer_signature),
             _digest_list(disclosed_digests),
             derived_part,
             agreements_part,
-            _text(recipient),
-            _text(router),
-            _text(router_key_id),
+            _name(recipient),
+            _name(router),
+            _name(router_key_id),
             _time(forwarded_at),
         )
     )
