@@ -10,6 +10,7 @@ that were forwarded, only when the deployment allows it (`ALLOW_VALUES_ENV`).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -161,9 +162,7 @@ def add_values(
             }
         except VerificationError as exc:
             values = {"_not_verified": exc.code}
-        out.append(
-            DisclosureRow(**{**row.__dict__, "values": values})  # frozen: rebuild
-        )
+        out.append(dataclasses.replace(row, values=values))
     return out
 
 

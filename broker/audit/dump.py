@@ -19,7 +19,13 @@ from typing import Any
 from broker.audit.checkpoint import Checkpoint, KeyLookup
 from broker.audit.exceptions import AuditError
 from broker.audit.reader import Message
-from broker.audit.record import DECISION_HEADER, DecisionRecord, format_time, record_hash
+from broker.audit.record import (
+    DECISION_HEADER,
+    ZERO_HASH,
+    DecisionRecord,
+    format_time,
+    record_hash,
+)
 from broker.config import TOPIC_QUARANTINE, agency_of_ingress
 from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent
 from broker.envelope.verifier import verify_envelope, verify_forwarded
@@ -65,10 +71,10 @@ class Dumper:
         if value is None:
             out.update(kind="tombstone", verified=None)
             return out
-        if agency_of_ingress(message.topic) is not None:
-            out.update(self._event(value, agency_of_ingress(message.topic), forwarded=False))
-        elif _feed_agency(message.topic) is not None:
-            out.update(self._event(value, _feed_agency(message.topic), forwarded=True))
+        if (issuer := agency_of_ingress(message.topic)) is not None:
+            out.update(self._event(value, issuer, forwarded=False))
+        elif (recipient := _feed_agency(message.topic)) is not None:
+            out.update(self._event(value, recipient, forwarded=True))
         elif message.topic == TOPIC_QUARANTINE:
             headers = dict(message.headers)
             out.update(kind="quarantine", verified=None, bytes=len(value))
@@ -84,7 +90,7 @@ class Dumper:
             self.failed += 1
         return out
 
-    def _event(self, value: bytes, agency: str | None, *, forwarded: bool) -> dict[str, Any]:
+    def _event(self, value: bytes, agency: str, *, forwarded: bool) -> dict[str, Any]:
         try:
             event: VerifiedEvent
             if forwarded:
@@ -134,7 +140,7 @@ class Dumper:
             # checked on its own.
             linked: bool | None = None
             if record.seq == 0:
-                linked = record.prev_hash == bytes(32)
+                linked = record.prev_hash == ZERO_HASH
         else:
             linked = (record.seq, record.prev_hash) == expected
         self._heads[record.chain] = (record.seq + 1, record_hash(value))
