@@ -439,16 +439,14 @@ class StatsState:
         self.events_applied += 1
         return True
 
-    def _child(self, event: Mapping[str, Any], council: str) -> ChildFacts:
-        key = self._child_key(event, council)
+    def _child(self, event: Mapping[str, Any], council: str) -> tuple[str, ChildFacts]:
+        """The child's key and facts (new, empty facts if the feed never mentioned it)."""
+        pseudonym = first_disclosed(event, CHILD_KEY_NAMES) or event["subject"]
+        key = f"{council}/{pseudonym}"
         child = self.children.get(key)
         if child is None:
             child = self.children[key] = ChildFacts(council=council)
-        return child
-
-    def _child_key(self, event: Mapping[str, Any], council: str) -> str:
-        pseudonym = first_disclosed(event, CHILD_KEY_NAMES) or event["subject"]
-        return f"{council}/{pseudonym}"
+        return key, child
 
     def _apply(self, event: Mapping[str, Any]) -> str | None:
         event_type = str(event["event_type"])
@@ -464,7 +462,7 @@ class StatsState:
         if not event_type.startswith(CHILD_EVENT_PREFIX):
             return "not_counted"
         self.councils.add(council)
-        child = self._child(event, council)
+        _, child = self._child(event, council)
         concern = _as_bool(disclosed(event, "trafficking_concern"))
         concerns = disclosed(event, "exploitation_concerns")
         if concern is not None or isinstance(concerns, list):
@@ -472,7 +470,8 @@ class StatsState:
         if concern or (isinstance(concerns, list) and "trafficking" in concerns):
             child.note_trafficking(occurred_at)
         event_id = str(event.get("event_id") or f"{event_type}@{occurred_at.isoformat()}")
-        if inside_boundary(event, council) is not None:
+        inside = inside_boundary(event, council)
+        if inside is not None:
             self.boundary_reported.add(council)
         if event_type in (CARE_STARTED, PLACEMENT_CHANGED, LEGAL_STATUS_CHANGED):
             rne = disclosed(event, "reason_new_episode")
@@ -481,13 +480,13 @@ class StatsState:
                 kind=CARE_STARTED if event_type == CARE_STARTED else PLACEMENT_CHANGED,
                 at=occurred_at,
                 legal_status=disclosed(event, "legal_status"),
-                inside_boundary=inside_boundary(event, council),
+                inside_boundary=inside,
                 new_placement=not only_legal,
             )
         elif event_type == CARE_ENDED:
             child.episode_facts[event_id] = EpisodeFact(kind=CARE_ENDED, at=occurred_at)
         elif event_type in (MISSING_STARTED, MISSING_ENDED):
-            return self._apply_missing(event, child, event_type, occurred_at)
+            return self._apply_missing(event, child, event_type, occurred_at, inside)
         return None
 
     def _apply_missing(
@@ -496,6 +495,7 @@ class StatsState:
         child: ChildFacts,
         event_type: str,
         occurred_at: dt.datetime,
+        inside: bool | None,
     ) -> str | None:
         """Merge a started or ended event into its incident.
 
@@ -518,7 +518,7 @@ class StatsState:
             band = disclosed(event, "age_band")
             incident.age_band = band if isinstance(band, str) else None
             incident.uasc = _as_bool(disclosed(event, "uasc"))
-            incident.inside_boundary = inside_boundary(event, child.council)
+            incident.inside_boundary = inside
         else:
             until = _exact_time(event, "missing_until", "returned_date", occurred_at, True)
             assert until is not None
@@ -591,8 +591,7 @@ class StatsState:
             return "referral_id_absent"
         self.councils.add(council)
         self.trafficking_reported.add(council)
-        child_key = self._child_key(event, council)
-        self._child(event, council)
+        child_key, _ = self._child(event, council)
         known = self.referrals.get(key)
         if known is None or occurred_at < known.submitted_at:
             self.referrals[key] = Referral(council, child_key, occurred_at)
