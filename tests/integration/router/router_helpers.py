@@ -31,6 +31,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from broker.audit import DecisionRecord
+from broker.audit.reader import Message, TopicNotFound, TopicReader
 from broker.config import (
     TOPIC_AUDIT,
     TOPIC_CHECKPOINTS,
@@ -203,44 +204,19 @@ def produce_raw(
 # -- reading topics (read_committed) ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rec:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-def read_topic(dep: Deployment, topic: str, *, key_prefixes: Iterable[str] = ()) -> list[Rec]:
+def read_topic(dep: Deployment, topic: str, *, key_prefixes: Iterable[str] = ()) -> list[Message]:
     """Every committed record of `topic` up to its current end, in partition then offset order."""
     prefixes = tuple(p.encode() for p in key_prefixes)
-    consumer = KafkaClients(dep.config.kafka).consumer(
-        group_id=None, isolation_level="read_committed"
-    )
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-        ]
-        if not partitions:
+    with TopicReader(KafkaClients(dep.config.kafka)) as reader:
+        try:
+            records = [
+                r
+                for r in reader.read_topic(topic)
+                if not prefixes or (r.key or b"").startswith(prefixes)
+            ]
+        except TopicNotFound:
             return []
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        out: list[Rec] = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for tp, records in consumer.poll(timeout_ms=200).items():
-                out.extend(
-                    Rec(tp.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
-                    for r in records
-                    if r.offset < ends[tp] and (not prefixes or (r.key or b"").startswith(prefixes))
-                )
-        out.sort(key=lambda r: (r.partition, r.offset))
-        return out
-    finally:
-        consumer.close(autocommit=False)
+    return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
 def our_chains(dep: Deployment) -> list[str]:
@@ -248,15 +224,15 @@ def our_chains(dep: Deployment) -> list[str]:
     return [f"{t}/" for t in dep.ingress_topics]
 
 
-def read_audit(dep: Deployment) -> list[Rec]:
+def read_audit(dep: Deployment) -> list[Message]:
     return read_topic(dep, TOPIC_AUDIT, key_prefixes=our_chains(dep))
 
 
-def read_checkpoints(dep: Deployment) -> list[Rec]:
+def read_checkpoints(dep: Deployment) -> list[Message]:
     return read_topic(dep, TOPIC_CHECKPOINTS, key_prefixes=our_chains(dep))
 
 
-def read_quarantine(dep: Deployment) -> list[Rec]:
+def read_quarantine(dep: Deployment) -> list[Message]:
     return read_topic(dep, TOPIC_QUARANTINE, key_prefixes=our_chains(dep))
 
 
