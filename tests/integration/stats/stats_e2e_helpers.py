@@ -123,11 +123,5 @@ def reference_module() -> ModuleType:
 
 
 def reference_tables(directory: Path) -> Any:
-    """The reference's parsed tables of an SSDA903 CSV folder (it reads its module's SAMPLE)."""
-    reference = reference_module()
-    saved = reference.SAMPLE
-    vars(reference)["SAMPLE"] = directory  # a module global its tables read
-    try:
-        return reference.Tables()
-    finally:
-        vars(reference)["SAMPLE"] = saved
+    """The reference's parsed tables of an SSDA903 CSV folder."""
+    return reference_module().Tables(directory)

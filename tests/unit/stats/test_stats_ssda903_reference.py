@@ -48,8 +48,8 @@ def day(text: str) -> dt.date | None:
         return None
 
 
-def table(name: str) -> list[dict[str, str]]:
-    with (SAMPLE / f"{name}.csv").open(newline="") as handle:
+def table(name: str, directory: Path = SAMPLE) -> list[dict[str, str]]:
+    with (directory / f"{name}.csv").open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -64,13 +64,13 @@ def age_on(born: dt.date, on: dt.date) -> int:
 
 
 class Tables:
-    """The four tables, parsed."""
+    """The four tables of an SSDA903 CSV folder, parsed."""
 
-    def __init__(self) -> None:
-        self.dob = {r["CHILD"]: day(r["DOB"]) for r in table("header")}
-        self.duc = {r["CHILD"]: day(r["DUC"]) for r in table("uasc")}
+    def __init__(self, directory: Path = SAMPLE) -> None:
+        self.dob = {r["CHILD"]: day(r["DOB"]) for r in table("header", directory)}
+        self.duc = {r["CHILD"]: day(r["DUC"]) for r in table("uasc", directory)}
         self.episodes: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in table("episodes"):
+        for r in table("episodes", directory):
             if day(r["DECOM"]) is not None:
                 self.episodes[r["CHILD"]].append(
                     {**r, "decom": day(r["DECOM"]), "dec": day(r["DEC"])}
@@ -84,7 +84,7 @@ class Tables:
                 this["end"] = end
         self.missing: list[dict[str, Any]] = [
             {**r, "start": day(r["MIS_START"]), "until": day(r["MIS_END"])}
-            for r in table("missing")
+            for r in table("missing", directory)
             if day(r["MIS_START"]) is not None
         ]
 
@@ -293,22 +293,29 @@ def reference(t: Tables, p0: dt.date, p1: dt.date) -> dict[str, int | None]:
 # -- the comparison ---------------------------------------------------------------------------
 
 
+# Built once, at import (hypothesis does not mix with function-scoped fixtures); the fixtures
+# below hand the same objects to the other tests.
+_TABLES = Tables() if SAMPLE.exists() else None
+_FEED = convert(_TABLES) if _TABLES is not None else []
+_STATE = StatsState()
+_STATE.apply_all(_FEED)
+
+
 @pytest.fixture(scope="module")
 def tables() -> Tables:
-    return Tables()
+    assert _TABLES is not None
+    return _TABLES
 
 
 @pytest.fixture(scope="module")
-def feed(tables: Tables) -> list[dict[str, Any]]:
-    return convert(tables)
+def feed() -> list[dict[str, Any]]:
+    return _FEED
 
 
 @pytest.fixture(scope="module")
-def state(feed: list[dict[str, Any]]) -> StatsState:
-    s = StatsState()
-    s.apply_all(feed)
-    assert not s.rejected
-    return s
+def state() -> StatsState:
+    assert not _STATE.rejected
+    return _STATE
 
 
 def council_counts(state: StatsState, p0: dt.date, p1: dt.date) -> dict[str, int | None]:
@@ -369,10 +376,3 @@ def test_arrival_order_does_not_matter(feed: list[dict[str, Any]], tables: Table
     s = StatsState()
     s.apply_all(shuffled)
     assert_equal_to_reference(s, tables, dt.date(2017, 4, 1), dt.date(2018, 3, 31))
-
-
-# Built once for the property test (hypothesis does not mix with function-scoped fixtures).
-_TABLES = Tables() if SAMPLE.exists() else None
-_STATE = StatsState()
-if _TABLES is not None:
-    _STATE.apply_all(convert(_TABLES))
