@@ -53,3 +53,9 @@ class Finding:
         where += " offset ?" if self.offset is None else f" offset {self.offset}"
         chain = f" chain {self.chain}" if self.chain is not None else ""
         return f"{where}{chain}: {self.code.value}: {self.message}"
+
+
+def report_order(finding: Finding) -> tuple[str, int, int]:
+    """Sort key of findings in a report: topic, partition, offset (none first)."""
+    offset = -1 if finding.offset is None else finding.offset
+    return (finding.topic or "", finding.partition or 0, offset)

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from broker.agreements import AgreementSet, SubjectContext
-from broker.audit.findings import Finding, FindingCode
+from broker.audit.findings import Finding, FindingCode, report_order
 from broker.audit.record import Outcome, decode_fields, read_header
 from broker.config import TOPIC_AUDIT, agency_of_ingress
 from broker.envelope import Envelope, KeyRegistry, VerificationError, VerifiedEvent
@@ -298,11 +298,7 @@ class ReplayReport:
         self.first_decided_at = min(firsts, default=None)
         self.last_decided_at = max(lasts, default=None)
         self.findings.extend(other.findings)
-        self.findings.sort(key=_finding_order)
-
-
-def _finding_order(f: Finding) -> tuple[str, int, int]:
-    return (f.topic or "", f.partition or 0, -1 if f.offset is None else f.offset)
+        self.findings.sort(key=report_order)
 
 
 class Replay:
@@ -423,7 +419,7 @@ class Replay:
                     f"offset {offset}, which does not exist",
                     recorded,
                 )
-        self.report.findings.sort(key=_finding_order)
+        self.report.findings.sort(key=report_order)
         return self.report
 
 

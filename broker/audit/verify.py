@@ -16,7 +16,7 @@ from datetime import datetime
 from broker.audit.chain import ChainVerifier
 from broker.audit.checkpoint import Checkpoint, PublicKeys, verify_checkpoints
 from broker.audit.exceptions import RecordFormatError
-from broker.audit.findings import Finding, FindingCode
+from broker.audit.findings import Finding, FindingCode, report_order
 from broker.audit.record import DecisionRecord
 from broker.config import TOPIC_AUDIT as DECISIONS_TOPIC
 from broker.config import TOPIC_CHECKPOINTS as CHECKPOINTS_TOPIC
@@ -128,9 +128,7 @@ def verify_log(
     lasts = [t for t in map(_decided_at, last.values()) if t is not None]
     report.first_decided_at = min(firsts, default=None)
     report.last_decided_at = max(lasts, default=None)
-    report.findings.sort(
-        key=lambda f: (f.topic or "", f.partition or 0, -1 if f.offset is None else f.offset)
-    )
+    report.findings.sort(key=report_order)
     return report
 
 
