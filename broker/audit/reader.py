@@ -57,10 +57,6 @@ class Message:
     def time(self) -> datetime:
         return datetime.fromtimestamp(self.timestamp / 1000, tz=UTC)
 
-    @property
-    def where(self) -> str:
-        return f"{self.topic}[{self.partition}] offset {self.offset}"
-
 
 @dataclass(frozen=True, slots=True)
 class Span:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import queue
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,11 +40,11 @@ from broker.schemas import SchemaRegistry
 
 NO_AGREEMENT = "no_agreement"
 
-# Derived values are compared by name only, so any fixed key will do (see the module doc).
 _PLACEHOLDER_KEY = bytes(32)
 
 
 def _placeholder_key(recipient: str) -> bytes:
+    """Derived values are compared by name only, so any fixed key will do (see the module doc)."""
     return _PLACEHOLDER_KEY
 
 
@@ -106,13 +106,11 @@ class Judge:
         agreements: AgreementSet,
         agencies: Collection[str],
         registry: SchemaRegistry | None = None,
-        pseudonym_key: Callable[[str], bytes] = _placeholder_key,
     ) -> None:
         self.keys = keys
         self.agreements = agreements
         self.agencies = frozenset(agencies)
         self.registry = registry or SchemaRegistry.default()
-        self.pseudonym_key = pseudonym_key
 
 
 @dataclass
@@ -127,10 +125,9 @@ class _Checked:
 class PartitionReplay:
     """Replays one ingress partition in offset order, keeping the router's per-partition state."""
 
-    def __init__(self, judge: Judge, topic: str, partition: int) -> None:
+    def __init__(self, judge: Judge, topic: str) -> None:
         self.judge = judge
         self.topic = topic
-        self.partition = partition
         self.agency = agency_of_ingress(topic)  # the only issuer this topic accepts
         self.seen: set[tuple[str, str]] = set()
         self.subjects: dict[str, SubjectContext] = {}
@@ -204,7 +201,7 @@ class PartitionReplay:
             event_view(event),
             now=now,
             context=self.subjects.get(event.header.subject) or SubjectContext(),
-            pseudonym_key=self.judge.pseudonym_key,
+            pseudonym_key=_placeholder_key,
         )
         recipients = [
             {
@@ -344,9 +341,7 @@ class Replay:
         report.ingress_records += 1
         replay = self.partitions.get((topic, partition))
         if replay is None:
-            replay = self.partitions[(topic, partition)] = PartitionReplay(
-                self.judge, topic, partition
-            )
+            replay = self.partitions[(topic, partition)] = PartitionReplay(self.judge, topic)
         if not compare:
             report.learned += 1
             replay.learn(value)
