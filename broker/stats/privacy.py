@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from broker.stats.exceptions import PersonalFieldError
@@ -67,6 +68,7 @@ _FULL_POSTCODE = re.compile(r"^\s*[A-Z]{1,2}[0-9][A-Z0-9]?\s*[0-9][A-Z]{2}\s*$",
 _FREE_TEXT_WORDS = 4
 
 
+@lru_cache(maxsize=4096)  # per field of every event; the feed's field names are few
 def _is_forbidden_name(name: str) -> bool:
     lowered = name.lower()
     return (
