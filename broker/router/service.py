@@ -269,13 +269,9 @@ class RouterService:
                 agency=key.agency_id,
                 key_id=key.key_id,
             )
-            chain = state.chain.chain.encode()
-            producer.send(TOPIC_CHECKPOINTS, key=chain, value=checkpoint.to_bytes())
-            producer.send(
-                TOPIC_ROUTER_STATE,
-                key=checkpoint_key(state.chain.chain),
-                value=checkpoint.to_bytes(),
-            )
+            value = checkpoint.to_bytes()
+            producer.send(TOPIC_CHECKPOINTS, key=state.chain.chain.encode(), value=value)
+            producer.send(TOPIC_ROUTER_STATE, key=checkpoint_key(state.chain.chain), value=value)
             state.last_checkpoint = checkpoint
             count += 1
         self._last_checkpoint = time.monotonic()
