@@ -309,7 +309,8 @@ def _grant(
     errors: list[ConditionError],
 ) -> Grant:
     """The union of what `rules` give `recipient`, with derived values computed."""
-    reasons: dict[str, list[RuleRef]] = {}
+    # Dicts as ordered sets: each item's rules, each once, in rule order.
+    reasons: dict[str, dict[RuleRef, None]] = {}
     shared: set[str] = set()
     derived: dict[str, Any] = {}
     key: bytes | None = None
@@ -318,7 +319,7 @@ def _grant(
         for name in rule.share:
             if name in event.fields:
                 shared.add(name)
-                reasons.setdefault(name, []).append(rule.ref)
+                reasons.setdefault(name, {})[rule.ref] = None
         for derivation in rule.derive:
             raw = event.fields.get(derivation.field)
             if raw is None:
@@ -334,7 +335,7 @@ def _grant(
                                              f"{derivation.name}: {exc}"))
                 continue
             derived.setdefault(derivation.name, value)
-            reasons.setdefault(derivation.name, []).append(rule.ref)
+            reasons.setdefault(derivation.name, {})[rule.ref] = None
     refs = tuple(dict.fromkeys(rule.ref for rule in rules))
     return Grant(
         recipient=recipient,
@@ -343,5 +344,5 @@ def _grant(
         derived=derived,
         agreements=tuple(sorted({ref.agreement for ref in refs})),
         rules=refs,
-        reasons={name: tuple(dict.fromkeys(found)) for name, found in reasons.items()},
+        reasons={name: tuple(found) for name, found in reasons.items()},
     )
