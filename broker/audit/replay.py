@@ -27,12 +27,12 @@ from broker.agreements import AgreementSet, SubjectContext
 from broker.audit.findings import Finding, FindingCode, report_order
 from broker.audit.record import Outcome, decode_fields, read_header
 from broker.config import TOPIC_AUDIT, agency_of_ingress
-from broker.envelope import Envelope, KeyRegistry, VerificationError, VerifiedEvent
-from broker.envelope.verifier import verify_envelope
+from broker.envelope import KeyRegistry
 from broker.router.core import (
     DUPLICATE,
     INTERNAL_ERROR,
-    WRONG_INGRESS,
+    IngressCheck,
+    check_ingress,
     event_view,
     learn_relationships,
 )
@@ -113,15 +113,6 @@ class Judge:
         self.registry = registry or SchemaRegistry.default()
 
 
-@dataclass
-class _Checked:
-    """What the time-independent checks of one ingress record gave."""
-
-    envelope: Envelope | None
-    event: VerifiedEvent | None
-    reason: str | None
-
-
 class PartitionReplay:
     """Replays one ingress partition in offset order, keeping the router's per-partition state."""
 
@@ -132,29 +123,22 @@ class PartitionReplay:
         self.seen: set[tuple[str, str]] = set()
         self.subjects: dict[str, SubjectContext] = {}
 
-    def _check(self, value: bytes | None) -> _Checked:
+    def _check(self, value: bytes | None) -> IngressCheck:
         judge = self.judge
-        if value is None:  # a tombstone: the router's decoder fails on it (a router fault)
-            return _Checked(None, None, INTERNAL_ERROR)
-        try:
-            envelope = Envelope.from_bytes(value, judge.registry)
-        except VerificationError as exc:
-            return _Checked(None, None, exc.code)
-        if envelope.header.issuer != self.agency:
-            return _Checked(envelope, None, WRONG_INGRESS)
-        try:
-            event = verify_envelope(envelope, judge.keys, registry=judge.registry)
-        except VerificationError as exc:
-            return _Checked(envelope, None, exc.code)
-        if (envelope.header.issuer, envelope.header.event_id) in self.seen:
-            return _Checked(envelope, None, DUPLICATE)
-        return _Checked(envelope, event, None)
+        return check_ingress(
+            value,
+            topic=self.topic,
+            agency=self.agency,
+            seen=self.seen,
+            keys=judge.keys,
+            registry=judge.registry,
+        )
 
     def learn(self, value: bytes | None) -> None:
         """Take one record into the state without comparing (before the replay window)."""
         self._after(self._check(value))
 
-    def _after(self, checked: _Checked) -> None:
+    def _after(self, checked: IngressCheck) -> None:
         event = checked.event
         if event is None:
             return
@@ -172,7 +156,7 @@ class PartitionReplay:
         self._after(checked)
         return _differences(expected, recorded.fields)
 
-    def _expected(self, checked: _Checked, now: datetime) -> _Expected:
+    def _expected(self, checked: IngressCheck, now: datetime) -> _Expected:
         envelope = checked.envelope
         header: dict[str, Any] = {
             "event_id": None,

@@ -85,6 +85,51 @@ class IngressRecord:
     value: bytes | None  # None: a tombstone, which no publisher sends
 
 
+@dataclass(frozen=True, slots=True)
+class IngressCheck:
+    """An ingress record after the checks that come before any decision: an event to decide,
+    or the quarantine reason code (and a detail naming no value) of the check it failed."""
+
+    envelope: Envelope | None
+    event: VerifiedEvent | None
+    reason: str | None = None
+    detail: str = ""
+
+
+def check_ingress(
+    value: bytes | None,
+    *,
+    topic: str,
+    agency: str | None,
+    seen: Collection[tuple[str, str]],
+    keys: KeyRegistry,
+    registry: SchemaRegistry,
+) -> IngressCheck:
+    """Decode, check the issuer owns the ingress `topic` (of `agency`; None for a topic that is
+    no ingress topic), verify, de-duplicate against `seen` (issuer, event id) pairs.
+
+    The router and audit replay both call this, so a replay re-checks exactly what the router
+    checked."""
+    if value is None:  # a tombstone: no bytes at all
+        return IngressCheck(None, None, BAD_ENCODING, "record has no value")
+    try:
+        envelope = Envelope.from_bytes(value, registry)
+    except VerificationError as exc:
+        return IngressCheck(None, None, exc.code, str(exc))
+    header = envelope.header
+    if header.issuer != agency:
+        detail = f"event issued by {header.issuer} arrived on {topic}"
+        return IngressCheck(envelope, None, WRONG_INGRESS, detail)
+    try:
+        event = verify_envelope(envelope, keys, registry=registry)
+    except VerificationError as exc:
+        return IngressCheck(envelope, None, exc.code, str(exc))
+    if (header.issuer, header.event_id) in seen:
+        detail = f"event {header.event_id} of {header.issuer} was already routed"
+        return IngressCheck(envelope, None, DUPLICATE, detail)
+    return IngressCheck(envelope, event)
+
+
 class RouterCore:
     """The decision logic, configured with keys, agreements and the router's identity."""
 
@@ -131,37 +176,20 @@ class RouterCore:
 
     def _route(self, record: IngressRecord, state: PartitionState, now: datetime) -> RouteResult:
         # All fallible work comes before the first change to `state` (the audit append).
-        if record.value is None:  # a tombstone: no bytes at all
-            return self._quarantine(record, state, now, BAD_ENCODING, "record has no value", None)
-        try:
-            envelope = Envelope.from_bytes(record.value, self.registry)
-        except VerificationError as exc:
-            return self._quarantine(record, state, now, exc.code, str(exc), None)
+        checked = check_ingress(
+            record.value,
+            topic=record.topic,
+            agency=agency_of_ingress(record.topic),
+            seen=state.seen,
+            keys=self.keys,
+            registry=self.registry,
+        )
+        envelope, verified = checked.envelope, checked.event
+        if verified is None or envelope is None:
+            reason = checked.reason or INTERNAL_ERROR
+            return self._quarantine(record, state, now, reason, checked.detail, envelope)
         header = envelope.header
-        ingress_agency = agency_of_ingress(record.topic)
-        if header.issuer != ingress_agency:
-            return self._quarantine(
-                record,
-                state,
-                now,
-                WRONG_INGRESS,
-                f"event issued by {header.issuer} arrived on {record.topic}",
-                envelope,
-            )
-        try:
-            verified = verify_envelope(envelope, self.keys, registry=self.registry)
-        except VerificationError as exc:
-            return self._quarantine(record, state, now, exc.code, str(exc), envelope)
         seen = (header.issuer, header.event_id)
-        if seen in state.seen:
-            return self._quarantine(
-                record,
-                state,
-                now,
-                DUPLICATE,
-                f"event {header.event_id} of {header.issuer} was already routed",
-                envelope,
-            )
 
         context = state.context(header.subject)
         decision = self.agreements.decide(

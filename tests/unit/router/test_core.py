@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from broker.agreements import load_agreements
-from broker.audit.record import DecisionRecord, Outcome
+from broker.audit.record import DecisionRecord, Outcome, decode_fields
+from broker.audit.replay import Judge, PartitionReplay, Recorded
 from broker.config import TOPIC_AUDIT, TOPIC_QUARANTINE, load_config
 from broker.envelope import (
     ForwardedEnvelope,
@@ -175,3 +176,30 @@ def test_a_router_fault_quarantines_instead_of_failing_the_batch(
     assert headers["reason"] == b"internal_error"
     assert b"Amina" not in headers["detail"]
     assert state.seen == set()  # a later retry of the same event is not a "duplicate"
+
+
+def test_replay_re_checks_every_ingress_record_as_the_router_did(
+    core: RouterCore, deployment: Path
+) -> None:
+    """Router and audit replay share the ingress checks: for a good event, a repeat, a
+    tombstone, bytes that are no envelope and an event on another agency's topic, replaying the
+    router's own decisions finds no difference."""
+    topic = f"ingress.{WESTMINSTER}"
+    good = issue(_events(WESTMINSTER)[3], issuer=WESTMINSTER, key=_key(deployment, WESTMINSTER))
+    met = "police.met"
+    police = issue(_events(met)[0], issuer=met, key=_key(deployment, met))
+    values: list[bytes | None] = [
+        good.to_bytes(), good.to_bytes(), None, b"not an envelope", police.to_bytes(),
+    ]  # fmt: skip
+    state = PartitionState.new(f"{topic}/0")
+    judge = Judge(keys=core.keys, agreements=core.agreements, agencies=core.agencies)
+    replay = PartitionReplay(judge, topic)
+    reasons = []
+    for offset, value in enumerate(values):
+        result = core.route(IngressRecord(topic, 0, offset, value), state)
+        (audit,) = [o.value for o in result.outputs if o.topic == TOPIC_AUDIT]
+        assert audit is not None
+        fields = decode_fields(audit)
+        reasons.append(fields["reason"])
+        assert replay.step(offset, value, Recorded(0, offset, fields)) == [], fields["reason"]
+    assert reasons == [None, "duplicate", "bad_encoding", "bad_encoding", "wrong_ingress"]
