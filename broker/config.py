@@ -18,8 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from broker.errors import BrokerError
+from broker.ids import AGENCY_ID_PATTERN
 
-AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z]+\.[A-Za-z0-9_-]+$")]
+AgencyId = Annotated[str, StringConstraints(pattern=AGENCY_ID_PATTERN)]
 _ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 
 

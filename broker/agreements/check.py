@@ -21,8 +21,9 @@ from broker.agreements.conditions import (
 from broker.agreements.evaluate import AgreementSet
 from broker.agreements.exceptions import AgreementError, Problem
 from broker.agreements.loader import SourcedAgreement, read_dir
-from broker.agreements.model import AGENCY_ID_RE, AGENCY_KIND_RE, Rule
+from broker.agreements.model import Rule
 from broker.agreements.transforms import TRANSFORMS
+from broker.ids import AGENCY_ID_RE, AGENCY_KIND_RE
 
 
 class FieldKind(Protocol):

@@ -21,8 +21,9 @@ from broker.agreements.conditions import (
     to_cel,
 )
 from broker.agreements.exceptions import AgreementError, Problem
-from broker.agreements.model import AGENCY_KIND_RE, Agreement, Derivation
+from broker.agreements.model import Agreement, Derivation
 from broker.agreements.transforms import TRANSFORMS, TransformError
+from broker.ids import AGENCY_KIND_RE
 
 PseudonymKey = Callable[[str], bytes]
 

@@ -6,16 +6,10 @@ anything (event types, fields, agencies, conditions) and whether files agree is 
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
-AGENCY_ID_PATTERN = r"^[a-z][a-z0-9_-]*\.[A-Za-z0-9][A-Za-z0-9_-]*$"
-AGENCY_KIND_PATTERN = r"^[a-z][a-z0-9_-]*$"
-AGENCY_ID_RE = re.compile(AGENCY_ID_PATTERN)
-AGENCY_KIND_RE = re.compile(AGENCY_KIND_PATTERN)
 
 TransformName = Literal[
     "age_band", "age_years", "birth_year", "postcode_district", "date_only", "pseudonym"

@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from broker.envelope.errors import KeyFileError, VerificationError
+from broker.ids import AGENCY_ID_RE
 from broker.schemas.fields import format_time
 
-AGENCY_ID_RE = re.compile(r"[a-z][a-z0-9_-]*\.[A-Za-z0-9_-]+")
 KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PRIVATE_SUFFIX = ".key.pem"
 PUBLIC_SUFFIX = ".pub.json"

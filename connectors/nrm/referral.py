@@ -14,12 +14,12 @@ an `ExploitationOther` description (never copied) or an unknown `Component*` fla
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from broker.ids import AGENCY_ID_RE
 from connectors.council.ssda903.mapping import age_band, iso_instant
 from connectors.nrm.exceptions import NrmPayloadError
 
@@ -65,7 +65,6 @@ FIRST_RESPONDER_TYPES: Mapping[str, str] = {
 _AGE = {"child": "child", "adult": "adult"}
 _LOCATION = {"uk": "uk", "overseas": "overseas", "both": "both"}
 _GENDER = {"male": "male", "female": "female", "other": "other"}
-_AGENCY_ID = re.compile(r"[a-z]+\.[A-Za-z0-9_-]+")
 _YES = frozenset({"yes", "y", "true", "1"})
 STAGES: Mapping[str, str] = {
     "reasonable_grounds": "reasonable_grounds",
@@ -98,7 +97,7 @@ def _agency_id(
     name = _text(payload, key)
     if name is None:
         return None
-    if _AGENCY_ID.fullmatch(name):
+    if AGENCY_ID_RE.match(name):
         return name
     wanted = " ".join(name.lower().split())
     for known, agency_id in (agency_ids or {}).items():
