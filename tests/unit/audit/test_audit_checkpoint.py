@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from broker.audit.chain import ChainState, chain_id
 from broker.audit.checkpoint import (
-    CHECKPOINT_SCHEMA,
     SIGNING_CONTEXT,
     Checkpoint,
     verify_checkpoints,
@@ -165,8 +163,3 @@ def test_undecodable_and_other_chain(router_key: Ed25519PrivateKey) -> None:
 
 def cps_chain(cps: list[tuple[int, bytes]]) -> str:
     return Checkpoint.from_bytes(cps[0][1]).chain
-
-
-def test_schema_file_is_the_schema_in_code() -> None:
-    on_disk = json.loads((REPO / "schemas/avro/audit.checkpoint.avsc").read_text())
-    assert on_disk == CHECKPOINT_SCHEMA
