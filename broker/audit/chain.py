@@ -42,8 +42,9 @@ def chain_id(ingress_topic: str, partition: int) -> str:
 class ChainState:
     """The writer's state of one chain: next sequence number, head hash and compact Merkle tree.
 
-    Mutable on purpose: the router appends during a transaction. Take a `copy()` before the
-    transaction and put it back if the transaction aborts, so the head never runs ahead of Kafka.
+    Mutable on purpose: the router appends during a transaction. If the transaction aborts, the
+    router drops the state and rebuilds it from its changelog (`router.state`), so the head never
+    runs ahead of Kafka.
     """
 
     chain: str
