@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # kafka-python logs transient connection noise at ERROR (e.g. on close); the broker
         # reports every Kafka failure that matters itself, as one clear line.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        from broker.kafka.client import keep_bootstrap_failures
+
+        keep_bootstrap_failures()
     try:
         status: int = args.func(args)
     except BrokerError as exc:

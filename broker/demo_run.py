@@ -19,7 +19,9 @@ from broker.config import TOPIC_QUARANTINE, BrokerConfig, load_config, topic_ing
 from broker.envelope import Envelope
 from broker.feed import FeedReader
 from broker.kafka.client import KafkaClients
-from broker.kafka.local import LocalKafka
+from broker.kafka.credentials import AUDITOR
+from broker.kafka.local import ClusterAccess, LocalKafka
+from broker.kafka.operator import provision
 from broker.publish import Publisher, read_jsonl
 from broker.scaffold import REPO_ROOT, write_deployment
 
@@ -34,19 +36,28 @@ def run_demo(*, bootstrap: str | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="broker-demo-") as tmp:
         work = Path(tmp)
         if bootstrap is not None:
-            return _scenario(bootstrap, work)
+            return _scenario(ClusterAccess(bootstrap), work)
         kafka = LocalKafka(work / "kafka")
         took = kafka.start()
-        console.print(f"Local Kafka ready in {took:.1f} s at {kafka.bootstrap_servers}")
+        console.print(
+            f"Local Kafka ready in {took:.1f} s at {kafka.bootstrap_servers}: TLS, SCRAM-SHA-512 "
+            "per principal, ACLs from the agency registry"
+        )
         try:
-            return _scenario(kafka.bootstrap_servers, work)
+            return _scenario(kafka.access(), work)
         finally:
             kafka.stop()
             console.print("Local Kafka stopped.")
 
 
-def _scenario(bootstrap: str, work: Path) -> int:
-    config = load_config(write_deployment(work / "deployment", bootstrap_servers=bootstrap))
+def _scenario(access: ClusterAccess, work: Path) -> int:
+    config = load_config(write_deployment(work / "deployment", bootstrap_servers=access))
+    issued = provision(config)
+    if issued:
+        console.print(
+            f"Operator: issued {len(issued)} Kafka credentials (one per principal), created the "
+            "topics and applied the ACLs the agency registry implies"
+        )
     console.rule("1. Agencies publish signed events")
     for path in sorted(EXAMPLE_EVENTS.glob("*.jsonl")):
         agency = path.stem
@@ -161,7 +172,7 @@ def _show_feed(config: BrokerConfig, agency: str) -> int:
 def _show_quarantine(config: BrokerConfig) -> None:
     from kafka import TopicPartition
 
-    consumer = KafkaClients(config.kafka).consumer(consumer_timeout_ms=2000)
+    consumer = KafkaClients(config.kafka, AUDITOR).consumer(consumer_timeout_ms=2000)
     consumer.assign([TopicPartition(TOPIC_QUARANTINE, 0)])
     consumer.seek_to_beginning()
     for record in consumer:

@@ -22,6 +22,7 @@ from broker.config import BrokerConfig, load_config, topic_feed
 from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent, verify_forwarded
 from broker.errors import BrokerError
 from broker.kafka.client import KafkaClients
+from broker.kafka.credentials import principal_of
 from broker.schemas import SchemaRegistry
 
 
@@ -45,6 +46,7 @@ class FeedReader:
         *,
         from_beginning: bool = False,
         group_id: str | None = None,
+        principal: str | None = None,
     ) -> None:
         config.agency(agency_id)  # must be registered
         self.agency_id = agency_id
@@ -53,7 +55,8 @@ class FeedReader:
         self.registry = SchemaRegistry.default()
         self.from_beginning = from_beginning
         self.group_id = group_id or f"feed-{agency_id}"
-        self.consumer = KafkaClients(config.kafka).consumer(
+        self.principal = principal or principal_of(agency_id)
+        self.consumer = KafkaClients(config.kafka, self.principal).consumer(
             group_id=None if from_beginning else self.group_id
         )
         partitions = sorted(self.consumer.partitions_for_topic(self.topic) or [])
