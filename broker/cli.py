@@ -64,6 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"broker {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from kafka.errors import AuthorizationError
+
+        if not isinstance(exc, AuthorizationError):
+            raise
+        from broker.kafka.client import denied
+
+        print(f"broker {args.command}: error: {denied(None, exc, 'this request')}", file=sys.stderr)
+        return 2
     return status
 
 

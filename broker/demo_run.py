@@ -10,6 +10,7 @@ who received what, under which agreement.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -19,7 +20,7 @@ from broker.config import TOPIC_QUARANTINE, BrokerConfig, load_config, topic_ing
 from broker.envelope import Envelope
 from broker.feed import FeedReader
 from broker.kafka.client import KafkaClients
-from broker.kafka.credentials import AUDITOR
+from broker.kafka.credentials import AUDITOR, principal_of
 from broker.kafka.local import ClusterAccess, LocalKafka
 from broker.kafka.operator import provision
 from broker.publish import Publisher, read_jsonl
@@ -83,6 +84,9 @@ def _scenario(access: ClusterAccess, work: Path) -> int:
     console.rule("3. What each agency received (verified end to end)")
     failures = sum(_show_feed(config, agency) for agency in config.agency_ids)
     _show_quarantine(config)
+    if config.kafka.secured:
+        console.rule("3b. The transport refuses what an agency's agreements do not give it")
+        _transport_refusals(config)
     status = _national_collection(config, work / "deployment" / "config.yaml")
     return 1 if failures else status
 
@@ -127,12 +131,49 @@ def _publish_bad_input(config: BrokerConfig) -> None:
         wire = bytearray(envelope.to_bytes())
         wire[-5] ^= 0x01  # inside the signature
         publisher.producer.send(topic_ingress("police.met"), key=b"x", value=bytes(wire))
-        publisher.producer.send(
-            topic_ingress("council.E09000033"), key=b"y", value=envelope.to_bytes()
-        )
         publisher.producer.flush()
     finally:
         publisher.close()
+
+
+def _transport_refusals(config: BrokerConfig) -> None:
+    """The police try what their ACLs do not allow; Kafka refuses each, in the broker's words."""
+    from kafka.errors import AuthorizationError
+
+    from broker.audit.reader import TopicReader
+    from broker.kafka.client import KafkaUnavailable, denied
+
+    police = principal_of("police.met")
+    clients = KafkaClients(config.kafka, police)
+
+    def read_ingress() -> None:
+        with TopicReader(clients) as reader:
+            reader.partitions(topic_ingress("council.E09000033"))
+
+    def read_nrm_feed() -> None:
+        FeedReader(config, "nrm.sca", from_beginning=True, principal=police).close()
+
+    def write_council_ingress() -> None:
+        producer = clients.producer(max_block_ms=10000)
+        try:
+            producer.send(topic_ingress("council.E09000033"), value=b"junk").get(timeout=10)
+        except AuthorizationError as exc:
+            raise denied(police, exc, f"writing to {topic_ingress('council.E09000033')}") from None
+        finally:
+            producer.close()
+
+    attempts: list[tuple[str, Callable[[], None]]] = [
+        ("read ingress.council.E09000033", read_ingress),
+        ("read feed.nrm.sca", read_nrm_feed),
+        ("write to ingress.council.E09000033", write_council_ingress),
+    ]
+    for label, attempt in attempts:
+        try:
+            attempt()
+        except KafkaUnavailable as exc:
+            console.print(f"police.met tries to {label}: [green]refused[/green]: {exc}")
+        else:
+            console.print(f"[red]police.met could {label}: the ACLs are too wide[/red]")
     console.print("also sent: one event with a forged signature, one on another agency's topic")
 
 

@@ -21,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 from broker.config import BrokerConfig, load_config, topic_feed
 from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent, verify_forwarded
 from broker.errors import BrokerError
-from broker.kafka.client import KafkaClients
+from broker.kafka.client import KafkaClients, KafkaDenied
 from broker.kafka.credentials import principal_of
 from broker.schemas import SchemaRegistry
 
@@ -56,11 +56,14 @@ class FeedReader:
         self.from_beginning = from_beginning
         self.group_id = group_id or f"feed-{agency_id}"
         self.principal = principal or principal_of(agency_id)
-        self.consumer = KafkaClients(config.kafka, self.principal).consumer(
-            group_id=None if from_beginning else self.group_id
-        )
+        clients = KafkaClients(config.kafka, self.principal)
+        self.consumer = clients.consumer(group_id=None if from_beginning else self.group_id)
         partitions = sorted(self.consumer.partitions_for_topic(self.topic) or [])
         if not partitions:
+            why = clients.explain_missing(self.topic)
+            if isinstance(why, KafkaDenied):
+                self.consumer.close(autocommit=False)
+                raise why
             raise BrokerError(
                 f"topic {self.topic} does not exist yet: start the router (`broker route`), "
                 "which creates every agency's feed"

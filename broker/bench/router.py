@@ -1,8 +1,7 @@
 """`broker bench router`: router throughput against a pass-through copy, and end-to-end latency.
 
-On one Kafka (a fresh local one, or `--bootstrap`), N signed `child.missing.started` events (a
-Philomena grab pack: forwarded to the police and, pseudonymised, to national statistics) are
-published once. Then, in the same run:
+On one Kafka, N signed `child.missing.started` events (a Philomena grab pack: forwarded to the
+police and, pseudonymised, to national statistics) are published once. Then, in the same run:
 
 * pass-through: consume them and produce the same bytes to another topic, with the router's own
   client settings and one transaction per polled batch (offsets included);
@@ -14,6 +13,12 @@ ratio router / pass-through is printed (goal >= 0.5), by wall clock and by CPU t
 running as its own process, events are published at a fixed rate (default 200/s) and the time
 from publish to the police feed record being visible to a `read_committed` consumer gives
 p50/p99 (goal p99 < 250 ms).
+
+By default this runs on a secured local Kafka (TLS + SCRAM-SHA-512 + ACLs), then the throughput
+part alone again on a plaintext local Kafka, one after the other, and prints secured / plaintext
+for both rates and CPU costs: what security costs. `--no-plaintext` skips the second Kafka;
+`--bootstrap` (with `--kafka-ca` and `--kafka-credentials` for a secured cluster) measures once
+on an external cluster.
 """
 
 from __future__ import annotations
@@ -28,20 +33,52 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from broker.bench import bench_kafka
+from broker.errors import BrokerError
+from broker.kafka.credentials import OPERATOR, credential_path
+from broker.kafka.local import ClusterAccess
+from broker.kafka.operator import provision
 
 _WESTMINSTER = "council.E09000033"
 _POLICE = "police.met"
 _PASS_TOPIC = "bench.passthrough"
 
 
+class BenchOptionsError(BrokerError):
+    """The options name an external cluster inconsistently."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=20000, help="events for the throughput runs")
     parser.add_argument(
-        "--bootstrap", default=None, help="use this Kafka (host:port) instead of starting one"
+        "--bootstrap",
+        default=None,
+        help="use this Kafka (host:port) instead of starting local ones: one measurement, "
+        "PLAINTEXT unless --kafka-ca and --kafka-credentials are given",
+    )
+    parser.add_argument(
+        "--kafka-ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --bootstrap: the secured cluster's CA certificate (PEM)",
+    )
+    parser.add_argument(
+        "--kafka-credentials",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --bootstrap: a directory holding operator.json; the bench issues the "
+        "credentials of its own principals into it",
+    )
+    parser.add_argument(
+        "--no-plaintext",
+        action="store_true",
+        help="skip the plaintext local Kafka (no secured / plaintext comparison)",
     )
     parser.add_argument("--partitions", type=int, default=3, help="partitions per topic")
     parser.add_argument("--rate", type=float, default=200.0, help="latency run: events per second")
@@ -50,45 +87,130 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+Rate = tuple[float, float]  # events per second, CPU microseconds per event
+
+
+@dataclass(frozen=True)
+class Throughput:
+    passthrough: Rate
+    router: Rate
+
+
 def run(args: argparse.Namespace) -> int:
+    external = _external(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        if external is not None:
+            mode = "secured" if external.secured else "plaintext"
+            print(
+                f"external {mode} Kafka at {external.bootstrap_servers}: one measurement, "
+                "no secured / plaintext comparison",
+                flush=True,
+            )
+            _measure(external, scratch / "external", args, mode=mode, latency=True)
+            return 0
+        with bench_kafka(None, scratch / "kafka-secured", secure=True) as access:
+            secured = _measure(access, scratch / "secured", args, mode="secured", latency=True)
+        if args.no_plaintext:
+            print("secured / plaintext: not measured (--no-plaintext)")
+            return 0
+        with bench_kafka(None, scratch / "kafka-plaintext", secure=False) as access:
+            plaintext = _measure(
+                access, scratch / "plaintext", args, mode="plaintext", latency=False
+            )
+    print(comparison(secured, plaintext))
+    print(
+        "  (the cost of TLS + SCRAM-SHA-512 + ACLs: events/s below 1, CPU µs/event above 1; "
+        "the CPU is this process's, the broker's own TLS work shows in events/s only)"
+    )
+    return 0
+
+
+def comparison(secured: Throughput, plaintext: Throughput) -> str:
+    """The `secured / plaintext` line: rate and CPU-per-event ratios of router and pass-through."""
+    router = [s / p for s, p in zip(secured.router, plaintext.router, strict=True)]
+    copy = [s / p for s, p in zip(secured.passthrough, plaintext.passthrough, strict=True)]
+    return (
+        f"secured / plaintext: router {router[0]:.2f} (events/s), {router[1]:.2f} "
+        f"(CPU µs/event); pass-through {copy[0]:.2f}, {copy[1]:.2f}"
+    )
+
+
+def _external(args: argparse.Namespace) -> ClusterAccess | None:
+    """The external cluster the options name, checked; None to start local ones."""
+    ca, credentials = args.kafka_ca, args.kafka_credentials
+    if not args.bootstrap:
+        if ca is not None or credentials is not None:
+            raise BenchOptionsError(
+                "--kafka-ca and --kafka-credentials describe an external cluster: "
+                "give its address with --bootstrap too"
+            )
+        return None
+    if (ca is None) != (credentials is None):
+        raise BenchOptionsError(
+            "a secured external cluster needs both --kafka-ca FILE and --kafka-credentials DIR "
+            "(leave out both for a PLAINTEXT one)"
+        )
+    if ca is None or credentials is None:
+        return ClusterAccess(args.bootstrap)
+    if not ca.is_file():
+        raise BenchOptionsError(f"--kafka-ca: {ca} is not a file: give the cluster's CA (PEM)")
+    if not credential_path(credentials, OPERATOR).is_file():
+        raise BenchOptionsError(
+            f"--kafka-credentials: {credentials} holds no {OPERATOR}.json: give the directory "
+            "holding the operator's credential (a local Kafka's is <data-dir>/client)"
+        )
+    return ClusterAccess(args.bootstrap, ca, credentials)
+
+
+def _measure(
+    access: ClusterAccess, directory: Path, args: argparse.Namespace, *, mode: str, latency: bool
+) -> Throughput:
+    """Pass-through and router throughput on one cluster, then (if `latency`) end to end."""
     from broker.config import load_config
     from broker.kafka.client import KafkaClients, TopicSpec
     from broker.router.service import topic_specs
 
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        bench_kafka(args.bootstrap, Path(tmp) / "kafka") as bootstrap,
-    ):
-        config_path, ids = _deployment(Path(tmp), bootstrap, args.partitions)
-        config = load_config(config_path)
-        clients = KafkaClients(config.kafka)
-        clients.ensure_topics([*topic_specs(config), TopicSpec(_PASS_TOPIC, args.partitions)])
-        print(
-            f"router benchmark: {args.events} child.missing.started events, "
-            f"{args.partitions} partitions, Kafka at {bootstrap}",
-            flush=True,
-        )
-        _publish_presigned(config, ids[_WESTMINSTER], args.events)
-        passthrough = _rate(_passthrough(config, ids[_WESTMINSTER], args.events))
-        _print_rate("pass-through copy", passthrough)
-        routed = _rate(_router_throughput(config, args.events))
-        _print_rate("router", routed)
-        ratio, cpu_ratio = routed[0] / passthrough[0], passthrough[1] / routed[1]
-        print(
-            f"  ratio             : {ratio:9.2f}   (goal >= 0.5: {_ok(ratio >= 0.5)}); "
-            f"by CPU time per event {cpu_ratio:.2f}"
-        )
-        latencies, lost = _latency(
-            config_path, config, ids, rate=args.rate, seconds=args.latency_seconds
-        )
+    directory.mkdir()
+    config_path, ids = _deployment(directory, access, args.partitions)
+    config = load_config(config_path)
+    provision(config)  # credentials, topics and ACLs on a secured cluster
+    # The harness (publishing, the pass-through, the latency reader) runs as the operator;
+    # the router as its own principal.
+    clients = KafkaClients(config.kafka, OPERATOR)
+    clients.ensure_topics([*topic_specs(config), TopicSpec(_PASS_TOPIC, args.partitions)])
+    security = " (TLS + SCRAM-SHA-512 + ACLs)" if access.secured else ""
+    print(
+        f"router benchmark, {mode} Kafka{security} at {access.bootstrap_servers}: "
+        f"{args.events} child.missing.started events, {args.partitions} partitions",
+        flush=True,
+    )
+    _publish_presigned(config, ids[_WESTMINSTER], args.events)
+    passthrough = _rate(_passthrough(config, ids[_WESTMINSTER], args.events))
+    _print_rate("pass-through copy", passthrough)
+    routed = _rate(_router_throughput(config, args.events))
+    _print_rate("router", routed)
+    ratio, cpu_ratio = routed[0] / passthrough[0], passthrough[1] / routed[1]
+    print(
+        f"  ratio             : {ratio:9.2f}   (goal >= 0.5: {_ok(ratio >= 0.5)}); "
+        f"by CPU time per event {cpu_ratio:.2f}",
+        flush=True,
+    )
+    if not latency:
+        print("  end to end        : measured on the secured Kafka only", flush=True)
+        return Throughput(passthrough, routed)
+    latencies, lost = _latency(
+        config_path, config, ids, rate=args.rate, seconds=args.latency_seconds
+    )
     p50 = statistics.median(latencies) if latencies else float("nan")
     p99 = _percentile(latencies, 0.99)
     print(
         f"  end to end at {args.rate:.0f} events/s for {args.latency_seconds:.0f} s "
         f"({len(latencies)} events, {lost} not seen): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-        f"(goal p99 < 250 ms: {_ok(p99 < 250 and not lost)})"
+        f"(goal p99 < 250 ms: {_ok(p99 < 250 and not lost)})",
+        flush=True,
     )
-    return 0
+    return Throughput(passthrough, routed)
 
 
 def _ok(passed: bool) -> str:
@@ -102,7 +224,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _deployment(directory: Path, bootstrap: str, partitions: int) -> tuple[Path, dict[str, str]]:
+def _deployment(
+    directory: Path, bootstrap: ClusterAccess, partitions: int
+) -> tuple[Path, dict[str, str]]:
     """The demo deployment with agency ids no earlier run used (so `--bootstrap` can be reused):
     every id gets a suffix, in the registry and in the example agreements alike."""
     from broker.scaffold import DEMO_AGENCIES, EXAMPLE_AGREEMENTS, write_deployment
@@ -148,7 +272,7 @@ def _publish_presigned(config: Any, issuer: str, count: int) -> None:
     for number in range(count):
         envelope = issue(_event(number, "tp"), issuer=issuer, key=key, registry=registry)
         records.append((envelope.header.subject.encode(), envelope.to_bytes(registry)))
-    producer = KafkaClients(config.kafka).producer()
+    producer = KafkaClients(config.kafka, OPERATOR).producer()
     try:
         for subject, value in records:
             producer.send(topic_ingress(issuer), key=subject, value=value)
@@ -165,7 +289,7 @@ def _mark(done: int) -> Mark:
     return time.monotonic(), time.process_time(), done
 
 
-def _rate(marks: list[Mark]) -> tuple[float, float]:
+def _rate(marks: list[Mark]) -> Rate:
     """Events per second, and CPU microseconds per event (all threads of this process), between
     the first and the last committed batch. The CPU figure hardly moves when other processes
     compete for the cores, the wall-clock one does."""
@@ -175,7 +299,7 @@ def _rate(marks: list[Mark]) -> tuple[float, float]:
     return (n1 - n0) / (t1 - t0), (c1 - c0) / (n1 - n0) * 1e6
 
 
-def _print_rate(label: str, rate: tuple[float, float]) -> None:
+def _print_rate(label: str, rate: Rate) -> None:
     print(f"  {label:<18}: {rate[0]:9.0f} events/s, {rate[1]:6.0f} µs CPU/event", flush=True)
 
 
@@ -188,7 +312,7 @@ def _passthrough(config: Any, issuer: str, total: int) -> list[Mark]:
     from broker.router.service import consumer_options, producer_options
 
     settings = config.router
-    clients = KafkaClients(config.kafka)
+    clients = KafkaClients(config.kafka, OPERATOR)
     name = f"bench-pass-{uuid.uuid4().hex[:8]}"
     producer = clients.transactional_producer(name, **producer_options(settings))
     consumer = clients.consumer(group_id=name, group_instance_id=name, **consumer_options(settings))
@@ -260,7 +384,7 @@ def _latency(
 
     publisher = Publisher(config, ids[_WESTMINSTER])
     feed = topic_feed(ids[_POLICE])
-    reader = KafkaClients(config.kafka).consumer(group_id=None)
+    reader = KafkaClients(config.kafka, OPERATOR).consumer(group_id=None)
     partitions = [TopicPartition(feed, p) for p in sorted(reader.partitions_for_topic(feed))]
     reader.assign(partitions)
     reader.seek_to_end(*partitions)

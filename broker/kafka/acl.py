@@ -9,7 +9,7 @@ records, touch another principal's groups, or create or alter topics and ACLs.
 - each agency `A`: write (idempotently) `ingress.A`; read `feed.A`; groups `feed-A`, `feed-A.*`;
 - the router: read `ingress.*`; write `feed.*`, `audit.decisions`, `audit.checkpoints`,
   `quarantine`; read and write `router.state`; its group; transactional ids `<group>-*`;
-- `auditor`: read `audit.decisions`, `audit.checkpoints`, `quarantine`, `ingress.*`;
+- `auditor`: read `audit.*`, `quarantine`, `ingress.*`;
 - `stats`: read `feed.<s>` of each `stats.*` agency; groups `stats-*`;
 - `operator`: everything (a super user, as the brokers are).
 
@@ -86,8 +86,8 @@ def registry_acls(config: BrokerConfig) -> list[Acl]:
     rules.append(Acl(router, GROUP, LITERAL, group, READ))
     rules += [Acl(router, TRANSACTIONAL_ID, PREFIXED, f"{group}-", op) for op in (WRITE, DESCRIBE)]
 
-    for topic in (TOPIC_AUDIT, TOPIC_CHECKPOINTS, TOPIC_QUARANTINE):
-        rules += _topic(AUDITOR, topic, READ)
+    rules += _topic(AUDITOR, "audit.", READ, pattern=PREFIXED)  # also copies made for review
+    rules += _topic(AUDITOR, TOPIC_QUARANTINE, READ)
     rules += _topic(AUDITOR, "ingress.", READ, pattern=PREFIXED)
 
     rules.append(Acl(STATS, GROUP, PREFIXED, "stats-", READ))

@@ -9,6 +9,7 @@ on a secured cluster its clients authenticate with that principal's SCRAM creden
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -141,6 +142,8 @@ class KafkaClients:
 
     def _unreachable(self, exc: Exception) -> KafkaUnavailable:
         cause = _FAILURES.take()
+        if cause is None and self.settings.secured:
+            cause = self._probe_tls()
         who = self.principal or "this client"
         if isinstance(cause, SaslAuthenticationFailedError):
             return KafkaAuthError(
@@ -161,6 +164,30 @@ class KafkaClients:
             f"({type(exc).__name__}): start it (`broker kafka start`) or correct "
             "kafka.bootstrap_servers in the config"
         )
+
+    def _probe_tls(self) -> BaseException | None:
+        """Why a secured bootstrap failed when kafka-python's warnings did not say.
+
+        The broker answers a failed SCRAM exchange with an error and closes the connection;
+        kafka-python 3.0.12 often sees the close before it reads the answer and logs only
+        `KafkaConnectionError`, and it reports a certificate it does not trust the same way.
+        So: if a TLS handshake with the configured CA succeeds, the broker is up and trusted
+        and it was the credential it refused; if the handshake fails, that is the cause.
+        """
+        for server in self.settings.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                context = ssl.create_default_context(cafile=str(self.settings.ssl_cafile))
+                with (
+                    socket.create_connection((host, int(port)), timeout=3) as raw,
+                    context.wrap_socket(raw, server_hostname=host),
+                ):
+                    return SaslAuthenticationFailedError("the broker closed the connection")
+            except ssl.SSLError as exc:
+                return exc
+            except (OSError, ValueError):
+                continue  # not listening (or not an address): try the next server
+        return None
 
     def producer(self, **overrides: Any) -> KafkaProducer:
         options: dict[str, Any] = {
@@ -233,6 +260,24 @@ class KafkaClients:
                     f"no partition metadata for {', '.join(missing)} after {timeout_s:.0f} s"
                 )
             time.sleep(0.2)
+
+    def explain_missing(self, topic: str, doing: str = "reading") -> BrokerError:
+        """Why a consumer sees no partitions of `topic`: it does not exist, or this principal
+        may not see it. (Kafka answers both with the same error to a principal that may not
+        describe the topic, so that its existence is not revealed; the message says so.)"""
+        with self.admin() as admin:
+            (described,) = admin.describe_topics([topic])
+        code = described.get("error_code", 0) if isinstance(described, dict) else 0
+        if code == 29:  # TOPIC_AUTHORIZATION_FAILED
+            return KafkaDenied(
+                f"Kafka refused {self.principal or 'this client'} {doing} {topic} (no ACL "
+                "allows it; Kafka does not say whether the topic exists): this principal is not "
+                "entitled to it; if it should be, the operator adds it to the agency registry "
+                "and runs `broker acl apply`"
+            )
+        return KafkaUnavailable(
+            f"topic {topic} does not exist: check the name (and the config's Kafka cluster)"
+        )
 
     @contextmanager
     def admin(self) -> Iterator[KafkaAdminClient]:
