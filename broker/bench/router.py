@@ -14,16 +14,18 @@ running as its own process, events are published at a fixed rate (default 200/s)
 from publish to the police feed record being visible to a `read_committed` consumer gives
 p50/p99 (goal p99 < 250 ms).
 
-By default this runs on a secured local Kafka (TLS + SCRAM-SHA-512 + ACLs), then the throughput
-part alone again on a plaintext local Kafka, one after the other, and prints secured / plaintext
-for both rates and CPU costs: what security costs. `--no-plaintext` skips the second Kafka;
-`--bootstrap` (with `--kafka-ca` and `--kafka-credentials` for a secured cluster) measures once
-on an external cluster.
+By default the bench starts two local Kafkas, one secured (TLS + SCRAM-SHA-512 + ACLs) and one
+plaintext, runs each throughput step on the secured one and then on the plaintext one (so that a
+change in the machine's load falls on both alike), and prints secured / plaintext for the rates
+and the CPU costs: what security costs. The latency part runs on the secured Kafka only.
+`--no-plaintext` skips the plaintext Kafka; `--bootstrap` (with `--kafka-ca` and
+`--kafka-credentials` for a secured cluster) measures once, on that cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
 import statistics
@@ -98,31 +100,39 @@ class Throughput:
 
 def run(args: argparse.Namespace) -> int:
     external = _external(args)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as kafkas:
         scratch = Path(tmp)
         if external is not None:
+            clusters = [external]
             mode = "secured" if external.secured else "plaintext"
-            print(
-                f"external {mode} Kafka at {external.bootstrap_servers}: one measurement, "
-                "no secured / plaintext comparison",
-                flush=True,
+            note = f"one measurement, on the external {mode} Kafka (no comparison)"
+        else:
+            modes = [True] if args.no_plaintext else [True, False]
+            clusters = [
+                kafkas.enter_context(bench_kafka(None, scratch / f"kafka-{n}", secure=secure))
+                for n, secure in enumerate(modes)
+            ]
+            note = (
+                "secured only (--no-plaintext)"
+                if args.no_plaintext
+                else "each step on the secured Kafka, then on the plaintext one"
             )
-            _measure(external, scratch / "external", args, mode=mode, latency=True)
-            return 0
-        with bench_kafka(None, scratch / "kafka-secured", secure=True) as access:
-            secured = _measure(access, scratch / "secured", args, mode="secured", latency=True)
-        if args.no_plaintext:
-            print("secured / plaintext: not measured (--no-plaintext)")
-            return 0
-        with bench_kafka(None, scratch / "kafka-plaintext", secure=False) as access:
-            plaintext = _measure(
-                access, scratch / "plaintext", args, mode="plaintext", latency=False
-            )
-    print(comparison(secured, plaintext))
-    print(
-        "  (the cost of TLS + SCRAM-SHA-512 + ACLs: events/s below 1, CPU µs/event above 1; "
-        "the CPU is this process's, the broker's own TLS work shows in events/s only)"
-    )
+        print(
+            f"router benchmark: {args.events} child.missing.started events, "
+            f"{args.partitions} partitions; {note}",
+            flush=True,
+        )
+        deployments = [
+            _Deployment.make(cluster, scratch / f"deployment-{n}", args.partitions)
+            for n, cluster in enumerate(clusters)
+        ]
+        figures = _measure(deployments, args)
+    if len(figures) == 2:
+        print(comparison(figures[0], figures[1]))
+        print(
+            "  (the cost of TLS + SCRAM-SHA-512 + ACLs: events/s below 1, CPU µs/event above 1; "
+            "the CPU is this process's, the broker's own TLS work shows in events/s only)"
+        )
     return 0
 
 
@@ -163,54 +173,74 @@ def _external(args: argparse.Namespace) -> ClusterAccess | None:
     return ClusterAccess(args.bootstrap, ca, credentials)
 
 
-def _measure(
-    access: ClusterAccess, directory: Path, args: argparse.Namespace, *, mode: str, latency: bool
-) -> Throughput:
-    """Pass-through and router throughput on one cluster, then (if `latency`) end to end."""
-    from broker.config import load_config
-    from broker.kafka.client import KafkaClients, TopicSpec
-    from broker.router.service import topic_specs
+@dataclass(frozen=True)
+class _Deployment:
+    """The demo deployment on one cluster, provisioned, with the benchmark's events published."""
 
-    directory.mkdir()
-    config_path, ids = _deployment(directory, access, args.partitions)
-    config = load_config(config_path)
-    provision(config)  # credentials, topics and ACLs on a secured cluster
-    # The harness (publishing, the pass-through, the latency reader) runs as the operator;
-    # the router as its own principal.
-    clients = KafkaClients(config.kafka, OPERATOR)
-    clients.ensure_topics([*topic_specs(config), TopicSpec(_PASS_TOPIC, args.partitions)])
-    security = " (TLS + SCRAM-SHA-512 + ACLs)" if access.secured else ""
-    print(
-        f"router benchmark, {mode} Kafka{security} at {access.bootstrap_servers}: "
-        f"{args.events} child.missing.started events, {args.partitions} partitions",
-        flush=True,
-    )
-    _publish_presigned(config, ids[_WESTMINSTER], args.events)
-    passthrough = _rate(_passthrough(config, ids[_WESTMINSTER], args.events))
-    _print_rate("pass-through copy", passthrough)
-    routed = _rate(_router_throughput(config, args.events))
-    _print_rate("router", routed)
-    ratio, cpu_ratio = routed[0] / passthrough[0], passthrough[1] / routed[1]
-    print(
-        f"  ratio             : {ratio:9.2f}   (goal >= 0.5: {_ok(ratio >= 0.5)}); "
-        f"by CPU time per event {cpu_ratio:.2f}",
-        flush=True,
-    )
-    if not latency:
-        print("  end to end        : measured on the secured Kafka only", flush=True)
-        return Throughput(passthrough, routed)
+    mode: str  # "secured" or "plaintext"
+    config_path: Path
+    config: Any
+    ids: dict[str, str]
+
+    @classmethod
+    def make(cls, access: ClusterAccess, directory: Path, partitions: int) -> _Deployment:
+        from broker.config import load_config
+        from broker.kafka.client import KafkaClients, TopicSpec
+        from broker.router.service import topic_specs
+
+        directory.mkdir()
+        config_path, ids = _deployment(directory, access, partitions)
+        config = load_config(config_path)
+        provision(config)  # credentials, topics and ACLs on a secured cluster
+        # The harness (publishing, the pass-through, the latency reader) runs as the operator;
+        # the router as its own principal.
+        clients = KafkaClients(config.kafka, OPERATOR)
+        clients.ensure_topics([*topic_specs(config), TopicSpec(_PASS_TOPIC, partitions)])
+        mode = "secured" if access.secured else "plaintext"
+        security = " (TLS + SCRAM-SHA-512 + ACLs)" if access.secured else ""
+        print(f"  {mode} Kafka{security} at {access.bootstrap_servers}", flush=True)
+        return cls(mode, config_path, config, ids)
+
+
+def _measure(deployments: list[_Deployment], args: argparse.Namespace) -> list[Throughput]:
+    """Pass-through and router throughput on each deployment, step by step in turn (so that a
+    change in the machine's load falls on all of them alike); then end to end on the first."""
+    for deployment in deployments:
+        _publish_presigned(deployment, args.events)
+    passthrough = []
+    for deployment in deployments:
+        passthrough.append(_rate(_passthrough(deployment.config, _issuer(deployment), args.events)))
+        _print_rate(deployment.mode, "pass-through copy", passthrough[-1])
+    routed = []
+    for deployment in deployments:
+        routed.append(_rate(_router_throughput(deployment.config, args.events)))
+        _print_rate(deployment.mode, "router", routed[-1])
+    for deployment, copy, router in zip(deployments, passthrough, routed, strict=True):
+        ratio, cpu_ratio = router[0] / copy[0], copy[1] / router[1]
+        print(
+            f"  {deployment.mode:<9} {'ratio':<17} : {ratio:9.2f}   "
+            f"(goal >= 0.5: {_ok(ratio >= 0.5)}); by CPU time per event {cpu_ratio:.2f}",
+            flush=True,
+        )
+    first = deployments[0]
     latencies, lost = _latency(
-        config_path, config, ids, rate=args.rate, seconds=args.latency_seconds
+        first.config_path, first.config, first.ids, rate=args.rate, seconds=args.latency_seconds
     )
     p50 = statistics.median(latencies) if latencies else float("nan")
     p99 = _percentile(latencies, 0.99)
+    only = f"; {first.mode} Kafka only" if len(deployments) > 1 else ""
     print(
-        f"  end to end at {args.rate:.0f} events/s for {args.latency_seconds:.0f} s "
-        f"({len(latencies)} events, {lost} not seen): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-        f"(goal p99 < 250 ms: {_ok(p99 < 250 and not lost)})",
+        f"  {first.mode:<9} end to end at {args.rate:.0f} events/s for "
+        f"{args.latency_seconds:.0f} s ({len(latencies)} events, {lost} not seen): "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p99 < 250 ms: "
+        f"{_ok(p99 < 250 and not lost)}){only}",
         flush=True,
     )
-    return Throughput(passthrough, routed)
+    return [Throughput(c, r) for c, r in zip(passthrough, routed, strict=True)]
+
+
+def _issuer(deployment: _Deployment) -> str:
+    return deployment.ids[_WESTMINSTER]
 
 
 def _ok(passed: bool) -> str:
@@ -257,7 +287,7 @@ def _event(number: int, tag: str) -> dict[str, Any]:
     return {**EVENT, "subject": child, "fields": {**EVENT["fields"], "la_child_id": child}}
 
 
-def _publish_presigned(config: Any, issuer: str, count: int) -> None:
+def _publish_presigned(deployment: _Deployment, count: int) -> None:
     """Sign first, then produce as fast as Kafka takes them (publishing is not measured)."""
     from broker.config import topic_ingress
     from broker.envelope import issue
@@ -265,6 +295,7 @@ def _publish_presigned(config: Any, issuer: str, count: int) -> None:
     from broker.publish import agency_key
     from broker.schemas import SchemaRegistry
 
+    config, issuer = deployment.config, _issuer(deployment)
     registry = SchemaRegistry.default()
     key = agency_key(config, issuer)
     started = time.monotonic()
@@ -279,7 +310,8 @@ def _publish_presigned(config: Any, issuer: str, count: int) -> None:
         producer.flush()
     finally:
         producer.close()
-    print(f"  published {count} events in {time.monotonic() - started:.1f} s", flush=True)
+    took = time.monotonic() - started
+    print(f"  {deployment.mode:<9} published {count} events in {took:.1f} s", flush=True)
 
 
 Mark = tuple[float, float, int]  # (wall clock, this process's CPU time, events done)
@@ -299,8 +331,11 @@ def _rate(marks: list[Mark]) -> Rate:
     return (n1 - n0) / (t1 - t0), (c1 - c0) / (n1 - n0) * 1e6
 
 
-def _print_rate(label: str, rate: Rate) -> None:
-    print(f"  {label:<18}: {rate[0]:9.0f} events/s, {rate[1]:6.0f} µs CPU/event", flush=True)
+def _print_rate(mode: str, label: str, rate: Rate) -> None:
+    print(
+        f"  {mode:<9} {label:<17} : {rate[0]:9.0f} events/s, {rate[1]:6.0f} µs CPU/event",
+        flush=True,
+    )
 
 
 def _passthrough(config: Any, issuer: str, total: int) -> list[Mark]:
