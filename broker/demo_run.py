@@ -3,8 +3,9 @@
 Westminster places a 15-year-old unaccompanied child with a trafficking concern, appoints a
 guardian and refers her to the NRM; she goes missing within 48 hours; the police open and close a
 missing-person report; the NRM decides. A second child is "away" with no concern. A forged event
-and an event on the wrong topic are quarantined. Each agency's verified feed is then printed:
-who received what, under which agreement.
+is quarantined. Each agency's verified feed is then printed: who received what, under which
+agreement; the police are refused other agencies' topics by Kafka; the auditor verifies and
+replays the log.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from broker.scaffold import REPO_ROOT, write_deployment
 EXAMPLE_EVENTS = REPO_ROOT / "examples" / "events"
 SSDA903_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "ssda903-fake"
 STATS_OUT = Path("var") / "demo" / "statistics"
+DEMO_CHILD = "WCC-2026-0147"  # Westminster's reference for the child of the story
 console = Console(width=140)
 
 
@@ -87,8 +89,10 @@ def _scenario(access: ClusterAccess, work: Path) -> int:
     if config.kafka.secured:
         console.rule("3b. The transport refuses what an agency's agreements do not give it")
         _transport_refusals(config)
-    status = _national_collection(config, work / "deployment" / "config.yaml")
-    return 1 if failures else status
+    config_path = work / "deployment" / "config.yaml"
+    status = _national_collection(config, config_path)
+    audited = _auditor(config_path)
+    return 1 if failures else status or audited
 
 
 def _national_collection(config: BrokerConfig, config_path: Path) -> int:
@@ -113,6 +117,18 @@ def _national_collection(config: BrokerConfig, config_path: Path) -> int:
         ["stats", "--config", str(config_path), "--out", str(out), "--rebuild", "--year", "2018"]
     )
     return status or counted
+
+
+def _auditor(config_path: Path) -> int:
+    """The auditor's step: verify the chains, replay every decision, one child's disclosures."""
+    from broker.cli import main as broker_main
+
+    console.rule("5. The auditor: verify, replay, and one child's disclosures")
+    config = ["--config", str(config_path)]
+    verified = broker_main(["audit", "verify", *config])
+    replayed = broker_main(["audit", "replay", *config])
+    broker_main(["audit", "disclosures", *config, "--subject", DEMO_CHILD, "--format", "table"])
+    return verified or replayed
 
 
 def _publish_bad_input(config: BrokerConfig) -> None:
@@ -174,7 +190,10 @@ def _transport_refusals(config: BrokerConfig) -> None:
             console.print(f"police.met tries to {label}: [green]refused[/green]: {exc}")
         else:
             console.print(f"[red]police.met could {label}: the ACLs are too wide[/red]")
-    console.print("also sent: one event with a forged signature, one on another agency's topic")
+    console.print(
+        "police.met also sent one event with a forged signature on its own topic "
+        "(the router quarantines it)"
+    )
 
 
 def _show_feed(config: BrokerConfig, agency: str) -> int:

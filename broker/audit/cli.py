@@ -37,12 +37,13 @@ from broker.config import (
     TOPIC_CHECKPOINTS,
     BrokerConfig,
     load_config,
+    topic_feed,
     topic_ingress,
 )
 from broker.envelope import KeyRegistry, VerificationError
 from broker.errors import BrokerError
 from broker.kafka.client import KafkaClients
-from broker.kafka.credentials import AUDITOR
+from broker.kafka.credentials import AUDITOR, principal_of
 
 
 def key_lookup(keys: KeyRegistry) -> KeyLookup:
@@ -422,7 +423,10 @@ def run_dump(args: argparse.Namespace) -> int:
         agencies=config.agency_ids,
         with_values=args.with_values,
     )
-    with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
+    # Auditors may not read feeds: an agency dumps (and verifies) its own feed as itself.
+    owner = next((a for a in config.agency_ids if args.topic == topic_feed(a)), None)
+    principal = principal_of(owner) if owner else AUDITOR
+    with TopicReader(KafkaClients(config.kafka, principal)) as reader:
         for message in reader.read_topic(args.topic, start=start, end=end):
             sys.stdout.write(json.dumps(dumper.line(message), sort_keys=True) + "\n")
     print(
