@@ -33,7 +33,9 @@ from broker.router.core import (
     INTERNAL_ERROR,
     IngressCheck,
     check_ingress,
+    deliverable,
     event_view,
+    issued_subject,
     learn_relationships,
 )
 from broker.schemas import SchemaRegistry
@@ -144,10 +146,11 @@ class PartitionReplay:
             return
         header = event.header
         self.seen.add((header.issuer, header.event_id))
-        context = self.subjects.get(header.subject) or SubjectContext()
+        subject = issued_subject(event)
+        context = self.subjects.get(subject) or SubjectContext()
         updated = learn_relationships(context, header.event_type, event.fields)
         if updated != context:
-            self.subjects[header.subject] = updated
+            self.subjects[subject] = updated
 
     def step(self, offset: int, value: bytes | None, recorded: Recorded) -> list[str]:
         """Re-decide one record at its recorded time; return the differences (names only)."""
@@ -172,7 +175,7 @@ class PartitionReplay:
                 "event_id": h.event_id,
                 "issuer": h.issuer,
                 "event_type": h.event_type,
-                "subject": h.subject,
+                "subject": envelope.subject,
                 "occurred_at": h.occurred_at,
             }
             digests = sorted(envelope.digests)
@@ -184,7 +187,7 @@ class PartitionReplay:
         decision = self.judge.agreements.decide(
             event_view(event),
             now=now,
-            context=self.subjects.get(event.header.subject) or SubjectContext(),
+            context=self.subjects.get(issued_subject(event)) or SubjectContext(),
             pseudonym_key=_placeholder_key,
         )
         recipients = [
@@ -197,6 +200,7 @@ class PartitionReplay:
             }
             for recipient, grant in sorted(decision.grants.items())
             if recipient in self.judge.agencies
+            and deliverable(grant.fields_shared, event.header.version)
         ]
         errors = sorted({(e.rule.agreement, e.stage) for e in decision.errors})
         return _Expected(

@@ -147,7 +147,7 @@ def _publish_presigned(config: Any, issuer: str, count: int) -> None:
     records = []
     for number in range(count):
         envelope = issue(_event(number, "tp"), issuer=issuer, key=key, registry=registry)
-        records.append((envelope.header.subject.encode(), envelope.to_bytes(registry)))
+        records.append(((envelope.subject or "").encode(), envelope.to_bytes(registry)))
     producer = KafkaClients(config.kafka).producer()
     try:
         for subject, value in records:
