@@ -28,6 +28,7 @@ from broker.audit.findings import Finding, FindingCode, report_order
 from broker.audit.record import Outcome, decode_fields, read_header
 from broker.config import TOPIC_AUDIT, agency_of_ingress
 from broker.envelope import KeyRegistry
+from broker.ids import SUBJECT_FIELD
 from broker.router.core import (
     DUPLICATE,
     INTERNAL_ERROR,
@@ -155,11 +156,12 @@ class PartitionReplay:
     def step(self, offset: int, value: bytes | None, recorded: Recorded) -> list[str]:
         """Re-decide one record at its recorded time; return the differences (names only)."""
         checked = self._check(value)
-        expected = self._expected(checked, recorded.decided_at)
+        legacy = recorded_before_subject(recorded.fields)
+        expected = self._expected(checked, recorded.decided_at, legacy=legacy)
         self._after(checked)
         return _differences(expected, recorded.fields)
 
-    def _expected(self, checked: IngressCheck, now: datetime) -> _Expected:
+    def _expected(self, checked: IngressCheck, now: datetime, *, legacy: bool) -> _Expected:
         envelope = checked.envelope
         header: dict[str, Any] = {
             "event_id": None,
@@ -190,17 +192,19 @@ class PartitionReplay:
             context=self.subjects.get(issued_subject(event)) or SubjectContext(),
             pseudonym_key=_placeholder_key,
         )
+        # A legacy decision forwarded v1 events to every recipient and named no subject.
+        drop = {SUBJECT_FIELD} if legacy else set()
         recipients = [
             {
                 "recipient": recipient,
-                "fields_forwarded": sorted(grant.fields_shared),
-                "fields_withheld": sorted(grant.fields_withheld),
+                "fields_forwarded": sorted(grant.fields_shared - drop),
+                "fields_withheld": sorted(grant.fields_withheld - drop),
                 "derived": sorted(grant.derived),
                 "agreements": sorted(grant.agreements),
             }
             for recipient, grant in sorted(decision.grants.items())
             if recipient in self.judge.agencies
-            and deliverable(grant.fields_shared, event.header.version)
+            and (legacy or deliverable(grant.fields_shared, event.header.version))
         ]
         errors = sorted({(e.rule.agreement, e.stage) for e in decision.errors})
         return _Expected(
@@ -211,6 +215,17 @@ class PartitionReplay:
             recipients,
             [{"agreement": a, "code": c} for a, c in errors],
         )
+
+
+def recorded_before_subject(recorded: Mapping[str, Any]) -> bool:
+    """Whether a decision was recorded by a router that predates the subject as a grantable item
+    (wire format v2): it forwarded to recipients yet names the subject in no field list. Such a
+    decision is re-checked as that router decided, so upgrading raises no false findings."""
+    recipients = recorded.get("recipients") or []
+    return bool(recipients) and not any(
+        SUBJECT_FIELD in r["fields_forwarded"] or SUBJECT_FIELD in r["fields_withheld"]
+        for r in recipients
+    )
 
 
 def _names(diff_plus: Iterable[str], diff_minus: Iterable[str]) -> str:
