@@ -149,6 +149,9 @@ class RouterCore:
         self.router_key = router_key
         self.agencies = frozenset(agencies)
         self.pseudonym_key = pseudonym_key
+        # Every forward's record key is keyed per recipient: a missing pseudonym secret stops the
+        # router at start (its ConfigError names the fix) instead of quarantining every event.
+        pseudonym_key(router_key.agency_id)
         self.registry = registry or SchemaRegistry.default()
 
     def route(

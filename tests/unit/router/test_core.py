@@ -10,7 +10,7 @@ import pytest
 from broker.agreements import load_agreements
 from broker.audit.record import DecisionRecord, Outcome, decode_fields
 from broker.audit.replay import Judge, PartitionReplay, Recorded
-from broker.config import TOPIC_AUDIT, TOPIC_QUARANTINE, load_config
+from broker.config import TOPIC_AUDIT, TOPIC_QUARANTINE, ConfigError, load_config
 from broker.envelope import (
     ForwardedEnvelope,
     KeyRegistry,
@@ -331,3 +331,21 @@ def test_replay_re_checks_a_decision_recorded_before_the_subject_was_granted(
     assert replay.step(0, value.to_bytes(), Recorded(0, 0, without_police)) == [
         "recipient police.met allowed by the agreements but not recorded"
     ]
+
+
+def test_a_router_without_pseudonym_secret_does_not_start(
+    deployment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every feed record key is an HMAC under the recipient's pseudonym key: without the secret
+    the router refuses to start rather than quarantining every event."""
+    config = load_config(deployment)
+    monkeypatch.delenv(config.router.pseudonym_secret_env, raising=False)
+    config.router.__dict__["pseudonym_secret_file"] = None  # as if the config named none
+    with pytest.raises(ConfigError, match="pseudonym secret"):
+        RouterCore(
+            keys=KeyRegistry.from_dir(config.keys_dir),
+            agreements=load_agreements(config.agreements_dir),
+            router_key=load_signing_key(config.router.signing_key),
+            agencies=config.agency_ids,
+            pseudonym_key=config.pseudonym_key,
+        )
