@@ -212,8 +212,9 @@ def _show_feed(config: BrokerConfig, agency: str) -> int:
                     continue
                 shown = item.event.to_json(reader.registry)
                 received = [name for name, value in shown["fields"].items() if value is not None]
+                subject = shown["subject"] or "(subject withheld)"
                 table.add_row(
-                    f"{shown['event_type']}\n{shown['issuer']}\n{shown['subject']}",
+                    f"{shown['event_type']}\n{shown['issuer']}\n{subject}",
                     ", ".join(sorted(received)),
                     ", ".join(sorted(shown["derived"])),
                     "\n".join(shown["agreements"]),

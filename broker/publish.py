@@ -53,7 +53,12 @@ def agency_key(config: BrokerConfig, agency_id: str) -> SigningKey:
 
 
 class Publisher:
-    """Signs events as one agency and produces them, keyed by subject, idempotently."""
+    """Signs events as one agency and produces them, keyed by subject, idempotently.
+
+    The ingress record key is the issuer's raw subject reference, so one child's events stay in
+    one partition and in order: ingress is read only by the router and auditors, who are
+    entitled to the subject (docs/wire-format.md, "Who sees the subject").
+    """
 
     def __init__(
         self, config: BrokerConfig, agency_id: str, *, key: SigningKey | None = None
@@ -71,8 +76,9 @@ class Publisher:
         """Sign and send one event; raises a `BrokerError` naming the problem when invalid."""
         envelope = issue(event, issuer=self.agency_id, key=self.key, registry=self.registry)
         header = envelope.header
+        subject = envelope.subject or ""  # issue() always sets one
         future = self.producer.send(
-            self.topic, key=header.subject.encode(), value=envelope.to_bytes(self.registry)
+            self.topic, key=subject.encode(), value=envelope.to_bytes(self.registry)
         )
         self._pending.append((where, header.event_type, future))
         return header.event_id

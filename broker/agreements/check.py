@@ -23,7 +23,7 @@ from broker.agreements.exceptions import AgreementError, Problem
 from broker.agreements.loader import SourcedAgreement, read_dir
 from broker.agreements.model import Rule
 from broker.agreements.transforms import TRANSFORMS
-from broker.ids import AGENCY_ID_RE, AGENCY_KIND_RE
+from broker.ids import AGENCY_ID_RE, AGENCY_KIND_RE, SUBJECT_FIELD
 
 
 class FieldKind(Protocol):
@@ -178,7 +178,7 @@ def _check_rule(
     types = ", ".join(t for t in rule.event_types if schema.known(t))
     in_any = {name for fields in known for name in fields}
     for position, name in enumerate(rule.share):
-        if name not in in_any:
+        if name not in in_any and name != SUBJECT_FIELD:  # the subject: every event has one
             problems.append(_at(one, (*here, "share", position),
                                 f"unknown field `{name}` for {types}",
                                 f"use a field of {types} (see schemas/avro/events/)"))
@@ -196,7 +196,7 @@ def _check_rule(
                                 f"({'/'.join(sorted(kinds))})",
                                 f"apply `{derivation.transform}` to a field of kind "
                                 + " or ".join(sorted(transform.accepts))))
-        if derivation.name in in_any:
+        if derivation.name in in_any or derivation.name == SUBJECT_FIELD:
             problems.append(_at(one, (*loc, "name"),
                                 f"derived name `{derivation.name}` is also a field of {types}",
                                 "give the derived value a name of its own, e.g. "

@@ -23,7 +23,7 @@ from broker.agreements.conditions import (
 from broker.agreements.exceptions import AgreementError, Problem
 from broker.agreements.model import Agreement, Derivation
 from broker.agreements.transforms import TRANSFORMS, TransformError
-from broker.ids import AGENCY_KIND_RE
+from broker.ids import AGENCY_KIND_RE, SUBJECT_FIELD
 
 PseudonymKey = Callable[[str], bytes]
 
@@ -61,7 +61,11 @@ class RuleRef:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What one recipient may receive of one event, and which rules allow each item."""
+    """What one recipient may receive of one event, and which rules allow each item.
+
+    `fields_shared` and `fields_withheld` name payload fields and, as `SUBJECT_FIELD`, the
+    issuer's subject reference (granted only by a rule that lists it under `share`).
+    """
 
     recipient: str
     fields_shared: frozenset[str]
@@ -318,7 +322,7 @@ def _grant(
     key_looked_up = False
     for rule in rules:
         for name in rule.share:
-            if name in event.fields:
+            if name in event.fields or name == SUBJECT_FIELD:
                 shared.add(name)
                 reasons.setdefault(name, {})[rule.ref] = None
         for derivation in rule.derive:
@@ -341,7 +345,7 @@ def _grant(
     return Grant(
         recipient=recipient,
         fields_shared=frozenset(shared),
-        fields_withheld=frozenset(event.fields) - shared,
+        fields_withheld=frozenset((*event.fields, SUBJECT_FIELD)) - shared,
         derived=derived,
         agreements=tuple(sorted({ref.agreement for ref in refs})),
         rules=refs,

@@ -23,6 +23,7 @@ from broker.audit.record import Outcome, decode_fields, format_time
 from broker.envelope import KeyRegistry, VerificationError
 from broker.envelope.verifier import verify_envelope
 from broker.errors import BrokerError
+from broker.ids import SUBJECT_FIELD
 from broker.schemas import SchemaRegistry
 
 ALLOW_VALUES_ENV = "BROKER_AUDIT_ALLOW_VALUES"
@@ -160,6 +161,8 @@ def add_values(
                 for name in row.fields
                 if name in event.fields
             }
+            if SUBJECT_FIELD in row.fields:  # the recipient got the issuer's reference itself
+                values[SUBJECT_FIELD] = event.subject
         except VerificationError as exc:
             values = {"_not_verified": exc.code}
         out.append(dataclasses.replace(row, values=values))

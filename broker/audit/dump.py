@@ -111,7 +111,7 @@ class Dumper:
             "event_id": header.event_id,
             "event_type": header.event_type,
             "issuer": header.issuer,
-            "subject": header.subject,
+            "subject": event.subject,
             "occurred_at": format_time(header.occurred_at),
             "issued_at": format_time(header.issued_at),
             "fields": sorted(event.fields),

@@ -28,12 +28,15 @@ from broker.audit.findings import Finding, FindingCode, report_order
 from broker.audit.record import Outcome, decode_fields, read_header
 from broker.config import TOPIC_AUDIT, agency_of_ingress
 from broker.envelope import KeyRegistry
+from broker.ids import SUBJECT_FIELD
 from broker.router.core import (
     DUPLICATE,
     INTERNAL_ERROR,
     IngressCheck,
     check_ingress,
+    deliverable,
     event_view,
+    issued_subject,
     learn_relationships,
 )
 from broker.schemas import SchemaRegistry
@@ -144,19 +147,21 @@ class PartitionReplay:
             return
         header = event.header
         self.seen.add((header.issuer, header.event_id))
-        context = self.subjects.get(header.subject) or SubjectContext()
+        subject = issued_subject(event)
+        context = self.subjects.get(subject) or SubjectContext()
         updated = learn_relationships(context, header.event_type, event.fields)
         if updated != context:
-            self.subjects[header.subject] = updated
+            self.subjects[subject] = updated
 
     def step(self, offset: int, value: bytes | None, recorded: Recorded) -> list[str]:
         """Re-decide one record at its recorded time; return the differences (names only)."""
         checked = self._check(value)
-        expected = self._expected(checked, recorded.decided_at)
+        legacy = recorded_before_subject(recorded.fields)
+        expected = self._expected(checked, recorded.decided_at, legacy=legacy)
         self._after(checked)
         return _differences(expected, recorded.fields)
 
-    def _expected(self, checked: IngressCheck, now: datetime) -> _Expected:
+    def _expected(self, checked: IngressCheck, now: datetime, *, legacy: bool) -> _Expected:
         envelope = checked.envelope
         header: dict[str, Any] = {
             "event_id": None,
@@ -172,7 +177,7 @@ class PartitionReplay:
                 "event_id": h.event_id,
                 "issuer": h.issuer,
                 "event_type": h.event_type,
-                "subject": h.subject,
+                "subject": envelope.subject,
                 "occurred_at": h.occurred_at,
             }
             digests = sorted(envelope.digests)
@@ -184,19 +189,22 @@ class PartitionReplay:
         decision = self.judge.agreements.decide(
             event_view(event),
             now=now,
-            context=self.subjects.get(event.header.subject) or SubjectContext(),
+            context=self.subjects.get(issued_subject(event)) or SubjectContext(),
             pseudonym_key=_placeholder_key,
         )
+        # A legacy decision forwarded v1 events to every recipient and named no subject.
+        drop = {SUBJECT_FIELD} if legacy else set()
         recipients = [
             {
                 "recipient": recipient,
-                "fields_forwarded": sorted(grant.fields_shared),
-                "fields_withheld": sorted(grant.fields_withheld),
+                "fields_forwarded": sorted(grant.fields_shared - drop),
+                "fields_withheld": sorted(grant.fields_withheld - drop),
                 "derived": sorted(grant.derived),
                 "agreements": sorted(grant.agreements),
             }
             for recipient, grant in sorted(decision.grants.items())
             if recipient in self.judge.agencies
+            and (legacy or deliverable(grant.fields_shared, event.header.version))
         ]
         errors = sorted({(e.rule.agreement, e.stage) for e in decision.errors})
         return _Expected(
@@ -207,6 +215,17 @@ class PartitionReplay:
             recipients,
             [{"agreement": a, "code": c} for a, c in errors],
         )
+
+
+def recorded_before_subject(recorded: Mapping[str, Any]) -> bool:
+    """Whether a decision was recorded by a router that predates the subject as a grantable item
+    (wire format v2): it forwarded to recipients yet names the subject in no field list. Such a
+    decision is re-checked as that router decided, so upgrading raises no false findings."""
+    recipients = recorded.get("recipients") or []
+    return bool(recipients) and not any(
+        SUBJECT_FIELD in r["fields_forwarded"] or SUBJECT_FIELD in r["fields_withheld"]
+        for r in recipients
+    )
 
 
 def _names(diff_plus: Iterable[str], diff_minus: Iterable[str]) -> str:

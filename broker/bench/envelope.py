@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     envelope_bytes = envelope.to_bytes()
     forwarded_bytes = forward().to_bytes()
     public_key = issuer_key.public_key_info()
-    signed = canonical.issuer_signing_input(envelope.header.to_bytes(), envelope.digests)
+    signed = canonical.issuer_signing_input(
+        envelope.header.to_bytes(), envelope.digests, version=envelope.header.version
+    )
     actions: dict[str, Callable[[], object]] = {
         BARE: lambda: public_key.verify(envelope.signature, signed),
         "issue (JSON event -> envelope bytes)": lambda: issue(

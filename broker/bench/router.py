@@ -302,7 +302,7 @@ def _publish_presigned(deployment: _Deployment, count: int) -> None:
     records = []
     for number in range(count):
         envelope = issue(_event(number, "tp"), issuer=issuer, key=key, registry=registry)
-        records.append((envelope.header.subject.encode(), envelope.to_bytes(registry)))
+        records.append(((envelope.subject or "").encode(), envelope.to_bytes(registry)))
     producer = KafkaClients(config.kafka, OPERATOR).producer()
     try:
         for subject, value in records:

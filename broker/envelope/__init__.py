@@ -28,6 +28,7 @@ from broker.envelope.model import (
     Envelope,
     ForwardedEnvelope,
     Header,
+    SubjectDisclosure,
     VerifiedEvent,
 )
 from broker.envelope.verifier import verify_envelope, verify_forwarded
@@ -46,6 +47,7 @@ __all__ = [
     "PublicKeyInfo",
     "ReasonCode",
     "SigningKey",
+    "SubjectDisclosure",
     "VerificationError",
     "VerifiedEvent",
     "disclose",

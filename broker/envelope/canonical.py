@@ -9,6 +9,7 @@ inputs produce the same byte string.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,6 +25,11 @@ DIGEST_SIZE = 32
 SALT_SIZE = 16
 ISSUER_DOMAIN = b"uk.safeguarding.envelope/v1 issuer"
 ROUTER_DOMAIN = b"uk.safeguarding.envelope/v1 router"
+ISSUER_DOMAIN_V2 = b"uk.safeguarding.envelope/v2 issuer"
+ROUTER_DOMAIN_V2 = b"uk.safeguarding.envelope/v2 router"
+# The name under which the v2 subject disclosure is hashed. `$` cannot start an Avro field name,
+# so no payload disclosure can ever have this name.
+SUBJECT_NAME = "$subject"
 FORWARDED_SCHEMA = "uk.safeguarding.envelope.ForwardedEnvelope"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -72,6 +78,12 @@ def disclosure_digests(disclosures: Iterable[tuple[bytes, str, bytes]]) -> list[
     ]  # fmt: skip
 
 
+def subject_digest(salt: bytes, subject: str) -> bytes:
+    """v2: SHA-256(lp(salt) || lp(utf8("$subject")) || lp(utf8(subject))), the digest the signed
+    header commits to instead of the subject itself."""
+    return disclosure_digest(salt, SUBJECT_NAME, subject.encode("utf-8"))
+
+
 def header_bytes(
     *,
     event_id: str,
@@ -81,9 +93,17 @@ def header_bytes(
     key_id: str,
     issued_at: datetime,
     occurred_at: datetime,
-    subject: str,
+    subject: str | None = None,
+    subject_digest: bytes | None = None,
 ) -> bytes:
-    """The header fields in their fixed order, each length-prefixed."""
+    """The header fields in their fixed order, each length-prefixed.
+
+    The last item is the subject itself (v1) or the digest of its salted disclosure (v2):
+    exactly one of `subject` and `subject_digest` is given.
+    """
+    if (subject is None) == (subject_digest is None):
+        raise ValueError("a header has either a subject (v1) or a subject digest (v2)")
+    last = _text(subject) if subject is not None else lp(subject_digest or b"")
     return b"".join(
         (
             _text(event_id),
@@ -93,7 +113,7 @@ def header_bytes(
             _name(key_id),
             _time(issued_at),
             _time(occurred_at),
-            _text(subject),
+            last,
         )
     )
 
@@ -103,9 +123,20 @@ def _digest_list(digests: Iterable[bytes]) -> bytes:
     return len(ordered).to_bytes(4, "big") + b"".join(lp(d) for d in ordered)
 
 
-def issuer_signing_input(header: bytes, digests: Iterable[bytes]) -> bytes:
-    """What the issuer signs: lp(domain) || lp(header) || count || lp(digest)... (sorted)."""
-    return lp(ISSUER_DOMAIN) + lp(header) + _digest_list(digests)
+def issuer_signing_input(header: bytes, digests: Iterable[bytes], *, version: int = 1) -> bytes:
+    """What the issuer signs: lp(domain) || lp(header) || count || lp(digest)... (sorted).
+
+    The domain names the wire-format version, so a v1 signature never verifies as v2 or back.
+    """
+    return lp(_issuer_domain(version)) + lp(header) + _digest_list(digests)
+
+
+def _issuer_domain(version: int) -> bytes:
+    if version == 1:
+        return ISSUER_DOMAIN
+    if version == 2:
+        return ISSUER_DOMAIN_V2
+    raise ValueError(f"unknown wire-format version {version}")
 
 
 def router_signing_input(
@@ -120,24 +151,37 @@ def router_signing_input(
     router: str,
     router_key_id: str,
     forwarded_at: datetime,
+    version: int = 1,
+    subject_digest: bytes | None = None,
 ) -> bytes:
     """What the router signs: the forward bound to one issued event and one recipient.
 
     The issuer's signature pins the exact header and digest list; the disclosed digests say what
     the router chose to forward; derived values are sorted by name, each value Avro-encoded with
-    the `DerivedValue.value` union.
+    the `DerivedValue.value` union. v2 adds, after the disclosed digests, `lp(subject digest)` if
+    the subject disclosure is forwarded, else `lp("")`: the router signs whether it forwarded the
+    subject.
     """
+    if version == 1:
+        if subject_digest is not None:
+            raise ValueError("a v1 forward has no subject disclosure")
+        domain, subject_part = ROUTER_DOMAIN, b""
+    elif version == 2:
+        domain, subject_part = ROUTER_DOMAIN_V2, lp(subject_digest or b"")
+    else:
+        raise ValueError(f"unknown wire-format version {version}")
     derived_part = len(derived).to_bytes(4, "big") + b"".join(
         _name(name) + lp(encode_derived_value(derived[name])) for name in sorted(derived)
     )
     agreements_part = len(agreements).to_bytes(4, "big") + b"".join(_name(a) for a in agreements)
     return b"".join(
         (
-            lp(ROUTER_DOMAIN),
+            lp(domain),
             _text(event_id),
             _name(issuer),
             lp(issuer_signature),
             _digest_list(disclosed_digests),
+            subject_part,
             derived_part,
             agreements_part,
             _name(recipient),
@@ -167,3 +211,17 @@ def _derived_value_schema() -> Any:
         "fields": [{"name": "value", "type": value_type}],
     }
     return parse_schema(record)
+
+
+FEED_KEY_DOMAIN = b"uk.safeguarding.feed-key/v1"
+
+
+def feed_record_key(recipient_key: bytes, issuer: str, subject: str) -> bytes:
+    """The Kafka record key of a forward: hex HMAC-SHA256 under the recipient's pseudonym key of
+    lp(domain) || lp(utf8(issuer)) || lp(utf8(subject)).
+
+    Stable per recipient, issuer and subject (one child's forwards stay in one feed partition, in
+    order), but neither the subject nor linkable across recipients.
+    """
+    data = lp(FEED_KEY_DOMAIN) + _name(issuer) + _text(subject)
+    return hmac.new(recipient_key, data, hashlib.sha256).hexdigest().encode("ascii")

@@ -15,6 +15,7 @@ from broker.envelope import canonical
 from broker.envelope.errors import DisclosureError
 from broker.envelope.keys import SigningKey
 from broker.envelope.model import Derived, Envelope, ForwardedEnvelope
+from broker.ids import SUBJECT_FIELD
 from broker.personal import PersonalDict
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -34,8 +35,20 @@ def disclose(
 
     `agreements` are the `id@version` strings that allowed this forward. Derived values may be
     null, bool, int, float, str or a list of str.
+
+    `fields` may name the subject (`SUBJECT_FIELD`): a v2 forward then carries the subject
+    disclosure, and without it carries only the subject's digest. A v1 envelope has the subject
+    in its signed header and cannot withhold it, so it is forwarded only when the subject is
+    named (otherwise `DisclosureError`).
     """
     wanted = set(fields)
+    share_subject = SUBJECT_FIELD in wanted
+    wanted.discard(SUBJECT_FIELD)
+    if envelope.version == 1 and not share_subject:
+        raise DisclosureError(
+            f"event {envelope.header.event_id} is wire format v1, whose signed header shows the "
+            "subject: it can go only to a recipient granted the subject"
+        )
     available = {d.name for d in envelope.disclosures}
     unknown = sorted(wanted - available)
     if unknown:
@@ -47,6 +60,9 @@ def disclose(
             raise DisclosureError("agreements must be given as 'id@version' strings")
     values = PersonalDict((name, _derived_value(name, v)) for name, v in (derived or {}).items())
     kept = tuple(d for d in envelope.disclosures if d.name in wanted)
+    subject = envelope.subject_disclosure if share_subject else None
+    if envelope.version == 2 and share_subject and subject is None:
+        raise DisclosureError(f"{envelope.header.event_type} envelope has no subject disclosure")
     forwarded_at = (now or datetime.now(UTC)).astimezone(UTC)
     router_key.check_valid_at(forwarded_at)
     signature = router_key.sign(
@@ -61,6 +77,8 @@ def disclose(
             router=router_key.agency_id,
             router_key_id=router_key.key_id,
             forwarded_at=forwarded_at,
+            version=envelope.version,
+            subject_digest=None if subject is None else envelope.header.subject_digest,
         )
     )
     section = Derived(
@@ -72,7 +90,9 @@ def disclose(
         forwarded_at=forwarded_at,
         signature=signature,
     )
-    return ForwardedEnvelope(envelope.header, envelope.digests, kept, envelope.signature, section)
+    return ForwardedEnvelope(
+        envelope.header, envelope.digests, kept, envelope.signature, section, subject
+    )
 
 
 def _derived_value(name: str, value: Any) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 from broker.envelope import canonical
 from broker.envelope.errors import EventFormatError, KeyFileError
 from broker.envelope.keys import SigningKey
-from broker.envelope.model import Disclosure, Envelope, Header
+from broker.envelope.model import Disclosure, Envelope, Header, SubjectDisclosure
 from broker.schemas import SchemaRegistry
 from broker.schemas.fields import parse_time
 
@@ -26,12 +26,19 @@ def issue(
     now: datetime | None = None,
     registry: SchemaRegistry | None = None,
     salts: Mapping[str, bytes] | None = None,
+    version: int = 2,
 ) -> Envelope:
     """Validate an EVENTS.md JSON event and return it as an envelope signed with `key`.
 
     Every payload field (null ones too, so the digest count reveals nothing) gets a disclosure
-    with a fresh 128-bit salt. `salts` fixes them per field name: for test vectors only.
+    with a fresh 128-bit salt. Wire format `version` 2 (the default) puts the subject in a
+    salted disclosure of its own, committed to by its digest in the header, so the router can
+    withhold it; version 1 (the subject in the signed header, seen by every recipient) is kept
+    for tests and vectors only. `salts` fixes the salts per field name (the subject's under
+    `canonical.SUBJECT_NAME`): for test vectors only.
     """
+    if version not in (1, 2):
+        raise EventFormatError(f"unknown wire-format version {version}; use 2")
     registry = registry or SchemaRegistry.default()
     if key.agency_id != issuer:
         raise KeyFileError(f"key {key.agency_id}/{key.key_id} cannot sign for issuer {issuer}")
@@ -41,11 +48,12 @@ def issue(
     values = registry.validate_fields(event_type, fields)
     disclosures = []
     for name, value in values.items():
-        salt = salts[name] if salts is not None else os.urandom(canonical.SALT_SIZE)
-        if len(salt) != canonical.SALT_SIZE:
-            raise EventFormatError(f"salt for field '{name}' must be {canonical.SALT_SIZE} bytes")
+        salt = _salt(salts, name)
         disclosures.append(Disclosure(salt, name, registry.encode_value(event_type, name, value)))
     digests = tuple(sorted(canonical.disclosure_digests(disclosures)))
+    subject_disclosure = None
+    if version == 2:
+        subject_disclosure = SubjectDisclosure(_salt(salts, canonical.SUBJECT_NAME), subject)
     header = Header(
         event_id=event_id,
         event_type=event_type,
@@ -54,10 +62,20 @@ def issue(
         key_id=key.key_id,
         issued_at=issued_at,
         occurred_at=occurred_at,
-        subject=subject,
+        subject=subject if subject_disclosure is None else None,
+        subject_digest=None if subject_disclosure is None else subject_disclosure.digest(),
     )
-    signature = key.sign(canonical.issuer_signing_input(header.to_bytes(), digests))
-    return Envelope(header, digests, tuple(disclosures), signature)
+    signature = key.sign(
+        canonical.issuer_signing_input(header.to_bytes(), digests, version=header.version)
+    )
+    return Envelope(header, digests, tuple(disclosures), signature, subject_disclosure)
+
+
+def _salt(salts: Mapping[str, bytes] | None, name: str) -> bytes:
+    salt = salts[name] if salts is not None else os.urandom(canonical.SALT_SIZE)
+    if len(salt) != canonical.SALT_SIZE:
+        raise EventFormatError(f"salt for '{name}' must be {canonical.SALT_SIZE} bytes")
+    return salt
 
 
 def _read_event(event: Mapping[str, Any]) -> tuple[str, str, str, datetime, Mapping[str, Any]]:

@@ -26,11 +26,20 @@ from broker.schemas.fields import format_time
 
 ENVELOPE_SCHEMA = "uk.safeguarding.envelope.Envelope"
 FORWARDED_SCHEMA = canonical.FORWARDED_SCHEMA
+ENVELOPE_SCHEMA_V2 = "uk.safeguarding.envelope.v2.Envelope"
+FORWARDED_SCHEMA_V2 = "uk.safeguarding.envelope.v2.ForwardedEnvelope"
+ENVELOPE_SCHEMAS = {1: ENVELOPE_SCHEMA, 2: ENVELOPE_SCHEMA_V2}
+FORWARDED_SCHEMAS = {1: FORWARDED_SCHEMA, 2: FORWARDED_SCHEMA_V2}
 
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """What the event is, who issued it with which key, and when; signed by the issuer."""
+    """What the event is, who issued it with which key, and when; signed by the issuer.
+
+    Wire format v1 carries the issuer's `subject` reference itself, so every recipient sees it;
+    v2 carries only `subject_digest`, the digest of a salted subject disclosure that travels
+    beside the header and that the router forwards only to recipients granted it.
+    """
 
     event_id: str
     event_type: str
@@ -39,7 +48,19 @@ class Header:
     key_id: str
     issued_at: datetime
     occurred_at: datetime
-    subject: str = field(repr=False)
+    subject: str | None = field(default=None, repr=False)
+    subject_digest: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.subject is None) == (self.subject_digest is None):
+            raise VerificationError(
+                "bad_encoding", f"event {self.event_id}: header needs a subject or its digest"
+            )
+
+    @property
+    def version(self) -> int:
+        """The wire-format version: 1 (subject in the header) or 2 (subject disclosure)."""
+        return 1 if self.subject_digest is None else 2
 
     def to_bytes(self) -> bytes:
         """The canonical header bytes (see `canonical.header_bytes`)."""
@@ -52,11 +73,12 @@ class Header:
             issued_at=self.issued_at,
             occurred_at=self.occurred_at,
             subject=self.subject,
+            subject_digest=self.subject_digest,
         )
 
     def to_record(self) -> dict[str, Any]:
-        """The Avro record form."""
-        return {
+        """The Avro record form (of this header's version)."""
+        record: dict[str, Any] = {
             "event_id": self.event_id,
             "event_type": self.event_type,
             "schema_fingerprint": self.schema_fingerprint,
@@ -64,8 +86,12 @@ class Header:
             "key_id": self.key_id,
             "issued_at": self.issued_at,
             "occurred_at": self.occurred_at,
-            "subject": self.subject,
         }
+        if self.subject_digest is None:
+            record["subject"] = self.subject
+        else:
+            record["subject_digest"] = self.subject_digest
+        return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Header:
@@ -95,6 +121,31 @@ class Disclosure(NamedTuple):
         return canonical.disclosure_digest(self.salt, self.name, self.value)
 
 
+class SubjectDisclosure(NamedTuple):
+    """v2: the issuer's subject reference with its 128-bit salt; text form shows neither."""
+
+    salt: bytes
+    value: str
+
+    def __repr__(self) -> str:
+        return "SubjectDisclosure()"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    def digest(self) -> bytes:
+        """The digest the signed v2 header commits to (`Header.subject_digest`)."""
+        return canonical.subject_digest(self.salt, self.value)
+
+    def to_record(self) -> dict[str, Any]:
+        """The Avro record form."""
+        return {"salt": self.salt, "value": self.value}
+
+
+def _subject_disclosure(record: Mapping[str, Any] | None) -> SubjectDisclosure | None:
+    return None if record is None else SubjectDisclosure(record["salt"], record["value"])
+
+
 _DISCLOSURE_FIELDS = itemgetter("salt", "name", "value")
 
 
@@ -103,14 +154,21 @@ def _disclosures(records: list[dict[str, Any]]) -> tuple[Disclosure, ...]:
     return tuple([make(_DISCLOSURE_FIELDS(r)) for r in records])
 
 
-def _decode(data: bytes, schema: str, registry: SchemaRegistry | None) -> dict[str, Any]:
+def _decode(
+    data: bytes, schemas: Mapping[int, str], registry: SchemaRegistry | None
+) -> dict[str, Any]:
+    """Decode a message of one of `schemas` (wire-format version -> schema name)."""
     registry = registry or SchemaRegistry.default()
     try:
-        return registry.decode(data, expected=schema)[1]
+        name, record = registry.decode(data)
     except UnknownSchemaError:
         raise VerificationError("unknown_schema", "message schema fingerprint unknown") from None
     except EncodingError as exc:
         raise VerificationError("bad_encoding", str(exc)) from None
+    if name not in schemas.values():
+        expected = " or ".join(schemas.values())
+        raise VerificationError("bad_encoding", f"expected a {expected} message, got {name}")
+    return record
 
 
 def writer_for(header: Header, registry: SchemaRegistry) -> WriterSchema:
@@ -148,20 +206,34 @@ def _field_values(
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """An issued event: header, one disclosure per payload field, sorted digests, signature."""
+    """An issued event: header, one disclosure per payload field, sorted digests, signature;
+    in v2 also the subject disclosure."""
 
     header: Header
     digests: tuple[bytes, ...] = field(repr=False)
     disclosures: tuple[Disclosure, ...]
     signature: bytes = field(repr=False)
+    subject_disclosure: SubjectDisclosure | None = field(default=None, repr=False)
+
+    @property
+    def version(self) -> int:
+        """The wire-format version (the header's)."""
+        return self.header.version
+
+    @property
+    def subject(self) -> str | None:
+        """The issuer's subject reference as carried (checked only by verification)."""
+        if self.header.subject is not None:
+            return self.header.subject
+        return None if self.subject_disclosure is None else self.subject_disclosure.value
 
     def field_values(self, registry: SchemaRegistry | None = None) -> PersonalDict:
         """Decoded values of all disclosures (for agreement evaluation); text form redacted."""
         return _field_values(self.header, self.disclosures, registry)
 
     def to_record(self) -> dict[str, Any]:
-        """The Avro record form."""
-        return {
+        """The Avro record form (of this envelope's version)."""
+        record: dict[str, Any] = {
             "header": self.header.to_record(),
             "digests": list(self.digests),
             "disclosures": [
@@ -169,25 +241,32 @@ class Envelope:
             ],
             "signature": self.signature,
         }
+        if self.version == 2:
+            record["subject"] = (
+                None if self.subject_disclosure is None else self.subject_disclosure.to_record()
+            )
+        return record
 
     def to_bytes(self, registry: SchemaRegistry | None = None) -> bytes:
         """Avro single-object encoding."""
-        return (registry or SchemaRegistry.default()).encode(ENVELOPE_SCHEMA, self.to_record())
+        registry = registry or SchemaRegistry.default()
+        return registry.encode(ENVELOPE_SCHEMAS[self.version], self.to_record())
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Envelope:
-        """From the Avro record form."""
+        """From the Avro record form (v1 or v2)."""
         return cls(
             header=Header.from_record(record["header"]),
             digests=tuple(record["digests"]),
             disclosures=_disclosures(record["disclosures"]),
             signature=record["signature"],
+            subject_disclosure=_subject_disclosure(record.get("subject")),
         )
 
     @classmethod
     def from_bytes(cls, data: bytes, registry: SchemaRegistry | None = None) -> Envelope:
         """Decode; raises `VerificationError` (bad_encoding, unknown_schema)."""
-        return cls.from_record(_decode(data, ENVELOPE_SCHEMA, registry))
+        return cls.from_record(_decode(data, ENVELOPE_SCHEMAS, registry))
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,32 +314,42 @@ class Derived:
 
 @dataclass(frozen=True, slots=True)
 class ForwardedEnvelope:
-    """What a recipient receives: permitted disclosures, all digests, both signatures."""
+    """What a recipient receives: permitted disclosures, all digests, both signatures; in v2
+    the subject disclosure only if the recipient is granted the subject."""
 
     header: Header
     digests: tuple[bytes, ...] = field(repr=False)
     disclosures: tuple[Disclosure, ...]
     signature: bytes = field(repr=False)
     derived: Derived
+    subject_disclosure: SubjectDisclosure | None = field(default=None, repr=False)
+
+    @property
+    def version(self) -> int:
+        """The wire-format version (the header's)."""
+        return self.header.version
 
     def field_values(self, registry: SchemaRegistry | None = None) -> PersonalDict:
         """Decoded values of the disclosures carried; text form redacted."""
         return _field_values(self.header, self.disclosures, registry)
 
     def to_record(self) -> dict[str, Any]:
-        """The Avro record form."""
-        record = Envelope(self.header, self.digests, self.disclosures, self.signature).to_record()
+        """The Avro record form (of this envelope's version)."""
+        record = Envelope(
+            self.header, self.digests, self.disclosures, self.signature, self.subject_disclosure
+        ).to_record()
         record["derived"] = self.derived.to_record()
         return record
 
     def to_bytes(self, registry: SchemaRegistry | None = None) -> bytes:
         """Avro single-object encoding."""
-        return (registry or SchemaRegistry.default()).encode(FORWARDED_SCHEMA, self.to_record())
+        registry = registry or SchemaRegistry.default()
+        return registry.encode(FORWARDED_SCHEMAS[self.version], self.to_record())
 
     @classmethod
     def from_bytes(cls, data: bytes, registry: SchemaRegistry | None = None) -> ForwardedEnvelope:
         """Decode; raises `VerificationError` (bad_encoding, unknown_schema)."""
-        record = _decode(data, FORWARDED_SCHEMA, registry)
+        record = _decode(data, FORWARDED_SCHEMAS, registry)
         issued = Envelope.from_record(record)
         return cls(
             issued.header,
@@ -268,6 +357,7 @@ class ForwardedEnvelope:
             issued.disclosures,
             issued.signature,
             Derived.from_record(record["derived"]),
+            issued.subject_disclosure,
         )
 
 
@@ -281,6 +371,14 @@ class VerifiedEvent:
     agreements: tuple[str, ...] = ()
     recipient: str | None = None
     router: str | None = None
+    # v2: the subject from its verified disclosure (None: not forwarded to this recipient).
+    disclosed_subject: str | None = field(default=None, repr=False)
+
+    @property
+    def subject(self) -> str | None:
+        """The issuer's subject reference, if this event carries it (always in v1; in v2 only
+        at the router and for recipients granted the subject)."""
+        return self.header.subject if self.header.subject is not None else self.disclosed_subject
 
     @property
     def issuer(self) -> str:
@@ -298,7 +396,8 @@ class VerifiedEvent:
         return self.header.event_type
 
     def to_json(self, registry: SchemaRegistry | None = None) -> dict[str, Any]:
-        """The EVENTS.md feed form: only disclosed fields, derived values, agreements.
+        """The EVENTS.md feed form: only disclosed fields, derived values, agreements; `subject`
+        is null when the subject was not disclosed to this recipient.
 
         An event issued under an earlier schema version also shows, as null, each current field
         that version did not have (the issuer could not give it; nothing was withheld).
@@ -314,7 +413,7 @@ class VerifiedEvent:
             "issuer": self.header.issuer,
             "event_id": self.header.event_id,
             "event_type": event_type,
-            "subject": self.header.subject,
+            "subject": self.subject,
             "occurred_at": format_time(self.header.occurred_at),
             "fields": fields,
             "derived": dict(self.derived),

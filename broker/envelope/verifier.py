@@ -14,6 +14,7 @@ from broker.envelope.model import (
     Envelope,
     ForwardedEnvelope,
     Header,
+    SubjectDisclosure,
     VerifiedEvent,
     decode_disclosed,
     writer_for,
@@ -41,7 +42,8 @@ def verify_envelope(
         registry,
         complete=True,
     )
-    return VerifiedEvent(envelope.header, values, PersonalDict())
+    subject = _check_subject(envelope.header, envelope.subject_disclosure, complete=True)
+    return VerifiedEvent(envelope.header, values, PersonalDict(), disclosed_subject=subject)
 
 
 def verify_forwarded(
@@ -68,6 +70,7 @@ def verify_forwarded(
         registry,
         complete=False,
     )
+    subject = _check_subject(header, forwarded.subject_disclosure, complete=False)
     if recipient is not None and derived.recipient != recipient:
         raise VerificationError(
             "wrong_recipient", f"forward is for {derived.recipient}, not {recipient}"
@@ -84,6 +87,8 @@ def verify_forwarded(
         router=derived.router,
         router_key_id=derived.router_key_id,
         forwarded_at=derived.forwarded_at,
+        version=header.version,
+        subject_digest=None if subject is None else header.subject_digest,
     )
     if not router_key.verify(derived.signature, signed):
         raise VerificationError(
@@ -96,6 +101,7 @@ def verify_forwarded(
         derived.agreements,
         derived.recipient,
         derived.router,
+        subject,
     )
 
 
@@ -121,9 +127,34 @@ def _verify_issued(
             "schema_violation",
             f"event {event_id}: {len(digests)} digests for {writer.field_count} schema fields",
         )
-    if not key.verify(signature, canonical.issuer_signing_input(header.to_bytes(), digests)):
+    signed = canonical.issuer_signing_input(header.to_bytes(), digests, version=header.version)
+    if not key.verify(signature, signed):
         raise VerificationError("bad_signature", f"event {event_id}: issuer signature invalid")
     return _check_disclosures(header, writer, digest_set, disclosures, complete)
+
+
+def _check_subject(
+    header: Header, disclosure: SubjectDisclosure | None, *, complete: bool
+) -> str | None:
+    """v2: the subject disclosure, when carried, must match the signed `subject_digest`; an
+    issued envelope must carry it. Returns the subject disclosed (None when withheld or v1)."""
+    if header.version == 1:
+        if disclosure is not None:
+            raise VerificationError(
+                "schema_violation", f"event {header.event_id}: v1 header with a subject disclosure"
+            )
+        return None
+    if disclosure is None:
+        if complete:
+            raise VerificationError(
+                "schema_violation", f"event {header.event_id}: issued envelope lacks its subject"
+            )
+        return None
+    if disclosure.digest() != header.subject_digest:
+        raise VerificationError(
+            "digest_mismatch", f"event {header.event_id}: subject matches no signed digest"
+        )
+    return disclosure.value
 
 
 def _check_disclosures(

@@ -34,8 +34,9 @@ from broker.envelope import (
     VerifiedEvent,
     disclose,
 )
-from broker.envelope.canonical import DIGEST_SIZE
+from broker.envelope.canonical import DIGEST_SIZE, feed_record_key
 from broker.envelope.verifier import verify_envelope
+from broker.ids import SUBJECT_FIELD
 from broker.router.state import (
     PartitionState,
     encode_subject,
@@ -148,6 +149,9 @@ class RouterCore:
         self.router_key = router_key
         self.agencies = frozenset(agencies)
         self.pseudonym_key = pseudonym_key
+        # Every forward's record key is keyed per recipient: a missing pseudonym secret stops the
+        # router at start (its ConfigError names the fix) instead of quarantining every event.
+        pseudonym_key(router_key.agency_id)
         self.registry = registry or SchemaRegistry.default()
 
     def route(
@@ -190,8 +194,9 @@ class RouterCore:
             return self._quarantine(record, state, now, reason, checked.detail, envelope)
         header = envelope.header
         seen = (header.issuer, header.event_id)
+        subject = issued_subject(verified)
 
-        context = state.context(header.subject)
+        context = state.context(subject)
         decision = self.agreements.decide(
             event_view(verified),
             now=now,
@@ -203,6 +208,9 @@ class RouterCore:
         for recipient, grant in decision.grants.items():
             if recipient not in self.agencies:
                 log.warning("agreement names recipient %s, not in the registry", recipient)
+                continue
+            if not deliverable(grant.fields_shared, header.version):
+                log.warning("v1 event not forwarded to %s, not granted the subject", recipient)
                 continue
             forwarded = disclose(
                 envelope,
@@ -216,7 +224,7 @@ class RouterCore:
             outputs.append(
                 Output(
                     topic_feed(recipient),
-                    header.subject.encode(),
+                    feed_record_key(self.pseudonym_key(recipient), header.issuer, subject),
                     forwarded.to_bytes(self.registry),
                 )
             )
@@ -239,7 +247,7 @@ class RouterCore:
             event_id=header.event_id,
             issuer=header.issuer,
             event_type=header.event_type,
-            subject=header.subject,
+            subject=subject,
             occurred_at=header.occurred_at,
             reason=None if decisions else "no_agreement",
             digests=[d.hex() for d in envelope.digests],
@@ -255,11 +263,11 @@ class RouterCore:
         outputs.append(self._audit_output(state, audit))
         updated = learn_relationships(context, header.event_type, verified.fields)
         if updated != context:
-            state.subjects[header.subject] = updated
+            state.subjects[subject] = updated
             outputs.append(
                 Output(
                     TOPIC_ROUTER_STATE,
-                    subject_key(state.chain.chain, header.subject),
+                    subject_key(state.chain.chain, subject),
                     encode_subject(updated),
                 )
             )
@@ -288,7 +296,7 @@ class RouterCore:
             event_id=header.event_id if header else None,
             issuer=header.issuer if header else None,
             event_type=header.event_type if header else None,
-            subject=header.subject if header else None,
+            subject=envelope.subject if envelope is not None else None,
             occurred_at=header.occurred_at if header else None,
             reason=reason,
             digests=_audit_digests(envelope),
@@ -325,6 +333,20 @@ def _audit_digests(envelope: Envelope | None) -> list[str]:
     return sorted({d.hex() for d in envelope.digests if len(d) == DIGEST_SIZE})
 
 
+def issued_subject(event: VerifiedEvent) -> str:
+    """The subject of a verified issued event (every issued envelope carries one)."""
+    if event.subject is None:
+        raise ValueError("a verified issued event has no subject")
+    return event.subject
+
+
+def deliverable(fields_shared: Collection[str], version: int) -> bool:
+    """Whether a grant can be delivered without showing the subject to a recipient not granted
+    it: always in wire format v2 (the subject disclosure is withheld); in v1, whose signed header
+    shows the subject, only if the subject is granted (router and audit replay alike)."""
+    return version >= 2 or SUBJECT_FIELD in fields_shared
+
+
 def event_view(event: VerifiedEvent) -> EventView:
     """What agreement conditions see of a verified event (router and audit replay alike)."""
     header = event.header
@@ -332,7 +354,7 @@ def event_view(event: VerifiedEvent) -> EventView:
         event_id=header.event_id,
         event_type=header.event_type,
         issuer=header.issuer,
-        subject=header.subject,
+        subject=issued_subject(event),
         occurred_at=header.occurred_at,
         fields=event.fields,
     )

@@ -441,7 +441,9 @@ class StatsState:
 
     def _child(self, event: Mapping[str, Any], council: str) -> tuple[str, ChildFacts]:
         """The child's key and facts (new, empty facts if the feed never mentioned it)."""
-        pseudonym = first_disclosed(event, CHILD_KEY_NAMES) or event["subject"]
+        # Without a pseudonym (no child id to derive it from) the event is its own child: the
+        # statistics feed never holds the issuer's subject reference to group by.
+        pseudonym = first_disclosed(event, CHILD_KEY_NAMES) or f"event:{event['event_id']}"
         key = f"{council}/{pseudonym}"
         child = self.children.get(key)
         if child is None:

@@ -27,8 +27,8 @@ from broker.audit.proof import check_proof_file
 from broker.audit.reader import TopicReader
 from broker.audit.record import DecisionRecord, RecipientDecision, read_header, record_hash
 from broker.cli import main
-from broker.config import TOPIC_AUDIT, TOPIC_CHECKPOINTS
-from broker.envelope import load_public_key
+from broker.config import TOPIC_AUDIT, TOPIC_CHECKPOINTS, topic_ingress
+from broker.envelope import Envelope, load_public_key
 from broker.errors import BrokerError
 from broker.feed import FeedReader
 from broker.kafka.client import KafkaClients, TopicSpec
@@ -400,7 +400,15 @@ def test_proof_for_an_unknown_event_is_a_clear_error(
 
 
 def received_from_feeds(deployment: Deployment, subject: str, issuer: str) -> set[tuple[str, str]]:
-    """(recipient, event id) of every verified feed event about the subject."""
+    """(recipient, event id) of every verified feed event about the subject.
+
+    By the ids of the events about it on the issuer's ingress topic: a recipient not granted the
+    subject (the statistics collection) receives no subject to match on."""
+    with TopicReader(KafkaClients(deployment.config.kafka)) as ingress:
+        records = list(ingress.read_topic(topic_ingress(issuer)))
+    issued = [Envelope.from_bytes(r.value or b"") for r in records]
+    about = {e.header.event_id for e in issued if e.subject == subject}
+    assert about
     got: set[tuple[str, str]] = set()
     for agency in deployment.config.agency_ids:
         try:
@@ -412,7 +420,8 @@ def received_from_feeds(deployment: Deployment, subject: str, issuer: str) -> se
                 for item in batch:
                     assert item.event is not None, "feeds verify"
                     header = item.event.header
-                    if header.subject == subject and header.issuer == issuer:
+                    if header.event_id in about and header.issuer == issuer:
+                        assert item.event.subject in (subject, None)
                         got.add((agency, header.event_id))
         finally:
             reader.close()

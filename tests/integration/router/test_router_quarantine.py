@@ -79,8 +79,8 @@ def _resign(
     if digests is None:
         digests = tuple(sorted(d.digest() for d in disclosures))
     header = dataclasses.replace(envelope.header, key_id=key.key_id)
-    signature = key.sign(issuer_signing_input(header.to_bytes(), digests))
-    return Envelope(header, digests, disclosures, signature)
+    signature = key.sign(issuer_signing_input(header.to_bytes(), digests, version=header.version))
+    return Envelope(header, digests, disclosures, signature, envelope.subject_disclosure)
 
 
 def test_each_reason_code_quarantines_the_original_bytes(

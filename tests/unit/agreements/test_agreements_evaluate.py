@@ -48,7 +48,9 @@ def test_grant_names_fields_shared_withheld_and_derived(
     event = missing_event(registry)
     grant = _one(write, registry).decide(event, now=NOW).grants["police.met"]
     assert grant.fields_shared == {"la_child_id", "risk_level"}
-    assert grant.fields_withheld == set(event.fields) - {"la_child_id", "risk_level"}
+    # The subject is withheld too: this agreement does not list it under `share`.
+    withheld = (set(event.fields) | {"subject"}) - {"la_child_id", "risk_level"}
+    assert grant.fields_withheld == withheld
     assert grant.derived == {"dob_band": "13-15"}
     assert grant.agreements == ("dsa.test.sharing@1",)
     assert grant.rules == (RuleRef("dsa.test.sharing@1", "missing"),)

@@ -71,6 +71,9 @@ def test_high_risk_missing_police_get_philomena_stats_get_only_coarse_values(
     assert stats["missing_date"] == "derived date_only(missing_since)"
     assert {"age_band", "last_seen_postcode_district"} <= _shared(stats)
     assert all(stats[name] == "withheld" for name in PERSONAL)
+    # The council's own reference for the child goes to the police, never to statistics.
+    assert "subject" in _shared(tables["police.met"])
+    assert stats["subject"] == "withheld"
 
 
 def test_away_episode_without_concern_gives_police_the_reduced_set(
@@ -80,8 +83,8 @@ def test_away_episode_without_concern_gives_police_the_reduced_set(
     away["fields"].update(missing_type="A", risk_level="low", trafficking_concern=False,
                           exploitation_concerns=[])
     police = _explain(tmp_path, capsys, away)["police.met"]
-    assert _shared(police) == {"la_child_id", "age_band", "sex", "missing_type", "missing_since",
-                               "risk_level", "placement_postcode_district",
+    assert _shared(police) == {"subject", "la_child_id", "age_band", "sex", "missing_type",
+                               "missing_since", "risk_level", "placement_postcode_district",
                                "last_seen_postcode_district"}
     assert all(police[name] == "withheld" for name in PHILOMENA)
 

@@ -36,7 +36,11 @@ from broker.schemas import SchemaRegistry
 def resign(envelope: Envelope, key: SigningKey, **changes: object) -> Envelope:
     """An envelope with `changes`, validly signed by `key`: a misbehaving issuer."""
     changed = dataclasses.replace(envelope, **changes)  # type: ignore[arg-type]
-    signature = key.sign(canonical.issuer_signing_input(changed.header.to_bytes(), changed.digests))
+    signature = key.sign(
+        canonical.issuer_signing_input(
+            changed.header.to_bytes(), changed.digests, version=changed.header.version
+        )
+    )
     return dataclasses.replace(changed, signature=signature)
 
 
@@ -136,7 +140,7 @@ def test_values_swapped_between_disclosures(envelope: Envelope, keys: KeyRegistr
     "change",
     [
         {"event_id": "another-event"},
-        {"subject": "another-child"},
+        {"subject_digest": bytes(32)},
         {"occurred_at": NOW - timedelta(days=1)},
         {"issued_at": NOW - timedelta(seconds=1)},
     ],
@@ -148,7 +152,7 @@ def test_altered_header(envelope: Envelope, keys: KeyRegistry, change: dict[str,
 
 
 def test_altered_header_in_forward(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
-    header = dataclasses.replace(forwarded.header, subject="another-child")
+    header = dataclasses.replace(forwarded.header, subject_digest=bytes(32))
     changed = dataclasses.replace(forwarded, header=header)
     assert code_of(lambda: verify_forwarded(changed, keys)) == "bad_signature"
 
@@ -162,7 +166,7 @@ def test_altered_digest_list(envelope: Envelope, keys: KeyRegistry) -> None:
 def test_signature_by_another_key(
     envelope: Envelope, router_key: SigningKey, keys: KeyRegistry
 ) -> None:
-    signed = canonical.issuer_signing_input(envelope.header.to_bytes(), envelope.digests)
+    signed = canonical.issuer_signing_input(envelope.header.to_bytes(), envelope.digests, version=2)
     changed = dataclasses.replace(envelope, signature=router_key.sign(signed))
     assert code_of(lambda: verify_envelope(changed, keys)) == "bad_signature"
 

@@ -17,6 +17,7 @@ from broker.envelope import (
     verify_envelope,
     verify_forwarded,
 )
+from broker.ids import SUBJECT_FIELD
 from broker.schemas import SchemaRegistry
 
 EVENT_TYPES = SchemaRegistry.default().event_types()
@@ -39,11 +40,13 @@ def test_issue_disclose_verify_every_event_type(
 
     on_ingress = verify_envelope(Envelope.from_bytes(envelope.to_bytes()), keys)
     assert on_ingress.to_json()["fields"] == event["fields"]
+    assert on_ingress.subject == event["subject"]
 
     subset = random.Random(f"{event_type}{seed}").sample(names, k=seed * len(names) // 4)
+    share_subject = seed % 2 == 0  # the subject is granted like a field, or withheld
     forwarded = disclose(
         envelope,
-        subset,
+        [*subset, SUBJECT_FIELD] if share_subject else subset,
         derived={"age_band": "13-15", "count": seed},
         agreements=[f"dsa.test@{seed}"],
         recipient=RECIPIENT,
@@ -58,7 +61,7 @@ def test_issue_disclose_verify_every_event_type(
         "issuer": ISSUER,
         "event_id": envelope.header.event_id,
         "event_type": event_type,
-        "subject": event["subject"],
+        "subject": event["subject"] if share_subject else None,
         "occurred_at": "2026-11-24T18:05:00Z",
         "fields": {name: event["fields"][name] for name in names if name in subset},
         "derived": {"age_band": "13-15", "count": seed},

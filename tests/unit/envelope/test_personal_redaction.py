@@ -119,7 +119,13 @@ def test_verification_errors_never_quote_values(
 ) -> None:
     broken: list[Envelope | bytes] = [
         dataclasses.replace(envelope, disclosures=envelope.disclosures[1:]),
-        dataclasses.replace(envelope, header=dataclasses.replace(envelope.header, subject="x")),
+        dataclasses.replace(
+            envelope, header=dataclasses.replace(envelope.header, subject_digest=bytes(32))
+        ),
+        dataclasses.replace(
+            envelope,
+            subject_disclosure=envelope.subject_disclosure._replace(value="subject-ref-other"),
+        ),
         dataclasses.replace(
             envelope,
             disclosures=tuple(d._replace(value=d.value + b"\x00") for d in envelope.disclosures),

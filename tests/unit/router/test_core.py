@@ -10,16 +10,17 @@ import pytest
 from broker.agreements import load_agreements
 from broker.audit.record import DecisionRecord, Outcome, decode_fields
 from broker.audit.replay import Judge, PartitionReplay, Recorded
-from broker.config import TOPIC_AUDIT, TOPIC_QUARANTINE, load_config
+from broker.config import TOPIC_AUDIT, TOPIC_QUARANTINE, ConfigError, load_config
 from broker.envelope import (
     ForwardedEnvelope,
     KeyRegistry,
     SigningKey,
+    disclose,
     issue,
     load_signing_key,
     verify_forwarded,
 )
-from broker.router.core import IngressRecord, RouterCore
+from broker.router.core import IngressRecord, Output, RouterCore
 from broker.router.state import PartitionState
 from broker.scaffold import REPO_ROOT, write_deployment
 
@@ -203,3 +204,148 @@ def test_replay_re_checks_every_ingress_record_as_the_router_did(
         reasons.append(fields["reason"])
         assert replay.step(offset, value, Recorded(0, offset, fields)) == [], fields["reason"]
     assert reasons == [None, "duplicate", "bad_encoding", "bad_encoding", "wrong_ingress"]
+
+
+# The subject (issue 13): the issuer's own reference goes only where an agreement shares it.
+
+
+def _feeds(result_outputs: list[Output]) -> dict[str, Output]:
+    return {o.topic: o for o in result_outputs if o.topic.startswith("feed.")}
+
+
+@pytest.mark.parametrize(
+    ("agency", "index", "identifiers"),
+    [
+        (WESTMINSTER, 3, ("WCC-2026-0147",)),  # child.missing.started: la_child_id and subject
+        ("police.met", 1, ("MPS-MISPER-26-55120",)),  # report closed: police_ref and subject
+        ("nrm.sca", 0, ("NRM-2026-118842",)),  # decision: referral_id and subject
+    ],
+)
+def test_statistics_never_receive_an_issuer_reference(
+    core: RouterCore, deployment: Path, agency: str, index: int, identifiers: tuple[str, ...]
+) -> None:
+    event = _events(agency)[index]
+    assert event["subject"] in identifiers
+    value = issue(event, issuer=agency, key=_key(deployment, agency)).to_bytes()
+    state = PartitionState.new(f"ingress.{agency}/0")
+    result = core.route(IngressRecord(f"ingress.{agency}", 0, 0, value), state)
+    stats = _feeds(result.outputs)["feed.stats.national"]
+    assert stats.value is not None and stats.key is not None
+    for identifier in identifiers:
+        raw = identifier.encode()
+        assert raw not in stats.value and raw not in stats.key
+        assert all(raw not in v for _, v in stats.headers)
+    received = verify_forwarded(stats.value, core.keys, recipient="stats.national")
+    assert received.subject is None and received.to_json()["subject"] is None
+    (record,) = [r for r in result.record.recipients if r.recipient == "stats.national"]
+    assert "subject" in record.fields_withheld and "subject" not in record.fields_forwarded
+
+
+def test_police_granted_the_subject_receive_it(core: RouterCore, deployment: Path) -> None:
+    event = _events(WESTMINSTER)[3]
+    value = issue(event, issuer=WESTMINSTER, key=_key(deployment, WESTMINSTER)).to_bytes()
+    state = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    result = core.route(IngressRecord(f"ingress.{WESTMINSTER}", 0, 0, value), state)
+    police = _feeds(result.outputs)["feed.police.met"]
+    assert police.value is not None
+    received = verify_forwarded(police.value, core.keys, recipient="police.met")
+    assert received.subject == event["subject"]
+    (record,) = [r for r in result.record.recipients if r.recipient == "police.met"]
+    assert "subject" in record.fields_forwarded
+
+
+def test_feed_keys_keep_one_childs_order_without_naming_the_child(
+    core: RouterCore, deployment: Path
+) -> None:
+    key = _key(deployment, WESTMINSTER)
+    events = _events(WESTMINSTER)
+    state = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    keys: dict[str, set[bytes | None]] = {}
+    for offset, index in enumerate((3, 5)):  # two events about the same child
+        value = issue(events[index], issuer=WESTMINSTER, key=key).to_bytes()
+        result = core.route(IngressRecord(f"ingress.{WESTMINSTER}", 0, offset, value), state)
+        for topic, output in _feeds(result.outputs).items():
+            keys.setdefault(topic, set()).add(output.key)
+    assert events[3]["subject"] == events[5]["subject"]
+    police, stats = keys["feed.police.met"], keys["feed.stats.national"]
+    assert len(police) == 1 and len(stats) == 1  # one key per child and recipient: one partition
+    assert police != stats  # not linkable across recipients
+    assert str(events[3]["subject"]).encode() not in police | stats
+
+
+def test_a_v1_event_goes_only_to_recipients_granted_the_subject(
+    core: RouterCore, deployment: Path
+) -> None:
+    """A v1 header shows the subject to every recipient, so the router forwards a v1 event only
+    where the subject is granted; audit replay re-checks it the same way."""
+    topic = f"ingress.{WESTMINSTER}"
+    event = _events(WESTMINSTER)[3]
+    value = issue(event, issuer=WESTMINSTER, key=_key(deployment, WESTMINSTER), version=1)
+    state = PartitionState.new(f"{topic}/0")
+    result = core.route(IngressRecord(topic, 0, 0, value.to_bytes()), state)
+    feeds = _feeds(result.outputs)
+    assert "feed.police.met" in feeds and "feed.stats.national" not in feeds
+    police = feeds["feed.police.met"].value
+    assert police is not None
+    received = verify_forwarded(police, core.keys, recipient="police.met")
+    assert received.header.version == 1 and received.subject == event["subject"]
+    assert {r.recipient for r in result.record.recipients} == {"police.met"}
+    judge = Judge(keys=core.keys, agreements=core.agreements, agencies=core.agencies)
+    (audit,) = [o.value for o in result.outputs if o.topic == TOPIC_AUDIT]
+    assert audit is not None
+    replay = PartitionReplay(judge, topic)
+    assert replay.step(0, value.to_bytes(), Recorded(0, 0, decode_fields(audit))) == []
+
+
+def test_replay_re_checks_a_decision_recorded_before_the_subject_was_granted(
+    core: RouterCore, deployment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A router older than wire format v2 forwarded v1 events to every permitted recipient and
+    named no subject in the audit record; replaying such a log raises no false finding."""
+    topic = f"ingress.{WESTMINSTER}"
+    event = _events(WESTMINSTER)[3]
+    value = issue(event, issuer=WESTMINSTER, key=_key(deployment, WESTMINSTER), version=1)
+    # The old router: every permitted recipient got the v1 event, subject and all.
+    monkeypatch.setattr("broker.router.core.deliverable", lambda fields, version: True)
+    monkeypatch.setattr(
+        "broker.router.core.disclose",
+        lambda envelope, fields, **kw: disclose(envelope, {*fields, "subject"}, **kw),
+    )
+    state = PartitionState.new(f"{topic}/0")
+    result = core.route(IngressRecord(topic, 0, 0, value.to_bytes()), state)
+    (audit,) = [o.value for o in result.outputs if o.topic == TOPIC_AUDIT]
+    assert audit is not None
+    fields = dict(decode_fields(audit))
+    old = [
+        {**r, "fields_forwarded": [f for f in r["fields_forwarded"] if f != "subject"],
+         "fields_withheld": [f for f in r["fields_withheld"] if f != "subject"]}
+        for r in fields["recipients"]
+    ]  # fmt: skip
+    assert {r["recipient"] for r in old} >= {"police.met", "stats.national"}
+    judge = Judge(keys=core.keys, agreements=core.agreements, agencies=core.agencies)
+    replay = PartitionReplay(judge, topic)
+    legacy = {**fields, "recipients": old}
+    assert replay.step(0, value.to_bytes(), Recorded(0, 0, legacy)) == []
+    without_police = {**fields, "recipients": [r for r in old if r["recipient"] != "police.met"]}
+    replay = PartitionReplay(judge, topic)
+    assert replay.step(0, value.to_bytes(), Recorded(0, 0, without_police)) == [
+        "recipient police.met allowed by the agreements but not recorded"
+    ]
+
+
+def test_a_router_without_pseudonym_secret_does_not_start(
+    deployment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every feed record key is an HMAC under the recipient's pseudonym key: without the secret
+    the router refuses to start rather than quarantining every event."""
+    config = load_config(deployment)
+    monkeypatch.delenv(config.router.pseudonym_secret_env, raising=False)
+    config.router.__dict__["pseudonym_secret_file"] = None  # as if the config named none
+    with pytest.raises(ConfigError, match="pseudonym secret"):
+        RouterCore(
+            keys=KeyRegistry.from_dir(config.keys_dir),
+            agreements=load_agreements(config.agreements_dir),
+            router_key=load_signing_key(config.router.signing_key),
+            agencies=config.agency_ids,
+            pseudonym_key=config.pseudonym_key,
+        )

@@ -33,7 +33,7 @@ class FeedBuilder:
             "issuer": issuer,
             "event_id": f"e{len(self.events):06d}",
             "event_type": event_type,
-            "subject": subject,
+            "subject": None,  # never granted to the statistics collection
             "occurred_at": at.isoformat().replace("+00:00", "Z"),
             "fields": fields or {},
             "derived": {"child_pseudonym": f"p-{subject}", **(derived or {})},

@@ -83,3 +83,18 @@ def test_withheld_fields_and_top_level_keys() -> None:
     assert personal_field_problems(event) == []
     event["name"] = "Amira"
     assert personal_field_problems(event) == ["top-level field 'name' is personal"]
+
+
+@pytest.mark.parametrize("subject", ["228005", "MPS-MISPER-26-55999", "NRM-2026-000123"])
+def test_a_subject_is_refused_whatever_it_looks_like(subject: str) -> None:
+    # A council's child id, a police reference or an NRM referral id is no personal data by its
+    # look, yet it links every pseudonym back to the issuer's records.
+    event = clean_event()
+    assert event["subject"] is None
+    event["subject"] = subject
+    with pytest.raises(PersonalFieldError) as caught:
+        assert_no_personal_fields(event)
+    assert subject not in str(caught.value)
+    assert personal_field_problems(event) == [
+        "subject disclosed: an issuer's own reference links pseudonyms back"
+    ]

@@ -110,7 +110,7 @@ def feed_event(
         "issuer": f"council.{COUNCIL}",
         "event_id": f"{kind}:{child}:{n}",
         "event_type": kind,
-        "subject": f"ref-{pseudonym}",
+        "subject": None,  # the statistics feed never holds the issuer's reference
         "occurred_at": instant(on),
         "fields": {"trafficking_concern": None, **fields},
         "derived": {"child_pseudonym": pseudonym, **derived},
