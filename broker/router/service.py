@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from broker.config import (
 )
 from broker.envelope import KeyRegistry, load_signing_key
 from broker.kafka.client import KafkaClients, TopicSpec
+from broker.router.changelog import ChangelogSeal, Ignored
 from broker.router.core import IngressRecord, RouterCore, RouteResult
 from broker.router.metrics import RouterMetrics
 from broker.router.state import (
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 
 # Seconds without progress before the changelog replay re-checks where the topic ends.
 CHANGELOG_STALL_S = 3.0
+# Ignored changelog records logged one by one at each replay (the rest only in the summary).
+IGNORED_LOGGED = 5
 
 
 def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
@@ -133,12 +137,12 @@ class RouterService:
         self.instance_id = instance_id or config.router.instance_id
         self.clients = KafkaClients(config.kafka)
         self.core = build_core(config)
+        self.seal = ChangelogSeal.from_secret(config.pseudonym_secret)
         self.metrics = RouterMetrics()
         self.states: dict[TopicPartition, PartitionState] = {}
         self.stats = RouterStats()
         self._stop = threading.Event()
         self.metrics_port: int | None = None
-        self._last_checkpoint = time.monotonic()
         self._assigned_at: float | None = None  # when partitions were last assigned
         # Assigned partitions whose state is not rebuilt yet: paused until it is, outside the
         # rebalance callback (a slow callback stalls the group and can get this member evicted).
@@ -184,6 +188,7 @@ class RouterService:
             while not self._stop.is_set():
                 if self._recovering:
                     self._recover(consumer)
+                    self._final_checkpoints(producer)
                 polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
                 if polled:
                     self._route_batch(producer, consumer, polled)
@@ -228,6 +233,9 @@ class RouterService:
                         IngressRecord(tp.topic, tp.partition, record.offset, record.value), state
                     )
                     for out in result.outputs:
+                        if out.topic == TOPIC_ROUTER_STATE:  # the core's subject records
+                            self._send_state(producer, out.key or b"", out.value or b"")
+                            continue
                         producer.send(
                             out.topic, key=out.key, value=out.value, headers=list(out.headers)
                         )
@@ -235,13 +243,15 @@ class RouterService:
                         seen.append(result.seen)
                     results.append(result)
                 if seen:
-                    key, value = seen_batch(state.chain.chain, records[0].offset, seen)
-                    producer.send(TOPIC_ROUTER_STATE, key=key, value=value)
-                key, value = chain_snapshot(state)
-                producer.send(TOPIC_ROUTER_STATE, key=key, value=value)
+                    self._send_state(
+                        producer, *seen_batch(state.chain.chain, records[0].offset, seen)
+                    )
+                self._send_state(producer, *chain_snapshot(state))
                 offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-            if time.monotonic() - self._last_checkpoint >= self.config.router.checkpoint_interval_s:
-                self._send_checkpoints(producer)
+            # Every transaction ends with a signed checkpoint of each chain it grew, so no
+            # committed decision is ever outside a signature (no "unsigned tail" for a forged
+            # record to hide in). One per chain per transaction of up to batch_max_records.
+            self._send_checkpoints(producer)
             producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
             producer.commit_transaction()
         except Exception:
@@ -251,6 +261,11 @@ class RouterService:
             return
         self.metrics.transactions.labels("commit").inc()
         self._count(results, received)
+
+    def _send_state(self, producer: Any, key: bytes, payload: bytes) -> None:
+        """Write one changelog record, sealed with the router's state MAC (the only way the
+        router writes to `router.state`)."""
+        producer.send(TOPIC_ROUTER_STATE, key=key, value=self.seal.seal(key, payload))
 
     def _send_checkpoints(self, producer: Any) -> int:
         """Sign a checkpoint of every owned chain that grew since its last one (in the open
@@ -271,14 +286,15 @@ class RouterService:
             )
             value = checkpoint.to_bytes()
             producer.send(TOPIC_CHECKPOINTS, key=state.chain.chain.encode(), value=value)
-            producer.send(TOPIC_ROUTER_STATE, key=checkpoint_key(state.chain.chain), value=value)
+            self._send_state(producer, checkpoint_key(state.chain.chain), value)
             state.last_checkpoint = checkpoint
             count += 1
-        self._last_checkpoint = time.monotonic()
         return count
 
     def _final_checkpoints(self, producer: Any) -> None:
-        """At a clean stop, cover everything routed with a signed checkpoint."""
+        """Cover everything routed with a signed checkpoint: at a clean stop, and after taking
+        over partitions whose chains a router before per-transaction checkpoints left with an
+        unsigned tail."""
         if not any(state.uncheckpointed for state in self.states.values()):
             return
         producer.begin_transaction()
@@ -395,12 +411,15 @@ class RouterService:
             ends = reader.end_offsets(partitions)
             log.info("replaying %s up to %s", TOPIC_ROUTER_STATE, ends)
             count = 0
+            ignored = IgnoredRecords()
             pending = {tp for tp in partitions if ends[tp] > 0}
             progress_at = time.monotonic()
             while pending:
                 for records in reader.poll(timeout_ms=200).values():
                     for record in records:
-                        apply_changelog(states, record.key, record.value)
+                        reason = apply_changelog(states, record.key, record.value, self.seal)
+                        if reason is not None:
+                            ignored.add(reason, record.topic, record.partition, record.offset)
                         count += 1
                     progress_at = time.monotonic()
                 for tp in list(pending):
@@ -425,9 +444,58 @@ class RouterService:
                             )
                             reader.seek(tp, position)
                     progress_at = time.monotonic()
+            ignored.report(self.metrics)
             return count
         finally:
             reader.close(autocommit=False)
+
+
+class IgnoredRecords:
+    """Changelog records a replay did not apply: counted per reason in the metrics, the first
+    few logged by topic, partition and offset, the rest in one summary line. Never a key or a
+    value: keys hold subject references."""
+
+    def __init__(self) -> None:
+        self.by_reason: Counter[Ignored] = Counter()
+        self.first: tuple[str, int, int] | None = None
+        self.last: tuple[str, int, int] | None = None
+
+    def add(self, reason: Ignored, topic: str, partition: int, offset: int) -> None:
+        if sum(self.by_reason.values()) < IGNORED_LOGGED:
+            log.warning(
+                "%s partition %d offset %d: ignored, not applied (%s)",
+                topic,
+                partition,
+                offset,
+                reason.value,
+            )
+        self.by_reason[reason] += 1
+        self.first = self.first or (topic, partition, offset)
+        self.last = (topic, partition, offset)
+
+    def report(self, metrics: RouterMetrics) -> None:
+        for reason, n in self.by_reason.items():
+            metrics.state_ignored.labels(reason.value).inc(n)
+        total = sum(self.by_reason.values())
+        if not total or self.first is None or self.last is None:
+            return
+        reasons = ", ".join(f"{r.value} {n}" for r, n in sorted(self.by_reason.items()))
+        log.warning(
+            "ignored %d %s record(s) the router did not write or cannot read (%s); first at "
+            "partition %d offset %d, last at partition %d offset %d; none was applied",
+            total,
+            self.first[0],
+            reasons,
+            *self.first[1:],
+            *self.last[1:],
+        )
+        if self.by_reason[Ignored.UNAUTHENTICATED]:
+            log.warning(
+                "%d %s record(s) carry no router seal: state written before sealing, or by "
+                "someone else; see docs/audit.md (Router state) for an upgrade",
+                self.by_reason[Ignored.UNAUTHENTICATED],
+                self.first[0],
+            )
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

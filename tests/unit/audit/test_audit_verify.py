@@ -31,11 +31,35 @@ def test_findings_name_topic_partition_and_offset() -> None:
     assert "audit.decisions[0] offset 40" in str(next(f for f in report.findings if f.offset == 40))
 
 
-def test_unsigned_tail_is_reported() -> None:
+def test_unsigned_tail_is_a_finding() -> None:
+    """The router signs every transaction, so records no checkpoint covers fail verification."""
     decisions, checkpoints, key = build_log(100, chains=1, checkpoint_every=30)
     report = verify_log(decisions, checkpoints[:-1], key.public_key())
-    assert report.ok
     assert report.unsigned_tail == {"ingress.council.E09000033/0": 10}
+    assert not report.ok
+    [finding] = report.findings
+    assert finding.code == FindingCode.UNSIGNED_TAIL
+    assert (finding.topic, finding.partition, finding.offset) == (DECISIONS_TOPIC, 0, 90)
+    assert finding.chain == "ingress.council.E09000033/0"
+
+
+def test_a_chain_with_no_checkpoint_at_all_is_a_finding() -> None:
+    decisions, _, key = build_log(20, chains=2, checkpoint_every=30)
+    report = verify_log(decisions, [], key.public_key())
+    assert sorted((f.code, f.offset) for f in report.findings) == [
+        (FindingCode.UNSIGNED_TAIL, 0),
+        (FindingCode.UNSIGNED_TAIL, 1),
+    ]
+
+
+def test_records_covered_only_by_checkpoints_that_fail_are_a_finding() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    decisions, checkpoints, _ = build_log(60, chains=1, checkpoint_every=30)
+    report = verify_log(decisions, checkpoints, Ed25519PrivateKey.generate().public_key())
+    tails = [f for f in report.findings if f.code == FindingCode.UNSIGNED_TAIL]
+    assert [(f.offset, f.chain) for f in tails] == [(0, "ingress.council.E09000033/0")]
+    assert report.unsigned_tail == {"ingress.council.E09000033/0": 60}
 
 
 def test_bench_reports_throughput() -> None:
