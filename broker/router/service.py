@@ -383,8 +383,14 @@ class RouterService:
         log.info("rebuilding the state of %d new partition(s)", len(self._recovering))
         new = {tp: PartitionState.new(chain_id(tp.topic, tp.partition)) for tp in self._recovering}
         by_chain = {state.chain.chain: state for state in new.values()}
+        started = time.monotonic()
         count = self._replay_changelog(by_chain)
-        log.info("recovered %d partition(s) from %d changelog records", len(new), count)
+        log.info(
+            "recovered %d partition(s) from %d changelog records in %.2f s",
+            len(new),
+            count,
+            time.monotonic() - started,
+        )
         self.states.update(new)
         self._recovering.clear()
         consumer.resume(*new)
