@@ -132,8 +132,17 @@ class RouterStats:
 class RouterService:
     """Runs the consume-route-produce loop until `stop()` (or SIGTERM/SIGINT)."""
 
-    def __init__(self, config: BrokerConfig, *, instance_id: str | None = None) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        instance_id: str | None = None,
+        adopt_unsealed_state: bool = False,
+    ) -> None:
         self.config = config
+        # The one-off upgrade from a router that did not seal its changelog (docs/audit.md).
+        self.adopt_unsealed_state = adopt_unsealed_state
+        self._adopted: dict[bytes, bytes] = {}
         self.instance_id = instance_id or config.router.instance_id
         self.clients = KafkaClients(config.kafka)
         self.core = build_core(config)
@@ -188,6 +197,7 @@ class RouterService:
             while not self._stop.is_set():
                 if self._recovering:
                     self._recover(consumer)
+                    self._reseal_adopted(producer)
                     self._final_checkpoints(producer)
                 polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
                 if polled:
@@ -306,6 +316,24 @@ class RouterService:
             producer.abort_transaction()
             self._rebuild_states(self._consumer)
 
+    def _reseal_adopted(self, producer: Any) -> None:
+        """Write back, sealed and under the same keys, the unsealed records adopted at the
+        replay, so that compaction replaces them and later starts need no adoption."""
+        if not self._adopted:
+            return
+        adopted, self._adopted = self._adopted, {}
+        producer.begin_transaction()
+        try:
+            for key, payload in adopted.items():
+                self._send_state(producer, key, payload)
+            producer.commit_transaction()
+        except Exception:
+            log.exception("writing the adopted state back sealed failed; adopting again")
+            producer.abort_transaction()
+            self._rebuild_states(self._consumer)
+            return
+        log.warning("adopted and sealed %d unsealed %s record(s)", len(adopted), TOPIC_ROUTER_STATE)
+
     def _abort(self, producer: Any, consumer: Any, polled: dict[Any, list[Any]]) -> None:
         from kafka.errors import KafkaError
 
@@ -418,12 +446,15 @@ class RouterService:
             log.info("replaying %s up to %s", TOPIC_ROUTER_STATE, ends)
             count = 0
             ignored = IgnoredRecords()
+            adopt = self._adopted if self.adopt_unsealed_state else None
             pending = {tp for tp in partitions if ends[tp] > 0}
             progress_at = time.monotonic()
             while pending:
                 for records in reader.poll(timeout_ms=200).values():
                     for record in records:
-                        reason = apply_changelog(states, record.key, record.value, self.seal)
+                        reason = apply_changelog(
+                            states, record.key, record.value, self.seal, adopt=adopt
+                        )
                         if reason is not None:
                             ignored.add(reason, record.topic, record.partition, record.offset)
                         count += 1

@@ -10,8 +10,8 @@ Changelog keys (UTF-8): `c|<chain>` chain snapshot; `k|<chain>` last signed chec
 `b|<chain>|<first ingress offset>` the event ids first routed in one transaction's batch (JSON
 list of [issuer, event id]; one record per partition and batch rather than one per event, which
 is a quarter of the records the router produces); `p|<chain>|<subject>` subject relationships
-(JSON). The subject is the issuer's opaque reference. (`s|<chain>|<issuer>|<event id>`, one seen
-event, was an earlier form; it is no longer read.)
+(JSON). The subject is the issuer's opaque reference. `s|<chain>|<issuer>|<event id>` one seen
+event (an earlier form, no longer written; still read).
 
 Every value is sealed with the router's MAC (`broker.router.changelog`): the functions here build
 and read the payloads, and the service seals every record it writes to `router.state`.
@@ -87,17 +87,26 @@ def encode_subject(context: SubjectContext) -> bytes:
     ).encode()
 
 
-KINDS = frozenset("cbkp")
+KINDS = frozenset("cbkps")
 
 
 def apply_changelog(
-    states: dict[str, PartitionState], key: bytes | None, value: bytes | None, seal: ChangelogSeal
+    states: dict[str, PartitionState],
+    key: bytes | None,
+    value: bytes | None,
+    seal: ChangelogSeal,
+    *,
+    adopt: dict[bytes, bytes] | None = None,
 ) -> Ignored | None:
     """Fold one changelog record into the states of the chains we own, if the router wrote it.
 
     Returns None when the record was applied or belongs to a chain we do not own, else why it
     was ignored. Never raises: a record of any shape is either applied or ignored, so no record
     can stop a router from starting.
+
+    `adopt` (the one-off upgrade from unsealed state, `broker route --adopt-unsealed-state`):
+    a well-formed record with no seal is applied as routers before sealing did, and its payload
+    is put in `adopt` under its key for the caller to write back sealed.
     """
     try:
         text = key.decode() if key is not None else None
@@ -116,6 +125,8 @@ def apply_changelog(
     try:
         opened = seal.open(key, value)
     except ChangelogAuthError as exc:
+        if adopt is not None and exc.reason == Ignored.UNAUTHENTICATED and value is not None:
+            return _adopt(state, kind, chain_id, tail, key, value, adopt)
         return exc.reason
     try:
         return _apply(state, kind, chain_id, tail, opened.payload)
@@ -123,14 +134,36 @@ def apply_changelog(
         return Ignored.BAD_VALUE
 
 
+def _adopt(
+    state: PartitionState,
+    kind: str,
+    chain_id: str,
+    tail: str,
+    key: bytes,
+    payload: bytes,
+    adopt: dict[bytes, bytes],
+) -> Ignored | None:
+    try:
+        reason = _apply(state, kind, chain_id, tail, payload)
+    except Exception:
+        return Ignored.BAD_VALUE
+    if reason is None:
+        adopt[key] = payload
+    return reason
+
+
 def _apply(
     state: PartitionState, kind: str, chain_id: str, tail: str, payload: bytes | None
 ) -> Ignored | None:
     """Apply one authenticated record; raises ValueError (and the like) on a malformed value."""
-    if payload is None:  # a sealed deletion: only subject relationships are ever deleted
-        if kind != "p" or not tail:
+    if payload is None:  # a sealed deletion: of a relationship, or of one seen event
+        if kind == "p" and tail:
+            state.subjects.pop(tail, None)
+        elif kind == "s" and SEP in tail:
+            issuer, _, event_id = tail.partition(SEP)
+            state.seen.discard((issuer, event_id))
+        else:
             return Ignored.BAD_VALUE
-        state.subjects.pop(tail, None)
         return None
     if kind == "c":
         if tail:
@@ -152,6 +185,11 @@ def _apply(
         if last is not None and checkpoint.tree_size < last.tree_size:
             return Ignored.STALE
         state.last_checkpoint = checkpoint
+    elif kind == "s":  # one seen event (the earliest form): the ids are in the key
+        issuer, sep, event_id = tail.partition(SEP)
+        if not sep or not issuer or not event_id:
+            return Ignored.BAD_KEY
+        state.seen.add((issuer, event_id))
     elif kind == "b":
         if not tail.isdigit():
             return Ignored.BAD_KEY

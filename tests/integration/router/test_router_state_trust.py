@@ -9,10 +9,13 @@ injected records may change what it does, and each is counted in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import re
+import threading
+from collections.abc import Iterator
 
 import pytest
 from router_helpers import (
@@ -24,15 +27,19 @@ from router_helpers import (
     event,
     produce_raw,
     publish,
+    read_audit,
+    read_checkpoints,
     read_feed,
     read_quarantine,
     route_all,
+    wait_for_decisions,
 )
 
 from broker.agreements import SubjectContext
-from broker.audit import Outcome
+from broker.audit import Outcome, verify_log
 from broker.audit.chain import chain_id
 from broker.config import TOPIC_ROUTER_STATE, topic_ingress
+from broker.envelope import KeyRegistry
 from broker.router.changelog import MAGIC, ChangelogSeal
 from broker.router.service import IGNORED_LOGGED, RouterService
 from broker.router.state import encode_subject, seen_batch, subject_key
@@ -188,3 +195,81 @@ def test_junk_in_router_state_neither_stops_nor_slows_a_start(
     [recovered] = [m for m in messages if m.startswith("recovered ")]
     seconds = float(re.search(r"in ([\d.]+) s", recovered).group(1))  # type: ignore[union-attr]
     assert seconds < 20.0, recovered
+
+
+@contextlib.contextmanager
+def _router(dep: Deployment, **options: bool) -> Iterator[RouterService]:
+    """A router running in this process until the block ends (with service options)."""
+    service = RouterService(dep.config, instance_id="t0", **options)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # surfaced in the test
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive() and not failure, failure
+
+
+def test_state_from_before_sealing_is_adopted_once_on_request(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upgrade: a router that wrote its changelog unsealed (as before issue 13), then
+    `--adopt-unsealed-state` once, then ordinary starts: nothing is forgotten on the way."""
+    dep = deployment
+    guardian = dep.id(GUARDIAN)
+    first = [
+        event("guardian.appointed", "child-u", f"{dep.suffix}-ga", guardian_service=guardian),
+        event("child.missing.started", "child-u", f"{dep.suffix}-m1", missing_type="M"),
+    ]
+    publish(dep, WESTMINSTER, first)
+    with monkeypatch.context() as patch:  # the router before sealing
+        patch.setattr(
+            RouterService,
+            "_send_state",
+            lambda self, producer, key, payload: producer.send(
+                TOPIC_ROUTER_STATE, key=key, value=payload
+            ),
+        )
+        with _router(dep):
+            wait_for_decisions(dep, 2)
+
+    # Adopting: the repeated event is still a duplicate, the appointment still counts.
+    second = event("child.missing.started", "child-u", f"{dep.suffix}-m2", missing_type="M")
+    publish(dep, WESTMINSTER, [first[1], second])
+    with _router(dep, adopt_unsealed_state=True):
+        wait_for_decisions(dep, 4)
+    # An ordinary start afterwards needs no adoption: the state was written back sealed.
+    third = event("child.missing.started", "child-u", f"{dep.suffix}-m3", missing_type="M")
+    publish(dep, WESTMINSTER, [first[1], third])
+    with _router(dep) as service:
+        wait_for_decisions(dep, 6)
+
+    outcomes = [(r.event_id, r.outcome) for r in decisions(dep)]
+    assert outcomes == [
+        (first[0]["event_id"], Outcome.FORWARDED),
+        (first[1]["event_id"], Outcome.FORWARDED),
+        (first[1]["event_id"], Outcome.DUPLICATE),
+        (second["event_id"], Outcome.FORWARDED),
+        (first[1]["event_id"], Outcome.DUPLICATE),
+        (third["event_id"], Outcome.FORWARDED),
+    ]
+    to_guardian = sorted(i.event.event_id for i in read_feed(dep, GUARDIAN) if i.event)
+    assert to_guardian == sorted(e["event_id"] for e in (*first, second, third))
+    # One chain, continued across the upgrade, every record under a signed checkpoint.
+    keys = KeyRegistry.from_dir(dep.keys_dir)
+    report = verify_log(
+        [(r.partition, r.offset, r.value or b"") for r in read_audit(dep)],
+        [(r.partition, r.offset, r.value or b"") for r in read_checkpoints(dep)],
+        lambda agency, key_id, at: keys.lookup(agency, key_id, at).public_key,
+    )
+    assert report.ok, report.findings
+    assert _ignored(service, "unauthenticated") >= 1  # the unsealed originals, until compacted

@@ -193,7 +193,7 @@ def test_tombstones_are_ignored_even_for_keys_the_router_wrote() -> None:
         b"c" + CHAIN.encode(),  # no separator
         b"c|",  # no chain
         b"x|" + CHAIN.encode(),  # no such kind
-        b"s|" + CHAIN.encode() + b"|council.E09000033|evt-1",  # the old per-event form
+        b"s|" + CHAIN.encode() + b"|no-event-id",  # the per-event form with one id only
         b"",
     ],
 )
@@ -271,3 +271,53 @@ def test_a_payload_is_json_as_written() -> None:
     key, payload = seen_batch(CHAIN, 3, [("a", "b")])
     assert key == f"b|{CHAIN}|3".encode()
     assert json.loads(payload) == [["a", "b"]]
+
+
+def test_the_old_per_event_form_applies_only_when_sealed() -> None:
+    states = _states()
+    key = b"s|" + CHAIN.encode() + b"|council.E09000033|evt-1"
+    assert _apply(states, key, b"1") == Ignored.UNAUTHENTICATED
+    assert states[CHAIN].seen == set()
+    assert _apply(states, *_sealed(key, b"1")) is None
+    assert states[CHAIN].seen == {("council.E09000033", "evt-1")}
+    assert _apply(states, key, SEAL.seal_delete(key)) is None
+    assert states[CHAIN].seen == set()
+
+
+def test_adoption_applies_well_formed_unsealed_records_and_returns_them_to_seal() -> None:
+    """The one-off upgrade (`--adopt-unsealed-state`): state written before sealing is applied
+    and handed back to be written sealed; junk and forged seals are still refused."""
+    source = PartitionState.new(CHAIN)
+    source.chain.append(
+        ingress_topic="ingress.council.E09000033",
+        ingress_partition=0,
+        ingress_offset=0,
+        decided_at=datetime(2026, 11, 24, tzinfo=UTC),
+        outcome="denied",
+        reason="no_agreement",
+    )
+    legacy = [
+        chain_snapshot(source),
+        seen_batch(CHAIN, 0, [("council.E09000033", "evt-1")]),
+        (b"s|" + CHAIN.encode() + b"|council.E09000033|evt-0", b"1"),
+        (subject_key(CHAIN, "c"), encode_subject(SubjectContext(guardians=frozenset({"g.x"})))),
+    ]
+    states = _states()
+    adopted: dict[bytes, bytes] = {}
+    for key, value in legacy:
+        assert apply_changelog(states, key, value, SEAL, adopt=adopted) is None
+    assert adopted == dict(legacy)
+    state = states[CHAIN]
+    assert state.chain.next_seq == 1
+    assert state.seen == {("council.E09000033", "evt-1"), ("council.E09000033", "evt-0")}
+    assert state.context("c").guardians == {"g.x"}
+    # Still refused while adopting: malformed values, tombstones, other seals, bad keys.
+    refused = [
+        (b"b|" + CHAIN.encode() + b"|5", b"junk"),
+        (b"p|" + CHAIN.encode() + b"|d", None),
+        _sealed(subject_key(CHAIN, "e"), encode_subject(SubjectContext()), FORGER),
+        (b"\xff|x", b"[]"),
+    ]
+    for key, value in refused:
+        assert apply_changelog(states, key, value, SEAL, adopt=adopted) is not None
+    assert adopted == dict(legacy)
