@@ -5,7 +5,9 @@ records, changelog updates and the consumer offsets, so `read_committed` readers
 record's effects exactly once. The transactional id is stable per instance (`router.instance_id`):
 a restarted instance fences its predecessor and aborts whatever it left open. Partition state is
 rebuilt from the compacted `router.state` changelog whenever partitions are assigned, and after a
-transaction aborts.
+transaction aborts; every changelog record is sealed with the router's MAC (`_send_state`) and
+only sealed ones are applied (`state.apply_changelog`). Each transaction ends with a signed
+checkpoint of every chain it appended to.
 """
 
 from __future__ import annotations
