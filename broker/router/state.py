@@ -191,7 +191,7 @@ def _apply(
             return Ignored.BAD_KEY
         state.seen.add((issuer, event_id))
     elif kind == "b":
-        if not tail.isdigit():
+        if not (tail.isascii() and tail.isdigit()):
             return Ignored.BAD_KEY
         pairs = json.loads(payload)
         if not isinstance(pairs, list) or not all(_is_str_pair(p) for p in pairs):
