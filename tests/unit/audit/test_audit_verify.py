@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterator
+
+import pytest
+
 from broker.audit.bench import bench_verify, build_log
 from broker.audit.findings import FindingCode
+from broker.audit.reader import Message
 from broker.audit.verify import CHECKPOINTS_TOPIC, DECISIONS_TOPIC, verify_log
 
 
@@ -67,3 +73,43 @@ def test_bench_reports_throughput() -> None:
     assert figures["findings"] == 0
     assert figures["records"] == 2_000
     assert figures["verify_records_per_second"] > 0
+
+
+class _Reader:
+    """Stands in for `TopicReader`: each read of the checkpoints returns the next snapshot."""
+
+    def __init__(self, snapshots: list[list[tuple[int, int, bytes]]]) -> None:
+        self.snapshots = snapshots
+        self.reads = 0
+
+    def read_topic(self, topic: str) -> Iterator[Message]:
+        assert topic == CHECKPOINTS_TOPIC
+        snapshot = self.snapshots[min(self.reads, len(self.snapshots) - 1)]
+        self.reads += 1
+        for partition, offset, value in snapshot:
+            yield Message(topic, partition, offset, 0, None, value)
+
+
+def _verify_args() -> argparse.Namespace:
+    return argparse.Namespace(audit_topic=DECISIONS_TOPIC, checkpoints_topic=CHECKPOINTS_TOPIC)
+
+
+def test_verify_reads_the_checkpoints_again_before_reporting_a_tail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transaction's decision can be visible a moment before its checkpoint (commit markers
+    reach the two topics one after the other): `audit verify` reads the checkpoints again."""
+    from broker.audit import cli
+
+    monkeypatch.setattr(cli, "TAIL_REREAD_PAUSE_S", 0.0)
+    monkeypatch.setattr(cli, "key_lookup", lambda keys: keys)
+    decisions, checkpoints, key = build_log(100, chains=1, checkpoint_every=30)
+    late = _Reader([checkpoints[:-1], checkpoints])
+    report = cli._verify_read(_verify_args(), late, decisions, key.public_key())  # type: ignore[arg-type]
+    assert report.ok and late.reads == 2
+
+    # A tail that stays unsigned is reported after the re-reads.
+    forged = _Reader([checkpoints[:-1]])
+    report = cli._verify_read(_verify_args(), forged, decisions, key.public_key())  # type: ignore[arg-type]
+    assert [f.code for f in report.findings] == [FindingCode.UNSIGNED_TAIL]
+    assert forged.reads == cli.TAIL_REREADS + 1
