@@ -28,6 +28,7 @@ class FindingCode(StrEnum):
     INCONSISTENT = "inconsistent"  # a checkpoint does not extend the previous one
     WRONG_CHAIN = "wrong_chain"  # a checkpoint or record belongs to another chain
     SPLIT_CHAIN = "split_chain"  # one chain's records are spread over several audit partitions
+    UNSIGNED_TAIL = "unsigned_tail"  # records after a chain's last valid signed checkpoint
     # Found by replay (re-reading ingress and re-evaluating the agreements):
     MISMATCH = "decision_mismatch"  # the recorded decision is not what the agreements give
     UNDECIDED = "undecided"  # an ingress record the router has passed has no decision

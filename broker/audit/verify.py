@@ -30,7 +30,8 @@ class AuditReport:
     checkpoints: int = 0
     records_per_chain: dict[str, int] = field(default_factory=dict)
     unsigned_tail: dict[str, int] = field(default_factory=dict)
-    """Per chain, records after its last valid checkpoint (not yet covered by a signature)."""
+    """Per chain, records after its last valid checkpoint (covered by no signature): each such
+    chain is also an `unsigned_tail` finding, since the router signs every transaction."""
     first_decided_at: datetime | None = None
     last_decided_at: datetime | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -62,6 +63,7 @@ def verify_log(
     report = AuditReport()
     verifiers: dict[int, ChainVerifier] = defaultdict(ChainVerifier)
     leaves: dict[str, list[bytes]] = defaultdict(list)
+    where_leaf: dict[str, list[tuple[int, int]]] = defaultdict(list)  # (partition, offset)
     chain_partitions: dict[str, set[int]] = defaultdict(set)
     first: dict[int, bytes] = {}
     last: dict[int, bytes] = {}
@@ -71,6 +73,7 @@ def verify_log(
         if chain is None:
             continue  # reported by the chain verifier
         leaves[chain].append(data)
+        where_leaf[chain].append((partition, offset))
         chain_partitions[chain].add(partition)
         first.setdefault(partition, data)
         last[partition] = data
@@ -124,12 +127,38 @@ def verify_log(
         report.unsigned_tail[chain] = max(0, len(leaves.get(chain, [])) - covered)
     for chain, chain_leaves in leaves.items():
         report.unsigned_tail.setdefault(chain, len(chain_leaves))
+    for chain, tail in report.unsigned_tail.items():
+        if tail:
+            report.findings.append(_unsigned_tail(chain, tail, where_leaf[chain], decisions_topic))
     firsts = [t for t in map(_decided_at, first.values()) if t is not None]
     lasts = [t for t in map(_decided_at, last.values()) if t is not None]
     report.first_decided_at = min(firsts, default=None)
     report.last_decided_at = max(lasts, default=None)
     report.findings.sort(key=report_order)
     return report
+
+
+def _unsigned_tail(
+    chain: str, tail: int, where: list[tuple[int, int]], topic: str
+) -> Finding:
+    """The finding for the last `tail` records of a chain, which no valid checkpoint covers.
+
+    The router ends every routing transaction with a signed checkpoint of each chain it
+    appended to, and a `read_committed` reader sees both together; so a record no signature
+    covers was not committed by the router, or its checkpoint was removed. A well-linked record
+    appended by anyone who can write to the topic looks exactly like this.
+    """
+    partition, offset = where[len(where) - tail]
+    return Finding(
+        FindingCode.UNSIGNED_TAIL,
+        f"the chain's last {tail} record(s), from this one on, are covered by no valid signed "
+        "checkpoint: the router signs each transaction's records, so these were not committed "
+        "by it (or their checkpoint is missing)",
+        offset,
+        chain=chain,
+        topic=topic,
+        partition=partition,
+    )
 
 
 _INVALID_CHECKPOINT = {FindingCode.BAD_SIGNATURE, FindingCode.UNKNOWN_KEY, FindingCode.WRONG_CHAIN}

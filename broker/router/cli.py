@@ -18,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--idle-exit", type=float, default=None, help="stop after this many idle seconds"
     )
+    parser.add_argument(
+        "--adopt-unsealed-state",
+        action="store_true",
+        help="one-off upgrade: apply router.state records written before they were sealed, "
+        "and write them back sealed (see docs/audit.md, Router state)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -26,7 +32,9 @@ def _run(args: argparse.Namespace) -> int:
 
     logging.getLogger("broker").setLevel(logging.INFO)
     config = load_config(args.config)
-    service = RouterService(config, instance_id=args.instance)
+    service = RouterService(
+        config, instance_id=args.instance, adopt_unsealed_state=args.adopt_unsealed_state
+    )
     service.install_signal_handlers()
     print(f"router {service.instance_id} starting (group {config.router.group_id})", flush=True)
     stats = service.run(idle_exit_s=args.idle_exit)

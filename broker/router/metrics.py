@@ -51,6 +51,13 @@ class RouterMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.state_ignored = Counter(
+            "broker_router_state_ignored",
+            "router.state records not applied at a replay: not written by this router "
+            "(no or bad MAC), malformed, or stale",
+            ["reason"],
+            registry=r,
+        )
         self.partitions_owned = Gauge(
             "broker_partitions_owned", "Ingress partitions owned by this instance", registry=r
         )

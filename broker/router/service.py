@@ -5,7 +5,9 @@ records, changelog updates and the consumer offsets, so `read_committed` readers
 record's effects exactly once. The transactional id is stable per instance (`router.instance_id`):
 a restarted instance fences its predecessor and aborts whatever it left open. Partition state is
 rebuilt from the compacted `router.state` changelog whenever partitions are assigned, and after a
-transaction aborts.
+transaction aborts; every changelog record is sealed with the router's MAC (`_send_state`) and
+only sealed ones are applied (`state.apply_changelog`). Each transaction ends with a signed
+checkpoint of every chain it appended to.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +46,7 @@ from broker.config import (
 from broker.envelope import KeyRegistry, load_signing_key
 from broker.kafka.client import KafkaClients, TopicSpec
 from broker.kafka.credentials import principal_of
+from broker.router.changelog import ChangelogSeal, Ignored
 from broker.router.core import IngressRecord, RouterCore, RouteResult
 from broker.router.metrics import RouterMetrics
 from broker.router.state import (
@@ -57,6 +61,8 @@ log = logging.getLogger(__name__)
 
 # Seconds without progress before the changelog replay re-checks where the topic ends.
 CHANGELOG_STALL_S = 3.0
+# Ignored changelog records logged one by one at each replay (the rest only in the summary).
+IGNORED_LOGGED = 5
 
 
 def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
@@ -129,17 +135,26 @@ class RouterStats:
 class RouterService:
     """Runs the consume-route-produce loop until `stop()` (or SIGTERM/SIGINT)."""
 
-    def __init__(self, config: BrokerConfig, *, instance_id: str | None = None) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        instance_id: str | None = None,
+        adopt_unsealed_state: bool = False,
+    ) -> None:
         self.config = config
+        # The one-off upgrade from a router that did not seal its changelog (docs/audit.md).
+        self.adopt_unsealed_state = adopt_unsealed_state
+        self._adopted: dict[bytes, bytes] = {}
         self.instance_id = instance_id or config.router.instance_id
         self.clients = KafkaClients(config.kafka, principal_of(config.router.id))
         self.core = build_core(config)
+        self.seal = ChangelogSeal.from_secret(config.pseudonym_secret)
         self.metrics = RouterMetrics()
         self.states: dict[TopicPartition, PartitionState] = {}
         self.stats = RouterStats()
         self._stop = threading.Event()
         self.metrics_port: int | None = None
-        self._last_checkpoint = time.monotonic()
         self._assigned_at: float | None = None  # when partitions were last assigned
         # Assigned partitions whose state is not rebuilt yet: paused until it is, outside the
         # rebalance callback (a slow callback stalls the group and can get this member evicted).
@@ -185,6 +200,8 @@ class RouterService:
             while not self._stop.is_set():
                 if self._recovering:
                     self._recover(consumer)
+                    self._reseal_adopted(producer)
+                    self._final_checkpoints(producer)
                 polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
                 if polled:
                     self._route_batch(producer, consumer, polled)
@@ -229,6 +246,9 @@ class RouterService:
                         IngressRecord(tp.topic, tp.partition, record.offset, record.value), state
                     )
                     for out in result.outputs:
+                        if out.topic == TOPIC_ROUTER_STATE:  # the core's subject records
+                            self._send_state(producer, out.key or b"", out.value or b"")
+                            continue
                         producer.send(
                             out.topic, key=out.key, value=out.value, headers=list(out.headers)
                         )
@@ -236,13 +256,15 @@ class RouterService:
                         seen.append(result.seen)
                     results.append(result)
                 if seen:
-                    key, value = seen_batch(state.chain.chain, records[0].offset, seen)
-                    producer.send(TOPIC_ROUTER_STATE, key=key, value=value)
-                key, value = chain_snapshot(state)
-                producer.send(TOPIC_ROUTER_STATE, key=key, value=value)
+                    self._send_state(
+                        producer, *seen_batch(state.chain.chain, records[0].offset, seen)
+                    )
+                self._send_state(producer, *chain_snapshot(state))
                 offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-            if time.monotonic() - self._last_checkpoint >= self.config.router.checkpoint_interval_s:
-                self._send_checkpoints(producer)
+            # Every transaction ends with a signed checkpoint of each chain it grew, so no
+            # committed decision is ever outside a signature (no "unsigned tail" for a forged
+            # record to hide in). One per chain per transaction of up to batch_max_records.
+            self._send_checkpoints(producer)
             producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
             producer.commit_transaction()
         except Exception:
@@ -252,6 +274,11 @@ class RouterService:
             return
         self.metrics.transactions.labels("commit").inc()
         self._count(results, received)
+
+    def _send_state(self, producer: Any, key: bytes, payload: bytes) -> None:
+        """Write one changelog record, sealed with the router's state MAC (the only way the
+        router writes to `router.state`)."""
+        producer.send(TOPIC_ROUTER_STATE, key=key, value=self.seal.seal(key, payload))
 
     def _send_checkpoints(self, producer: Any) -> int:
         """Sign a checkpoint of every owned chain that grew since its last one (in the open
@@ -272,14 +299,15 @@ class RouterService:
             )
             value = checkpoint.to_bytes()
             producer.send(TOPIC_CHECKPOINTS, key=state.chain.chain.encode(), value=value)
-            producer.send(TOPIC_ROUTER_STATE, key=checkpoint_key(state.chain.chain), value=value)
+            self._send_state(producer, checkpoint_key(state.chain.chain), value)
             state.last_checkpoint = checkpoint
             count += 1
-        self._last_checkpoint = time.monotonic()
         return count
 
     def _final_checkpoints(self, producer: Any) -> None:
-        """At a clean stop, cover everything routed with a signed checkpoint."""
+        """Cover everything routed with a signed checkpoint: at a clean stop, and after taking
+        over partitions whose chains a router before per-transaction checkpoints left with an
+        unsigned tail."""
         if not any(state.uncheckpointed for state in self.states.values()):
             return
         producer.begin_transaction()
@@ -290,6 +318,24 @@ class RouterService:
             log.exception("final checkpoint failed; the next run will write it")
             producer.abort_transaction()
             self._rebuild_states(self._consumer)
+
+    def _reseal_adopted(self, producer: Any) -> None:
+        """Write back, sealed and under the same keys, the unsealed records adopted at the
+        replay, so that compaction replaces them and later starts need no adoption."""
+        if not self._adopted:
+            return
+        adopted, self._adopted = self._adopted, {}
+        producer.begin_transaction()
+        try:
+            for key, payload in adopted.items():
+                self._send_state(producer, key, payload)
+            producer.commit_transaction()
+        except Exception:
+            log.exception("writing the adopted state back sealed failed; adopting again")
+            producer.abort_transaction()
+            self._rebuild_states(self._consumer)
+            return
+        log.warning("adopted and sealed %d unsealed %s record(s)", len(adopted), TOPIC_ROUTER_STATE)
 
     def _abort(self, producer: Any, consumer: Any, polled: dict[Any, list[Any]]) -> None:
         from kafka.errors import KafkaError
@@ -368,8 +414,14 @@ class RouterService:
         log.info("rebuilding the state of %d new partition(s)", len(self._recovering))
         new = {tp: PartitionState.new(chain_id(tp.topic, tp.partition)) for tp in self._recovering}
         by_chain = {state.chain.chain: state for state in new.values()}
+        started = time.monotonic()
         count = self._replay_changelog(by_chain)
-        log.info("recovered %d partition(s) from %d changelog records", len(new), count)
+        log.info(
+            "recovered %d partition(s) from %d changelog records in %.2f s",
+            len(new),
+            count,
+            time.monotonic() - started,
+        )
         self.states.update(new)
         self._recovering.clear()
         consumer.resume(*new)
@@ -396,12 +448,18 @@ class RouterService:
             ends = reader.end_offsets(partitions)
             log.info("replaying %s up to %s", TOPIC_ROUTER_STATE, ends)
             count = 0
+            ignored = IgnoredRecords()
+            adopt = self._adopted if self.adopt_unsealed_state else None
             pending = {tp for tp in partitions if ends[tp] > 0}
             progress_at = time.monotonic()
             while pending:
                 for records in reader.poll(timeout_ms=200).values():
                     for record in records:
-                        apply_changelog(states, record.key, record.value)
+                        reason = apply_changelog(
+                            states, record.key, record.value, self.seal, adopt=adopt
+                        )
+                        if reason is not None:
+                            ignored.add(reason, record.topic, record.partition, record.offset)
                         count += 1
                     progress_at = time.monotonic()
                 for tp in list(pending):
@@ -426,9 +484,58 @@ class RouterService:
                             )
                             reader.seek(tp, position)
                     progress_at = time.monotonic()
+            ignored.report(self.metrics)
             return count
         finally:
             reader.close(autocommit=False)
+
+
+class IgnoredRecords:
+    """Changelog records a replay did not apply: counted per reason in the metrics, the first
+    few logged by topic, partition and offset, the rest in one summary line. Never a key or a
+    value: keys hold subject references."""
+
+    def __init__(self) -> None:
+        self.by_reason: Counter[Ignored] = Counter()
+        self.first: tuple[str, int, int] | None = None
+        self.last: tuple[str, int, int] | None = None
+
+    def add(self, reason: Ignored, topic: str, partition: int, offset: int) -> None:
+        if sum(self.by_reason.values()) < IGNORED_LOGGED:
+            log.warning(
+                "%s partition %d offset %d: ignored, not applied (%s)",
+                topic,
+                partition,
+                offset,
+                reason.value,
+            )
+        self.by_reason[reason] += 1
+        self.first = self.first or (topic, partition, offset)
+        self.last = (topic, partition, offset)
+
+    def report(self, metrics: RouterMetrics) -> None:
+        for reason, n in self.by_reason.items():
+            metrics.state_ignored.labels(reason.value).inc(n)
+        total = sum(self.by_reason.values())
+        if not total or self.first is None or self.last is None:
+            return
+        reasons = ", ".join(f"{r.value} {n}" for r, n in sorted(self.by_reason.items()))
+        log.warning(
+            "ignored %d %s record(s) the router did not write or cannot read (%s); first at "
+            "partition %d offset %d, last at partition %d offset %d; none was applied",
+            total,
+            self.first[0],
+            reasons,
+            *self.first[1:],
+            *self.last[1:],
+        )
+        if self.by_reason[Ignored.UNAUTHENTICATED]:
+            log.warning(
+                "%d %s record(s) carry no router seal: state written before sealing, or by "
+                "someone else; see docs/audit.md (Router state) for an upgrade",
+                self.by_reason[Ignored.UNAUTHENTICATED],
+                self.first[0],
+            )
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

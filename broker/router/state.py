@@ -9,9 +9,14 @@ the audit record, so a new owner rebuilds exactly the state that matches the com
 Changelog keys (UTF-8): `c|<chain>` chain snapshot; `k|<chain>` last signed checkpoint;
 `b|<chain>|<first ingress offset>` the event ids first routed in one transaction's batch (JSON
 list of [issuer, event id]; one record per partition and batch rather than one per event, which
-is a quarter of the records the router produces); `s|<chain>|<issuer>|<event id>` one seen event
-(the earlier form, still read); `p|<chain>|<subject>` subject relationships (JSON). The subject is
-the issuer's opaque reference.
+is a quarter of the records the router produces); `p|<chain>|<subject>` subject relationships
+(JSON). The subject is the issuer's opaque reference. `s|<chain>|<issuer>|<event id>` one seen
+event (an earlier form, no longer written; still read).
+
+Every value is sealed with the router's MAC (`broker.router.changelog`): the functions here build
+and read the payloads, and the service seals every record it writes to `router.state`.
+`apply_changelog` applies only records that authenticate and are well formed, and reports why it
+ignored any other; nothing a record holds can make it raise.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from broker.agreements import SubjectContext
 from broker.audit.chain import ChainState
 from broker.audit.checkpoint import Checkpoint
+from broker.router.changelog import ChangelogAuthError, ChangelogSeal, Ignored
 
 SEP = "|"
 
@@ -81,32 +87,134 @@ def encode_subject(context: SubjectContext) -> bytes:
     ).encode()
 
 
-def apply_changelog(states: dict[str, PartitionState], key: bytes, value: bytes | None) -> None:
-    """Fold one changelog record into the states of the chains we own (others are skipped)."""
-    kind, _, rest = key.decode().partition(SEP)
-    chain_id = rest.split(SEP, 1)[0]
+KINDS = frozenset("cbkps")
+
+
+def apply_changelog(
+    states: dict[str, PartitionState],
+    key: bytes | None,
+    value: bytes | None,
+    seal: ChangelogSeal,
+    *,
+    adopt: dict[bytes, bytes] | None = None,
+) -> Ignored | None:
+    """Fold one changelog record into the states of the chains we own, if the router wrote it.
+
+    Returns None when the record was applied or belongs to a chain we do not own, else why it
+    was ignored. Never raises: a record of any shape is either applied or ignored, so no record
+    can stop a router from starting.
+
+    `adopt` (the one-off upgrade from unsealed state, `broker route --adopt-unsealed-state`):
+    a well-formed record with no seal is applied as routers before sealing did, and its payload
+    is put in `adopt` under its key for the caller to write back sealed.
+    """
+    try:
+        text = key.decode() if key is not None else None
+    except UnicodeDecodeError:
+        return Ignored.BAD_KEY
+    if text is None:
+        return Ignored.BAD_KEY
+    kind, sep, rest = text.partition(SEP)
+    chain_id, _, tail = rest.partition(SEP)
+    if kind not in KINDS or not sep or not chain_id:
+        return Ignored.BAD_KEY
     state = states.get(chain_id)
     if state is None:
-        return
-    if kind == "c" and value is not None:
-        state.chain = ChainState.from_bytes(value)
-    elif kind == "k" and value is not None:
-        state.last_checkpoint = Checkpoint.from_bytes(value)
-    elif kind == "b" and value is not None:
-        state.seen.update((issuer, event_id) for issuer, event_id in json.loads(value))
-    elif kind == "s":
-        _, issuer, event_id = rest.split(SEP, 2)
-        if value is None:
+        return None  # another instance's partition: its owner judges it
+    assert key is not None
+    try:
+        opened = seal.open(key, value)
+    except ChangelogAuthError as exc:
+        if adopt is not None and exc.reason == Ignored.UNAUTHENTICATED and value is not None:
+            return _adopt(state, kind, chain_id, tail, key, value, adopt)
+        return exc.reason
+    try:
+        return _apply(state, kind, chain_id, tail, opened.payload)
+    except Exception:  # whatever a decoder raises on an authentic but malformed value
+        return Ignored.BAD_VALUE
+
+
+def _adopt(
+    state: PartitionState,
+    kind: str,
+    chain_id: str,
+    tail: str,
+    key: bytes,
+    payload: bytes,
+    adopt: dict[bytes, bytes],
+) -> Ignored | None:
+    try:
+        reason = _apply(state, kind, chain_id, tail, payload)
+    except Exception:
+        return Ignored.BAD_VALUE
+    if reason is None:
+        adopt[key] = payload
+    return reason
+
+
+def _apply(
+    state: PartitionState, kind: str, chain_id: str, tail: str, payload: bytes | None
+) -> Ignored | None:
+    """Apply one authenticated record; raises ValueError (and the like) on a malformed value."""
+    if payload is None:  # a sealed deletion: of a relationship, or of one seen event
+        if kind == "p" and tail:
+            state.subjects.pop(tail, None)
+        elif kind == "s" and SEP in tail:
+            issuer, _, event_id = tail.partition(SEP)
             state.seen.discard((issuer, event_id))
         else:
-            state.seen.add((issuer, event_id))
-    elif kind == "p":
-        subject = rest.split(SEP, 1)[1]
-        if value is None:
-            state.subjects.pop(subject, None)
-        else:
-            raw = json.loads(value)
-            state.subjects[subject] = SubjectContext(
-                guardians=frozenset(raw["guardians"]),
-                nrm_referrers=frozenset(raw["nrm_referrers"]),
-            )
+            return Ignored.BAD_VALUE
+        return None
+    if kind == "c":
+        if tail:
+            return Ignored.BAD_KEY
+        chain = ChainState.from_bytes(payload)
+        if chain.chain != chain_id:
+            return Ignored.BAD_VALUE
+        # Snapshots only move forward: an older authentic one re-sent must not roll back.
+        if chain.next_seq < state.chain.next_seq:
+            return Ignored.STALE
+        state.chain = chain
+    elif kind == "k":
+        if tail:
+            return Ignored.BAD_KEY
+        checkpoint = Checkpoint.from_bytes(payload)
+        if checkpoint.chain != chain_id:
+            return Ignored.BAD_VALUE
+        last = state.last_checkpoint
+        if last is not None and checkpoint.tree_size < last.tree_size:
+            return Ignored.STALE
+        state.last_checkpoint = checkpoint
+    elif kind == "s":  # one seen event (the earliest form): the ids are in the key
+        issuer, sep, event_id = tail.partition(SEP)
+        if not sep or not issuer or not event_id:
+            return Ignored.BAD_KEY
+        state.seen.add((issuer, event_id))
+    elif kind == "b":
+        if not (tail.isascii() and tail.isdigit()):
+            return Ignored.BAD_KEY
+        pairs = json.loads(payload)
+        if not isinstance(pairs, list) or not all(_is_str_pair(p) for p in pairs):
+            return Ignored.BAD_VALUE
+        state.seen.update((issuer, event_id) for issuer, event_id in pairs)
+    else:  # "p"
+        if not tail:
+            return Ignored.BAD_KEY
+        raw = json.loads(payload)
+        if not isinstance(raw, dict) or set(raw) != {"guardians", "nrm_referrers"}:
+            return Ignored.BAD_VALUE
+        guardians, referrers = raw["guardians"], raw["nrm_referrers"]
+        if not _is_str_list(guardians) or not _is_str_list(referrers):
+            return Ignored.BAD_VALUE
+        state.subjects[tail] = SubjectContext(
+            guardians=frozenset(guardians), nrm_referrers=frozenset(referrers)
+        )
+    return None
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_str_pair(value: object) -> bool:
+    return _is_str_list(value) and len(value) == 2  # type: ignore[arg-type]

@@ -247,6 +247,46 @@ def test_forged_checkpoint_fails_its_signature(
     assert any(": bad_signature:" in f for f in findings_of(out))
 
 
+def test_forged_well_linked_decision_after_the_last_checkpoint_fails_verify(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13 part 7: a decision appended by anyone who can write to the topic, correctly
+    linked into its chain, is covered by no signed checkpoint; the router signs every
+    transaction, so verify must fail on it, not pass with a note."""
+    partitions = read_partitions(deployment, TOPIC_AUDIT)
+    partition, _chain, indexes = busiest_chain(partitions)
+    values = partitions[partition]
+    last = DecisionRecord.from_bytes(values[indexes[-1]])
+    forged = dataclasses.replace(
+        last,
+        seq=last.seq + 1,
+        prev_hash=record_hash(values[indexes[-1]]),
+        ingress_offset=last.ingress_offset + 1,
+        event_id=str(uuid.uuid4()),
+        decided_at=last.decided_at + timedelta(seconds=1),
+    )
+    values.append(forged.to_bytes())
+    topic = write_copy(deployment, partitions, "audit-copy")
+    status, out = run(
+        capsys, "audit", "verify", "--config", str(deployment.config_path), "--audit-topic", topic
+    )
+    assert status == 1, out
+    found = findings_of(out)
+    assert found == [
+        f"FINDING {topic}[{partition}] offset {len(values) - 1} chain {last.chain}: unsigned_tail: "
+        "the chain's last 1 record(s), from this one on, are covered by no valid signed "
+        "checkpoint: the router signs each transaction's records, so these were not committed "
+        "by it (or their checkpoint is missing)"
+    ], out
+    # The same copy without the forged record verifies: the router left no unsigned tail.
+    values.pop()
+    clean = write_copy(deployment, partitions, "audit-copy")
+    status, out = run(
+        capsys, "audit", "verify", "--config", str(deployment.config_path), "--audit-topic", clean
+    )
+    assert status == 0, out
+
+
 def test_decision_that_does_not_match_the_agreements_is_found_by_replay(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
