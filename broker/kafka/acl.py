@@ -190,6 +190,7 @@ def exact_filter(binding: Any) -> Any:
 
 _STRIMZI_OPS = {READ: "Read", WRITE: "Write", DESCRIBE: "Describe"}
 _STRIMZI_TYPES = {TOPIC: "topic", GROUP: "group", TRANSACTIONAL_ID: "transactionalId"}
+_STRIMZI_PATTERNS = {LITERAL: "literal", PREFIXED: "prefix"}  # the CRD's words, not Kafka's
 
 
 def strimzi_users(config: BrokerConfig, *, cluster: str = "safeguarding") -> list[dict[str, Any]]:
@@ -216,7 +217,7 @@ def strimzi_users(config: BrokerConfig, *, cluster: str = "safeguarding") -> lis
                                 "resource": {
                                     "type": _STRIMZI_TYPES[resource],
                                     "name": name,
-                                    "patternType": pattern,
+                                    "patternType": _STRIMZI_PATTERNS[pattern],
                                 },
                                 "operations": sorted(ops),
                                 "host": "*",

@@ -149,8 +149,8 @@ class KafkaClients:
             return KafkaAuthError(
                 f"Kafka at {self.settings.bootstrap_servers} refused the credential of {who} "
                 f"(SCRAM authentication failed: wrong, revoked or never issued): ask the "
-                f"operator to issue it again (`broker kafka credentials issue {who}`) and put "
-                f"the new {who}.json in {self.settings.credentials_dir}"
+                f"operator to issue it again (`broker kafka credentials issue {who} --config "
+                f"CONFIG`) and put the new {who}.json in {self.settings.credentials_dir}"
             )
         if isinstance(cause, ssl.SSLError):
             return KafkaAuthError(
@@ -182,7 +182,8 @@ class KafkaClients:
                     socket.create_connection((host, int(port)), timeout=3) as raw,
                     context.wrap_socket(raw, server_hostname=host),
                 ):
-                    return SaslAuthenticationFailedError("the broker closed the connection")
+                    refused: BaseException = SaslAuthenticationFailedError("connection closed")
+                    return refused
             except ssl.SSLError as exc:
                 return exc
             except (OSError, ValueError):
