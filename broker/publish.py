@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from kafka.errors import AuthorizationError
+
 from broker.config import BrokerConfig, ConfigError, load_config, topic_ingress
 from broker.envelope import SigningKey, issue, load_signing_key
 from broker.errors import BrokerError
-from broker.kafka.client import KafkaClients, KafkaUnavailable, TopicSpec
+from broker.kafka.client import KafkaClients, KafkaUnavailable, TopicSpec, denied
 from broker.kafka.credentials import principal_of
 from broker.schemas import SchemaRegistry
 
@@ -67,7 +69,8 @@ class Publisher:
         self.topic = topic_ingress(agency_id)
         self.key = key or agency_key(config, agency_id)
         self.registry = SchemaRegistry.default()
-        clients = KafkaClients(config.kafka, principal_of(agency_id))
+        self.principal = principal_of(agency_id)
+        clients = KafkaClients(config.kafka, self.principal)
         clients.ensure_topics([TopicSpec(self.topic, config.kafka.topics.partitions)])
         self.producer = clients.producer()
         self._pending: list[tuple[str, str, Any]] = []
@@ -77,9 +80,12 @@ class Publisher:
         envelope = issue(event, issuer=self.agency_id, key=self.key, registry=self.registry)
         header = envelope.header
         subject = envelope.subject or ""  # issue() always sets one
-        future = self.producer.send(
-            self.topic, key=subject.encode(), value=envelope.to_bytes(self.registry)
-        )
+        try:
+            future = self.producer.send(
+                self.topic, key=subject.encode(), value=envelope.to_bytes(self.registry)
+            )
+        except AuthorizationError as exc:  # kafka-python repeats a refusal on the next send
+            raise denied(self.principal, exc, f"writing to {self.topic}") from None
         self._pending.append((where, header.event_type, future))
         return header.event_id
 
@@ -120,6 +126,9 @@ class Publisher:
         for where, event_type, future in self._pending:
             try:
                 future.get(timeout=30)
+            except AuthorizationError as exc:  # no record of this run can go: say so once
+                self._pending.clear()
+                raise denied(self.principal, exc, f"writing to {self.topic}") from None
             except Exception as exc:  # a Kafka failure for this record only
                 report.rejected.append((where, f"Kafka did not accept it ({type(exc).__name__})"))
             else:

@@ -6,7 +6,8 @@ owner. Everything is denied unless a rule here allows it (the cluster runs with
 `allow.everyone.if.no.acl.found=false`), and nobody but the operator (a super user) may delete
 records, touch another principal's groups, or create or alter topics and ACLs.
 
-- each agency `A`: write (idempotently) `ingress.A`; read `feed.A`; groups `feed-A`, `feed-A.*`;
+- each agency `A`: write (idempotently) `ingress.A`; read `feed.A` and `audit.checkpoints`;
+  groups `feed-A`, `feed-A.*`;
 - the router: read `ingress.*`; write `feed.*`, `audit.decisions`, `audit.checkpoints`,
   `quarantine`; read and write `router.state`; its group; transactional ids `<group>-*`;
 - `auditor`: read `audit.*`, `quarantine`, `ingress.*`;
@@ -73,6 +74,8 @@ def registry_acls(config: BrokerConfig) -> list[Acl]:
         rules += _topic(me, topic_feed(agency.id), READ)
         rules.append(Acl(me, GROUP, LITERAL, f"feed-{agency.id}", READ))
         rules.append(Acl(me, GROUP, PREFIXED, f"feed-{agency.id}.", READ))
+        # Signed tree heads, no personal data: an agency checks inclusion proofs against them.
+        rules += _topic(me, TOPIC_CHECKPOINTS, READ)
         if agency.kind == "stats":
             rules += _topic(STATS, topic_feed(agency.id), READ)
 

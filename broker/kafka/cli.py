@@ -67,12 +67,20 @@ def _register_credentials(actions: argparse._SubParsersAction[argparse.ArgumentP
             "router's id, auditor, stats, operator."
         ),
     )
-    parser.add_argument("verb", choices=("issue", "revoke", "list"))
-    parser.add_argument("principals", nargs="*", metavar="PRINCIPAL")
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--all", action="store_true", help="issue: every principal of the registry")
-    parser.add_argument("--out", type=Path, default=None, help="issue: write the files here")
-    parser.set_defaults(func=_credentials)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, help_text in (
+        ("issue", "a new random password for each principal; writes <principal>.json"),
+        ("revoke", "delete each principal's credential and withdraw its ACLs"),
+        ("list", "who holds a credential"),
+    ):
+        sub = verbs.add_parser(verb, help=help_text)
+        if verb != "list":
+            sub.add_argument("principals", nargs="*", metavar="PRINCIPAL")
+        sub.add_argument("--config", type=Path, required=True)
+        if verb == "issue":
+            sub.add_argument("--all", action="store_true", help="every principal of the registry")
+            sub.add_argument("--out", type=Path, default=None, help="write the files here")
+        sub.set_defaults(func=_credentials)
 
 
 def _register_acl(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -140,6 +140,8 @@ def test_plan_apply_keep_the_cluster_equal_to_the_registry(
         Acl(new_principal, TOPIC, LITERAL, f"feed.{new}", "describe"),
         Acl(new_principal, GROUP, LITERAL, f"feed-{new}", "read"),
         Acl(new_principal, GROUP, PREFIXED, f"feed-{new}.", "read"),
+        Acl(new_principal, TOPIC, LITERAL, "audit.checkpoints", "read"),
+        Acl(new_principal, TOPIC, LITERAL, "audit.checkpoints", "describe"),
     }
     assert _plan(capsys, config_path)[0] == 0
     with KafkaClients(load_config(config_path).kafka, OPERATOR).admin() as admin:

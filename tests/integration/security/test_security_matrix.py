@@ -102,9 +102,8 @@ READERS: dict[str, set[str]] = {
     # The statistics collection reads the national statistics agency's feed on its behalf.
     FEED_STATS: {STATISTICS},
     TOPIC_AUDIT: {AUDITORS},
-    # DESIGN's table says "auditors, agencies"; the generator grants agencies nothing here yet
-    # (no agency tool reads checkpoints). Kept as built; see the issue 12 report.
-    TOPIC_CHECKPOINTS: {AUDITORS},
+    # DESIGN's table: "auditors, agencies" (signed tree heads, no personal data).
+    TOPIC_CHECKPOINTS: {AUDITORS, COUNCIL, POLICE},
     # DESIGN says "operators" (the operator is a super user); the audit tools also show
     # quarantine records to auditors, who may read every ingress record anyway.
     TOPIC_QUARANTINE: {AUDITORS},
@@ -168,7 +167,8 @@ def test_the_table_is_least_privilege() -> None:
         assert len(writers) == 1, (topic, writers)
     for agency in (COUNCIL, POLICE):
         readable = {t for t in TOPICS if table[(agency, CONSUME, t)] == ALLOW}
-        assert readable == {FEED_COUNCIL if agency == COUNCIL else FEED_POLICE}
+        own = FEED_COUNCIL if agency == COUNCIL else FEED_POLICE
+        assert readable == {own, TOPIC_CHECKPOINTS}  # checkpoints: signed heads, no values
     for (role, operation, _), outcome in table.items():
         if operation in (DELETE_RECORDS, ALTER_RETENTION, CREATE_TOPIC, CREATE_ACL):
             assert (outcome != DENY) == (role == OPERATORS)

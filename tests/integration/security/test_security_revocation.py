@@ -32,6 +32,7 @@ from router_helpers import (
 
 from broker.kafka import operator
 from broker.kafka.acl import any_filter
+from broker.kafka.client import KafkaDenied
 from broker.kafka.credentials import principal_of
 from broker.kafka.local import ClusterAccess
 from broker.publish import Publisher
@@ -78,8 +79,9 @@ def test_a_revoked_agency_is_refused_in_one_line_and_the_others_are_still_routed
         already_open = Publisher(config, lambeth)  # a connector that keeps running
 
         withdrawn = operator.revoke(clients, principal)
-        # Its six rules: ingress write+describe, feed read+describe, its two group patterns.
-        assert withdrawn == 6
+        # Its eight rules: ingress write+describe, feed and checkpoints read+describe, its two
+        # group patterns.
+        assert withdrawn == 8
         with clients.admin() as admin:
             bindings, _ = admin.describe_acls(any_filter())
         assert not [b for b in bindings if str(b.principal) == f"User:{principal}"]
@@ -94,15 +96,15 @@ def test_a_revoked_agency_is_refused_in_one_line_and_the_others_are_still_routed
         assert principal in lines[0] and "refused the credential" in lines[0], lines[0]
         assert "credentials issue" in lines[0], lines[0]
 
-        # The connection opened before: each event refused by the (withdrawn) ACLs and
-        # reported as not accepted, none published.
-        report = already_open.publish_all(
-            [("event 0", event("child.missing.ended", "child-r1", "r-l2", **missing))]
-        )
-        assert not report.published
-        assert [why for _, why in report.rejected] == [
-            "Kafka did not accept it (TopicAuthorizationFailedError)"
-        ]
+        # The connection opened before: refused by the (withdrawn) ACLs, in one line naming
+        # the principal, the topic and the fix; nothing published.
+        with pytest.raises(KafkaDenied) as refused:
+            already_open.publish_all(
+                [("event 0", event("child.missing.ended", "child-r1", "r-l2", **missing))]
+            )
+        message = str(refused.value)
+        assert principal in message and f"ingress.{dep.id(LAMBETH)}" in message, message
+        assert "broker acl apply" in message, message
         already_open.close()
 
         # Everyone else: Westminster's event still reaches the police.

@@ -41,7 +41,7 @@ def test_every_topic_is_written_and_read_only_by_its_owners(config: BrokerConfig
             for a in config.agency_ids
         },
         "audit.decisions": ({router}, {AUDITOR}),
-        "audit.checkpoints": ({router}, {AUDITOR}),
+        "audit.checkpoints": ({router}, {AUDITOR, *(a.lower() for a in config.agency_ids)}),
         "quarantine": ({router}, {AUDITOR}),
         "router.state": ({router}, {router}),
     }
