@@ -62,7 +62,9 @@ class Publisher:
         self.key = key or agency_key(config, agency_id)
         self.registry = SchemaRegistry.default()
         clients = KafkaClients(config.kafka)
-        clients.ensure_topics([TopicSpec(self.topic, config.kafka.topics.partitions)])
+        clients.ensure_topics(
+            [TopicSpec(self.topic, config.kafka.topics.partitions, append_time=True)]
+        )
         self.producer = clients.producer()
         self._pending: list[tuple[str, str, Any]] = []
 

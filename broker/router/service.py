@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -61,8 +61,10 @@ CHANGELOG_STALL_S = 3.0
 def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
     """Every topic the broker uses, with its partitioning."""
     partitions = config.kafka.topics.partitions
-    specs = [TopicSpec(topic_ingress(a), partitions) for a in config.agency_ids]
-    specs += [TopicSpec(topic_feed(a), partitions) for a in config.agency_ids]
+    # Ingress and feed records carry the broker's append time: the time of receipt that key
+    # validity is judged at, which no producer can choose (docs/wire-format.md, "Time").
+    specs = [TopicSpec(topic_ingress(a), partitions, append_time=True) for a in config.agency_ids]
+    specs += [TopicSpec(topic_feed(a), partitions, append_time=True) for a in config.agency_ids]
     specs += [
         TopicSpec(TOPIC_AUDIT, partitions),
         TopicSpec(TOPIC_CHECKPOINTS, 1),
@@ -85,6 +87,7 @@ def build_core(config: BrokerConfig) -> RouterCore:
         router_key=router_key,
         agencies=config.agency_ids,
         pseudonym_key=config.pseudonym_key,
+        max_skew=timedelta(seconds=config.router.max_clock_skew_s),
     )
 
 
@@ -225,7 +228,10 @@ class RouterService:
                 seen: list[tuple[str, str]] = []
                 for record in records:
                     result = self.core.route(
-                        IngressRecord(tp.topic, tp.partition, record.offset, record.value), state
+                        IngressRecord(
+                            tp.topic, tp.partition, record.offset, record.value, record.timestamp
+                        ),
+                        state,
                     )
                     for out in result.outputs:
                         producer.send(

@@ -99,15 +99,15 @@ def test_registry_lookup_codes(tmp_path: Path) -> None:
         ISSUER, tmp_path, key_id="k", valid_from=T0, valid_until=T0 + timedelta(1)
     )
     keys = KeyRegistry([load_public_key(public)])
-    assert keys.lookup(ISSUER, "k", T0).key_id == "k"
+    assert keys.lookup(ISSUER, "k", T0, role="issuer").key_id == "k"
     for at in (T0 - timedelta(seconds=1), T0 + timedelta(1)):
         with pytest.raises(VerificationError) as info:
-            keys.lookup(ISSUER, "k", at)
+            keys.lookup(ISSUER, "k", at, role="issuer")
         assert info.value.code == "key_not_valid"
     keys.revoke(ISSUER, "k", T0 + timedelta(hours=1))
-    assert keys.lookup(ISSUER, "k", T0).key_id == "k"
+    assert keys.lookup(ISSUER, "k", T0, role="issuer").key_id == "k"
     with pytest.raises(VerificationError) as info:
-        keys.lookup(ISSUER, "k", T0 + timedelta(hours=2))
+        keys.lookup(ISSUER, "k", T0 + timedelta(hours=2), role="issuer")
     assert info.value.code == "revoked_key"
     with pytest.raises(KeyFileError):
         keys.revoke(ISSUER, "missing", T0)

@@ -26,6 +26,7 @@ from broker.envelope import (
     verify_envelope,
     verify_forwarded,
 )
+from broker.envelope.keys import ROUTER_ROLES
 from broker.schemas import SchemaRegistry
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "envelope-v1.json"
@@ -48,14 +49,16 @@ def vectors() -> dict[str, Any]:
     return data
 
 
-def key(spec: dict[str, str]) -> SigningKey:
+def key(spec: dict[str, str], roles: tuple[str, ...] = ("issuer",)) -> SigningKey:
     private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(spec["seed"]))
-    return SigningKey(spec["agency"], spec["key_id"], private)
+    return SigningKey(spec["agency"], spec["key_id"], private, roles=roles)
 
 
 def registry_of(vectors: dict[str, Any]) -> KeyRegistry:
+    """The vectors' issuer key (role issuer) and router key (roles router, checkpoint)."""
+    spec = vectors["input"]
     return KeyRegistry(
-        key(vectors["input"][role]).public_key_info() for role in ("issuer", "router")
+        [key(spec["issuer"]).public_key_info(), key(spec["router"], ROUTER_ROLES).public_key_info()]
     )
 
 
@@ -160,7 +163,8 @@ def test_vector_bytes_verify(vectors: dict[str, Any]) -> None:
     spec, expected = vectors["input"], vectors["expected"]
     verified = verify_envelope(bytes.fromhex(expected["envelope"]), keys).to_json()
     assert {k: v for k, v in verified["fields"].items() if v is not None} == spec["event"]["fields"]
-    received = verify_forwarded(bytes.fromhex(expected["forwarded"]), keys).to_json()
+    router = spec["router"]["agency"]
+    received = verify_forwarded(bytes.fromhex(expected["forwarded"]), keys, router=router).to_json()
     assert set(received["fields"]) == set(spec["forward"]["fields"])
     assert received["derived"] == spec["forward"]["derived"]
     assert received["agreements"] == spec["forward"]["agreements"]

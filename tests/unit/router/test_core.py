@@ -73,9 +73,13 @@ def test_missing_child_reaches_police_and_stats_with_their_fields(
     assert outcome == Outcome.FORWARDED
     feeds = {topic: v for topic, v, _ in outputs if topic.startswith("feed.")}
     assert set(feeds) >= {"feed.police.met", "feed.stats.national"}
-    police = verify_forwarded(feeds["feed.police.met"], core.keys, recipient="police.met")
+    police = verify_forwarded(
+        feeds["feed.police.met"], core.keys, router="router.main", recipient="police.met"
+    )
     assert {"physical_description", "clothing", "first_name", "dob"} <= set(police.fields)
-    stats = verify_forwarded(feeds["feed.stats.national"], core.keys, recipient="stats.national")
+    stats = verify_forwarded(
+        feeds["feed.stats.national"], core.keys, router="router.main", recipient="stats.national"
+    )
     assert not {"first_name", "last_name", "dob", "physical_description"} & set(stats.fields)
     assert "child_pseudonym" in stats.derived
     (audit,) = [v for topic, v, _ in outputs if topic == TOPIC_AUDIT]
