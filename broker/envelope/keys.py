@@ -87,6 +87,35 @@ def check_roles(roles: Iterable[str], source: str = "key") -> tuple[str, ...]:
     return found
 
 
+# Ed25519 verification as OpenSSL does it (docs/wire-format.md, "Ed25519") accepts a
+# small-order public key, for which R = identity, S = 0 is a valid signature of about one message
+# in eight, or of every message. Key files with such a key, or with a non-canonical encoding
+# (y >= p), are refused. The small-order points, as listed by libsodium (compared without the
+# sign bit): order 4 (y = 0), 1, 8, 8, 2 (y = p - 1), and the encodings y = p, p + 1.
+_P = 2**255 - 19
+_SMALL_ORDER = tuple(
+    bytes.fromhex(h)
+    for h in (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    )
+)
+
+
+def check_public_key(raw: bytes, source: str = "public key") -> bytes:
+    """Return `raw` (32 bytes) unless it is a non-canonical or small-order Ed25519 key."""
+    unsigned = raw[:31] + bytes([raw[31] & 0x7F]) if len(raw) == 32 else raw
+    if len(raw) != 32 or int.from_bytes(unsigned, "little") >= _P or unsigned in _SMALL_ORDER:
+        raise KeyFileError(
+            f"{source}: public_key is not a usable Ed25519 key (small-order or non-canonical); "
+            "generate a new key with `broker keys generate`"
+        )
+    return raw
+
+
 def _utc(value: datetime, what: str) -> datetime:
     if value.tzinfo is None:
         raise KeyFileError(f"{what} must carry a time zone (use UTC, e.g. 2026-01-01T00:00:00Z)")
@@ -150,7 +179,7 @@ class PublicKeyInfo:
             if data.get("algorithm", "Ed25519") != "Ed25519":
                 raise KeyFileError(f"{source}: algorithm must be Ed25519")
             raw = base64.b64decode(str(data["public_key"]), validate=True)
-            public_key = Ed25519PublicKey.from_public_bytes(raw)
+            public_key = Ed25519PublicKey.from_public_bytes(check_public_key(raw, source))
             valid_from = _parse_time(data["valid_from"], f"{source}: valid_from")
         except (KeyError, ValueError, TypeError):
             raise KeyFileError(
