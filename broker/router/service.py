@@ -11,6 +11,7 @@ transaction aborts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -41,6 +42,7 @@ from broker.config import (
     topic_ingress,
 )
 from broker.envelope import KeyRegistry, load_signing_key
+from broker.envelope.keys import ROUTER_ROLES
 from broker.kafka.client import KafkaClients, TopicSpec
 from broker.router.core import IngressRecord, RouterCore, RouteResult
 from broker.router.metrics import RouterMetrics
@@ -80,7 +82,10 @@ def build_core(config: BrokerConfig) -> RouterCore:
     env = config.router.passphrase_env
     passphrase = os.environ.get(env) if env else None
     router_key = load_signing_key(config.router.signing_key, passphrase)
-    keys.add(router_key.public_key_info())
+    if not any(k.key_id == router_key.key_id for k in keys.keys(router_key.agency_id)):
+        # Not published in keys_dir (yet): known with the roles the router signs with. A
+        # published record is left as it is: its roles are what every verifier sees.
+        keys.add(dataclasses.replace(router_key.public_key_info(), roles=ROUTER_ROLES))
     return RouterCore(
         keys=keys,
         agreements=load_agreements(config.agreements_dir),
