@@ -168,3 +168,21 @@ def test_vector_bytes_verify(vectors: dict[str, Any]) -> None:
     assert set(received["fields"]) == set(spec["forward"]["fields"])
     assert received["derived"] == spec["forward"]["derived"]
     assert received["agreements"] == spec["forward"]["agreements"]
+
+
+def test_router_signs_the_derived_bytes_it_sends(vectors: dict[str, Any]) -> None:
+    # Each derived value's bytes in the signed router input are the very bytes in the message
+    # (name, then the DerivedValue union encoding), and the message is canonical, so what a
+    # recipient re-encodes from what it decoded is what the router signed.
+    expected = vectors["expected"]
+    message = bytes.fromhex(expected["forwarded"])
+    signed = bytes.fromhex(expected["router_signing_input"])
+    for name, value in vectors["input"]["forward"]["derived"].items():
+        encoded = canonical.encode_derived_value(value)
+        name_bytes = name.encode()
+        avro_name = bytes([2 * len(name_bytes)]) + name_bytes  # Avro string, length < 64
+        assert avro_name + encoded in message, name
+        assert lp(name_bytes) + lp(encoded) in signed, name
+    assert SchemaRegistry.default().encode(
+        canonical.FORWARDED_SCHEMA, SchemaRegistry.default().decode(message)[1]
+    ) == message
