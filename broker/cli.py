@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # kafka-python logs transient connection noise at ERROR (e.g. on close); the broker
         # reports every Kafka failure that matters itself, as one clear line.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        from broker.kafka.client import keep_bootstrap_failures
+
+        keep_bootstrap_failures()
     try:
         status: int = args.func(args)
     except BrokerError as exc:
@@ -61,6 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"broker {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from kafka.errors import AuthorizationError
+
+        if not isinstance(exc, AuthorizationError):
+            raise
+        from broker.kafka.client import denied
+
+        print(f"broker {args.command}: error: {denied(None, exc, 'this request')}", file=sys.stderr)
+        return 2
     return status
 
 

@@ -41,35 +41,53 @@ class TopicSettings(_Strict):
 
 
 class KafkaSettings(_Strict):
-    """Connection to Kafka (security settings are passed to kafka-python as they are)."""
+    """Connection to Kafka and how each principal authenticates.
+
+    Secured (the default of `broker kafka start` and of every deployment the project writes):
+    `SASL_SSL` with `SCRAM-SHA-512`, the cluster's CA certificate in `ssl_cafile`, and one
+    credential file per principal (`<principal>.json`, mode 0600) in `credentials_dir`. Each
+    command connects as the principal it acts for: an agency's id for `publish`/`feed`, the
+    router's id, `auditor`, `stats`, `operator` (see broker.kafka.credentials).
+    `PLAINTEXT` is for an `--insecure` experiment only.
+    """
 
     bootstrap_servers: str
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] | None = None
+    security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    credentials_dir: Path | None = None
     ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
     topics: TopicSettings = TopicSettings()
     request_timeout_ms: int = Field(default=30000, ge=1000)
 
-    def client_options(self) -> dict[str, Any]:
-        """Options common to every kafka-python client built from this config."""
+    @property
+    def secured(self) -> bool:
+        return self.security_protocol == "SASL_SSL"
+
+    def client_options(self, principal: str | None = None) -> dict[str, Any]:
+        """Options common to every kafka-python client that connects as `principal`."""
+        from broker.kafka.credentials import read_credential
+
         options: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers.split(","),
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
         }
-        if self.sasl_mechanism:
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            if self.sasl_password_env:
-                options["sasl_plain_password"] = os.environ.get(self.sasl_password_env, "")
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            value = getattr(self, name)
-            if value is not None:
-                options[name] = str(value)
+        if not self.secured:
+            return options
+        if principal is None:
+            raise ConfigError(
+                "a secured Kafka connection needs a principal to connect as (internal error: "
+                "the command did not say which)"
+            )
+        assert self.credentials_dir is not None  # checked when the config is loaded
+        credential = read_credential(self.credentials_dir, principal)
+        options.update(
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_plain_username=credential.username,
+            sasl_plain_password=credential.password,
+            ssl_cafile=str(self.ssl_cafile),
+            ssl_check_hostname=True,
+        )
         return options
 
 
@@ -177,8 +195,7 @@ _PATH_FIELDS = (
     ("router", "signing_key"),
     ("router", "pseudonym_secret_file"),
     ("kafka", "ssl_cafile"),
-    ("kafka", "ssl_certfile"),
-    ("kafka", "ssl_keyfile"),
+    ("kafka", "credentials_dir"),
 )
 
 
@@ -238,11 +255,37 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
 
 def _check_consistency(config: BrokerConfig, path: Path) -> None:
+    kafka = config.kafka
+    if kafka.secured:
+        if kafka.ssl_cafile is None or not kafka.ssl_cafile.is_file():
+            missing = "" if kafka.ssl_cafile is None else f" ({kafka.ssl_cafile} does not exist)"
+            raise ConfigError(
+                f"{path}: kafka.ssl_cafile must name the Kafka cluster's CA certificate (PEM) "
+                f"for SASL_SSL{missing}: for the local Kafka it is <data_dir>/client/ca.pem"
+            )
+        if kafka.credentials_dir is None or not kafka.credentials_dir.is_dir():
+            raise ConfigError(
+                f"{path}: kafka.credentials_dir must name the directory of Kafka credential "
+                "files (<principal>.json, mode 0600) for SASL_SSL: create it and issue "
+                "credentials with `broker kafka credentials issue`"
+            )
     seen: set[str] = set()
     for agency in config.agencies:
         if agency.id in seen:
             raise ConfigError(f"{path}: agency {agency.id} is listed twice: keep one entry")
         seen.add(agency.id)
+    from broker.kafka.credentials import RESERVED, principal_of
+
+    owners: dict[str, str] = {}
+    for owner in [*(agency.id for agency in config.agencies), config.router.id]:
+        principal = principal_of(owner)
+        if principal in RESERVED or principal in owners:
+            other = owners.get(principal, "a built-in principal")
+            raise ConfigError(
+                f"{path}: {owner} would connect to Kafka as {principal}, as {other} does "
+                "(principals are ids in lower case with - for _): rename one of them"
+            )
+        owners[principal] = owner
     if not config.keys_dir.is_dir():
         raise ConfigError(
             f"{path}: keys_dir {config.keys_dir} is not a directory: create it and put the "

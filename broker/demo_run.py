@@ -3,13 +3,15 @@
 Westminster places a 15-year-old unaccompanied child with a trafficking concern, appoints a
 guardian and refers her to the NRM; she goes missing within 48 hours; the police open and close a
 missing-person report; the NRM decides. A second child is "away" with no concern. A forged event
-and an event on the wrong topic are quarantined. Each agency's verified feed is then printed:
-who received what, under which agreement.
+is quarantined. Each agency's verified feed is then printed: who received what, under which
+agreement; the police are refused other agencies' topics by Kafka; the auditor verifies and
+replays the log.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -19,13 +21,16 @@ from broker.config import TOPIC_QUARANTINE, BrokerConfig, load_config, topic_ing
 from broker.envelope import Envelope
 from broker.feed import FeedReader
 from broker.kafka.client import KafkaClients
-from broker.kafka.local import LocalKafka
+from broker.kafka.credentials import AUDITOR, principal_of
+from broker.kafka.local import ClusterAccess, LocalKafka
+from broker.kafka.operator import provision
 from broker.publish import Publisher, read_jsonl
 from broker.scaffold import REPO_ROOT, write_deployment
 
 EXAMPLE_EVENTS = REPO_ROOT / "examples" / "events"
 SSDA903_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "ssda903-fake"
 STATS_OUT = Path("var") / "demo" / "statistics"
+DEMO_CHILD = "WCC-2026-0147"  # Westminster's reference for the child of the story
 console = Console(width=140)
 
 
@@ -34,19 +39,28 @@ def run_demo(*, bootstrap: str | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="broker-demo-") as tmp:
         work = Path(tmp)
         if bootstrap is not None:
-            return _scenario(bootstrap, work)
+            return _scenario(ClusterAccess(bootstrap), work)
         kafka = LocalKafka(work / "kafka")
         took = kafka.start()
-        console.print(f"Local Kafka ready in {took:.1f} s at {kafka.bootstrap_servers}")
+        console.print(
+            f"Local Kafka ready in {took:.1f} s at {kafka.bootstrap_servers}: TLS, SCRAM-SHA-512 "
+            "per principal, ACLs from the agency registry"
+        )
         try:
-            return _scenario(kafka.bootstrap_servers, work)
+            return _scenario(kafka.access(), work)
         finally:
             kafka.stop()
             console.print("Local Kafka stopped.")
 
 
-def _scenario(bootstrap: str, work: Path) -> int:
-    config = load_config(write_deployment(work / "deployment", bootstrap_servers=bootstrap))
+def _scenario(access: ClusterAccess, work: Path) -> int:
+    config = load_config(write_deployment(work / "deployment", bootstrap_servers=access))
+    issued = provision(config)
+    if issued:
+        console.print(
+            f"Operator: issued {len(issued)} Kafka credentials (one per principal), created the "
+            "topics and applied the ACLs the agency registry implies"
+        )
     console.rule("1. Agencies publish signed events")
     for path in sorted(EXAMPLE_EVENTS.glob("*.jsonl")):
         agency = path.stem
@@ -72,8 +86,13 @@ def _scenario(bootstrap: str, work: Path) -> int:
     console.rule("3. What each agency received (verified end to end)")
     failures = sum(_show_feed(config, agency) for agency in config.agency_ids)
     _show_quarantine(config)
-    status = _national_collection(config, work / "deployment" / "config.yaml")
-    return 1 if failures else status
+    if config.kafka.secured:
+        console.rule("3b. The transport refuses what an agency's agreements do not give it")
+        _transport_refusals(config)
+    config_path = work / "deployment" / "config.yaml"
+    status = _national_collection(config, config_path)
+    audited = _auditor(config_path)
+    return 1 if failures else status or audited
 
 
 def _national_collection(config: BrokerConfig, config_path: Path) -> int:
@@ -100,6 +119,18 @@ def _national_collection(config: BrokerConfig, config_path: Path) -> int:
     return status or counted
 
 
+def _auditor(config_path: Path) -> int:
+    """The auditor's step: verify the chains, replay every decision, one child's disclosures."""
+    from broker.cli import main as broker_main
+
+    console.rule("5. The auditor: verify, replay, and one child's disclosures")
+    config = ["--config", str(config_path)]
+    verified = broker_main(["audit", "verify", *config])
+    replayed = broker_main(["audit", "replay", *config])
+    broker_main(["audit", "disclosures", *config, "--subject", DEMO_CHILD, "--format", "table"])
+    return verified or replayed
+
+
 def _publish_bad_input(config: BrokerConfig) -> None:
     """A forged signature, and a police event pushed onto a council's ingress topic."""
     publisher = Publisher(config, "police.met")
@@ -116,13 +147,53 @@ def _publish_bad_input(config: BrokerConfig) -> None:
         wire = bytearray(envelope.to_bytes())
         wire[-5] ^= 0x01  # inside the signature
         publisher.producer.send(topic_ingress("police.met"), key=b"x", value=bytes(wire))
-        publisher.producer.send(
-            topic_ingress("council.E09000033"), key=b"y", value=envelope.to_bytes()
-        )
         publisher.producer.flush()
     finally:
         publisher.close()
-    console.print("also sent: one event with a forged signature, one on another agency's topic")
+
+
+def _transport_refusals(config: BrokerConfig) -> None:
+    """The police try what their ACLs do not allow; Kafka refuses each, in the broker's words."""
+    from kafka.errors import AuthorizationError
+
+    from broker.audit.reader import TopicReader
+    from broker.kafka.client import KafkaUnavailable, denied
+
+    police = principal_of("police.met")
+    clients = KafkaClients(config.kafka, police)
+
+    def read_ingress() -> None:
+        with TopicReader(clients) as reader:
+            reader.partitions(topic_ingress("council.E09000033"))
+
+    def read_nrm_feed() -> None:
+        FeedReader(config, "nrm.sca", from_beginning=True, principal=police).close()
+
+    def write_council_ingress() -> None:
+        producer = clients.producer(max_block_ms=10000)
+        try:
+            producer.send(topic_ingress("council.E09000033"), value=b"junk").get(timeout=10)
+        except AuthorizationError as exc:
+            raise denied(police, exc, f"writing to {topic_ingress('council.E09000033')}") from None
+        finally:
+            producer.close()
+
+    attempts: list[tuple[str, Callable[[], None]]] = [
+        ("read ingress.council.E09000033", read_ingress),
+        ("read feed.nrm.sca", read_nrm_feed),
+        ("write to ingress.council.E09000033", write_council_ingress),
+    ]
+    for label, attempt in attempts:
+        try:
+            attempt()
+        except KafkaUnavailable as exc:
+            console.print(f"police.met tries to {label}: [green]refused[/green]: {exc}")
+        else:
+            console.print(f"[red]police.met could {label}: the ACLs are too wide[/red]")
+    console.print(
+        "police.met also sent one event with a forged signature on its own topic "
+        "(the router quarantines it)"
+    )
 
 
 def _show_feed(config: BrokerConfig, agency: str) -> int:
@@ -161,7 +232,7 @@ def _show_feed(config: BrokerConfig, agency: str) -> int:
 def _show_quarantine(config: BrokerConfig) -> None:
     from kafka import TopicPartition
 
-    consumer = KafkaClients(config.kafka).consumer(consumer_timeout_ms=2000)
+    consumer = KafkaClients(config.kafka, AUDITOR).consumer(consumer_timeout_ms=2000)
     consumer.assign([TopicPartition(TOPIC_QUARANTINE, 0)])
     consumer.seek_to_beginning()
     for record in consumer:

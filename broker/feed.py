@@ -23,7 +23,8 @@ from broker.config import BrokerConfig, load_config, topic_feed
 from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent, verify_forwarded
 from broker.errors import BrokerError
 from broker.ingress import record_time
-from broker.kafka.client import KafkaClients
+from broker.kafka.client import KafkaClients, KafkaDenied
+from broker.kafka.credentials import principal_of
 from broker.schemas import SchemaRegistry
 
 
@@ -88,6 +89,7 @@ class FeedReader:
         *,
         from_beginning: bool = False,
         group_id: str | None = None,
+        principal: str | None = None,
     ) -> None:
         self.verifier = FeedVerifier.from_config(config, agency_id)
         self.agency_id = agency_id
@@ -96,11 +98,15 @@ class FeedReader:
         self.registry = self.verifier.registry
         self.from_beginning = from_beginning
         self.group_id = group_id or f"feed-{agency_id}"
-        self.consumer = KafkaClients(config.kafka).consumer(
-            group_id=None if from_beginning else self.group_id
-        )
+        self.principal = principal or principal_of(agency_id)
+        clients = KafkaClients(config.kafka, self.principal)
+        self.consumer = clients.consumer(group_id=None if from_beginning else self.group_id)
         partitions = sorted(self.consumer.partitions_for_topic(self.topic) or [])
         if not partitions:
+            why = clients.explain_missing(self.topic)
+            if isinstance(why, KafkaDenied):
+                self.consumer.close(autocommit=False)
+                raise why
             raise BrokerError(
                 f"topic {self.topic} does not exist yet: start the router (`broker route`), "
                 "which creates every agency's feed"

@@ -20,6 +20,7 @@ from broker.config import BrokerConfig, ConfigError, load_config, topic_ingress
 from broker.envelope import SigningKey, issue, load_signing_key
 from broker.errors import BrokerError
 from broker.kafka.client import KafkaClients, KafkaUnavailable, TopicSpec
+from broker.kafka.credentials import principal_of
 from broker.schemas import SchemaRegistry
 
 FLUSH_EVERY = 2000
@@ -61,7 +62,7 @@ class Publisher:
         self.topic = topic_ingress(agency_id)
         self.key = key or agency_key(config, agency_id)
         self.registry = SchemaRegistry.default()
-        clients = KafkaClients(config.kafka)
+        clients = KafkaClients(config.kafka, principal_of(agency_id))
         clients.ensure_topics(
             [TopicSpec(self.topic, config.kafka.topics.partitions, append_time=True)]
         )

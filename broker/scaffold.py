@@ -12,6 +12,7 @@ import yaml
 
 from broker.envelope import generate_key
 from broker.envelope.keys import ROLE_ISSUER, ROUTER_ROLES
+from broker.kafka.local import ClusterAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_AGREEMENTS = REPO_ROOT / "agreements" / "examples"
@@ -31,13 +32,31 @@ ROUTER_ID = "router.main"
 def write_deployment(
     directory: Path,
     *,
-    bootstrap_servers: str,
+    bootstrap_servers: str | ClusterAccess,
     agencies: dict[str, str] | None = None,
     agreements_dir: Path = EXAMPLE_AGREEMENTS,
     partitions: int = 3,
     router: dict[str, object] | None = None,
 ) -> Path:
-    """Write keys and `config.yaml` into `directory`; return the config path."""
+    """Write keys and `config.yaml` into `directory`; return the config path.
+
+    Given a secured cluster's `ClusterAccess`, the config connects with SASL_SSL and names its
+    CA certificate and credentials directory (where `broker.kafka.operator.provision` issues
+    each principal's credential); a bare address gives a PLAINTEXT config.
+    """
+    access = (
+        bootstrap_servers
+        if isinstance(bootstrap_servers, ClusterAccess)
+        else ClusterAccess(bootstrap_servers)
+    )
+    kafka: dict[str, object] = {"bootstrap_servers": access.bootstrap_servers}
+    if access.secured:
+        kafka.update(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            ssl_cafile=str(access.ca_file),
+            credentials_dir=str(access.credentials_dir),
+        )
     agencies = agencies or DEMO_AGENCIES
     keys = directory / "keys"
     private = directory / "private"
@@ -54,7 +73,7 @@ def write_deployment(
     secret.chmod(0o600)
     config = {
         "kafka": {
-            "bootstrap_servers": bootstrap_servers,
+            **kafka,
             "topics": {"create": True, "partitions": partitions, "replication_factor": 1},
         },
         "keys_dir": "keys",

@@ -37,11 +37,13 @@ from broker.config import (
     TOPIC_CHECKPOINTS,
     BrokerConfig,
     load_config,
+    topic_feed,
     topic_ingress,
 )
 from broker.envelope import KeyRegistry, VerificationError
 from broker.errors import BrokerError
 from broker.kafka.client import KafkaClients
+from broker.kafka.credentials import AUDITOR, principal_of
 
 
 def key_lookup(keys: KeyRegistry, router: str) -> KeyLookup:
@@ -79,7 +81,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     keys = KeyRegistry.from_dir(config.keys_dir)
-    with TopicReader(KafkaClients(config.kafka)) as reader:
+    with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
         decisions = read_values(reader, args.audit_topic)
         checkpoints = read_values(reader, args.checkpoints_topic)
     report = verify_log(
@@ -197,7 +199,7 @@ def replay_log(
     )
     pool = WorkerPool(judge, workers, audit_topic=audit_topic) if workers > 1 else None
     try:
-        with TopicReader(KafkaClients(config.kafka)) as reader:
+        with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
             decisions = read_values(reader, audit_topic)
             spans: list[Span] = []
             bounds: dict[tuple[str, int], tuple[int, int, int]] = {}
@@ -267,7 +269,7 @@ def run_disclosures(args: argparse.Namespace) -> int:
     if args.with_values:
         require_values_allowed()
     config = load_config(args.config)
-    with TopicReader(KafkaClients(config.kafka)) as reader:
+    with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
         rows: list[DisclosureRow] = disclosures_about(
             read_values(reader, args.audit_topic), args.subject, issuer=args.issuer
         )
@@ -324,7 +326,7 @@ def run_proof(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     keys = key_lookup(KeyRegistry.from_dir(config.keys_dir), config.router.id)
-    with TopicReader(KafkaClients(config.kafka)) as reader:
+    with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
         decisions = read_values(reader, args.audit_topic)
         checkpoints = read_values(reader, args.checkpoints_topic)
     needle = args.event_id.encode()
@@ -431,7 +433,10 @@ def run_dump(args: argparse.Namespace) -> int:
         agencies=config.agency_ids,
         with_values=args.with_values,
     )
-    with TopicReader(KafkaClients(config.kafka)) as reader:
+    # Auditors may not read feeds: an agency dumps (and verifies) its own feed as itself.
+    owner = next((a for a in config.agency_ids if args.topic == topic_feed(a)), None)
+    principal = principal_of(owner) if owner else AUDITOR
+    with TopicReader(KafkaClients(config.kafka, principal)) as reader:
         for message in reader.read_topic(args.topic, start=start, end=end):
             sys.stdout.write(json.dumps(dumper.line(message), sort_keys=True) + "\n")
     print(

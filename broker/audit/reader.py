@@ -17,7 +17,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from broker.errors import BrokerError
-from broker.kafka.client import KafkaClients
+from broker.kafka.client import KafkaClients, KafkaDenied
 
 # Large fetches: auditors read whole topics, so fewer round trips matter more than latency.
 # No CRC-32C check of record batches: kafka-python computes it in pure Python (80% of a read's
@@ -94,6 +94,7 @@ class TopicReader:
     """Bounded `read_committed` reads of whole topics or of a time range."""
 
     def __init__(self, clients: KafkaClients) -> None:
+        self.clients = clients
         self.consumer = clients.consumer(group_id=None, **_FETCH_OPTIONS)
 
     def close(self) -> None:
@@ -108,6 +109,9 @@ class TopicReader:
     def partitions(self, topic: str) -> list[TopicPartition]:
         found = self.consumer.partitions_for_topic(topic)
         if not found:
+            why = self.clients.explain_missing(topic)
+            if isinstance(why, KafkaDenied):
+                raise why
             raise TopicNotFound(
                 f"topic {topic} does not exist: check the name (and the config's Kafka cluster)"
             )

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.bench import bench_kafka
+from broker.kafka.credentials import AUDITOR
+from broker.kafka.local import ClusterAccess
 
 COUNCILS = ("council.E09000033", "council.E09000022")
 POLICE = "police.met"
@@ -303,7 +305,7 @@ def measure(config_path: Path, *, workers: int = 1) -> dict[str, Any]:
     from broker.kafka.client import KafkaClients
 
     config = load_config(config_path)
-    clients = KafkaClients(config.kafka)
+    clients = KafkaClients(config.kafka, AUDITOR)
 
     def verify() -> Any:
         with TopicReader(clients) as reader:
@@ -372,7 +374,9 @@ def run(args: argparse.Namespace) -> int:
         return _run_on(Path(tmp), bootstrap, args.decisions, args.workers)
 
 
-def _run_on(directory: Path, bootstrap: str, decisions: int, workers: int) -> int:
+def _run_on(directory: Path, bootstrap: ClusterAccess, decisions: int, workers: int) -> int:
+    from broker.config import load_config
+    from broker.kafka.operator import provision
     from broker.scaffold import write_deployment
 
     config = write_deployment(
@@ -380,6 +384,7 @@ def _run_on(directory: Path, bootstrap: str, decisions: int, workers: int) -> in
         bootstrap_servers=bootstrap,
         router={"checkpoint_interval_s": 5.0, "batch_max_records": 2000},
     )
+    provision(load_config(config))  # credentials, topics and ACLs on a secured cluster
     children = max(1, round(decisions / events_per_child() / len(COUNCILS)))
     events = scenario(children)
     total = sum(len(v) for v in events.values())

@@ -1,8 +1,7 @@
 """`broker bench router`: router throughput against a pass-through copy, and end-to-end latency.
 
-On one Kafka (a fresh local one, or `--bootstrap`), N signed `child.missing.started` events (a
-Philomena grab pack: forwarded to the police and, pseudonymised, to national statistics) are
-published once. Then, in the same run:
+On one Kafka, N signed `child.missing.started` events (a Philomena grab pack: forwarded to the
+police and, pseudonymised, to national statistics) are published once. Then, in the same run:
 
 * pass-through: consume them and produce the same bytes to another topic, with the router's own
   client settings and one transaction per polled batch (offsets included);
@@ -14,11 +13,19 @@ ratio router / pass-through is printed (goal >= 0.5), by wall clock and by CPU t
 running as its own process, events are published at a fixed rate (default 200/s) and the time
 from publish to the police feed record being visible to a `read_committed` consumer gives
 p50/p99 (goal p99 < 250 ms).
+
+By default the bench starts two local Kafkas, one secured (TLS + SCRAM-SHA-512 + ACLs) and one
+plaintext, runs each throughput step on the secured one and then on the plaintext one (so that a
+change in the machine's load falls on both alike), and prints secured / plaintext for the rates
+and the CPU costs: what security costs. The latency part runs on the secured Kafka only.
+`--no-plaintext` skips the plaintext Kafka; `--bootstrap` (with `--kafka-ca` and
+`--kafka-credentials` for a secured cluster) measures once, on that cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
 import statistics
@@ -28,20 +35,52 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from broker.bench import bench_kafka
+from broker.errors import BrokerError
+from broker.kafka.credentials import OPERATOR, credential_path
+from broker.kafka.local import ClusterAccess
+from broker.kafka.operator import provision
 
 _WESTMINSTER = "council.E09000033"
 _POLICE = "police.met"
 _PASS_TOPIC = "bench.passthrough"
 
 
+class BenchOptionsError(BrokerError):
+    """The options name an external cluster inconsistently."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=20000, help="events for the throughput runs")
     parser.add_argument(
-        "--bootstrap", default=None, help="use this Kafka (host:port) instead of starting one"
+        "--bootstrap",
+        default=None,
+        help="use this Kafka (host:port) instead of starting local ones: one measurement, "
+        "PLAINTEXT unless --kafka-ca and --kafka-credentials are given",
+    )
+    parser.add_argument(
+        "--kafka-ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --bootstrap: the secured cluster's CA certificate (PEM)",
+    )
+    parser.add_argument(
+        "--kafka-credentials",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --bootstrap: a directory holding operator.json; the bench issues the "
+        "credentials of its own principals into it",
+    )
+    parser.add_argument(
+        "--no-plaintext",
+        action="store_true",
+        help="skip the plaintext local Kafka (no secured / plaintext comparison)",
     )
     parser.add_argument("--partitions", type=int, default=3, help="partitions per topic")
     parser.add_argument("--rate", type=float, default=200.0, help="latency run: events per second")
@@ -50,45 +89,158 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from broker.config import load_config
-    from broker.kafka.client import KafkaClients, TopicSpec
-    from broker.router.service import topic_specs
+Rate = tuple[float, float]  # events per second, CPU microseconds per event
 
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        bench_kafka(args.bootstrap, Path(tmp) / "kafka") as bootstrap,
-    ):
-        config_path, ids = _deployment(Path(tmp), bootstrap, args.partitions)
-        config = load_config(config_path)
-        clients = KafkaClients(config.kafka)
-        clients.ensure_topics([*topic_specs(config), TopicSpec(_PASS_TOPIC, args.partitions)])
+
+@dataclass(frozen=True)
+class Throughput:
+    passthrough: Rate
+    router: Rate
+
+
+def run(args: argparse.Namespace) -> int:
+    external = _external(args)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as kafkas:
+        scratch = Path(tmp)
+        if external is not None:
+            clusters = [external]
+            mode = "secured" if external.secured else "plaintext"
+            note = f"one measurement, on the external {mode} Kafka (no comparison)"
+        else:
+            modes = [True] if args.no_plaintext else [True, False]
+            clusters = [
+                kafkas.enter_context(bench_kafka(None, scratch / f"kafka-{n}", secure=secure))
+                for n, secure in enumerate(modes)
+            ]
+            note = (
+                "secured only (--no-plaintext)"
+                if args.no_plaintext
+                else "each step on the secured Kafka, then on the plaintext one"
+            )
         print(
             f"router benchmark: {args.events} child.missing.started events, "
-            f"{args.partitions} partitions, Kafka at {bootstrap}",
+            f"{args.partitions} partitions; {note}",
             flush=True,
         )
-        _publish_presigned(config, ids[_WESTMINSTER], args.events)
-        passthrough = _rate(_passthrough(config, ids[_WESTMINSTER], args.events))
-        _print_rate("pass-through copy", passthrough)
-        routed = _rate(_router_throughput(config, args.events))
-        _print_rate("router", routed)
-        ratio, cpu_ratio = routed[0] / passthrough[0], passthrough[1] / routed[1]
+        deployments = [
+            _Deployment.make(cluster, scratch / f"deployment-{n}", args.partitions)
+            for n, cluster in enumerate(clusters)
+        ]
+        figures = _measure(deployments, args)
+    if len(figures) == 2:
+        print(comparison(figures[0], figures[1]))
         print(
-            f"  ratio             : {ratio:9.2f}   (goal >= 0.5: {_ok(ratio >= 0.5)}); "
-            f"by CPU time per event {cpu_ratio:.2f}"
+            "  (the cost of TLS + SCRAM-SHA-512 + ACLs: events/s below 1, CPU µs/event above 1; "
+            "the CPU is this process's, the broker's own TLS work shows in events/s only)"
         )
-        latencies, lost = _latency(
-            config_path, config, ids, rate=args.rate, seconds=args.latency_seconds
+    return 0
+
+
+def comparison(secured: Throughput, plaintext: Throughput) -> str:
+    """The `secured / plaintext` line: rate and CPU-per-event ratios of router and pass-through."""
+    router = [s / p for s, p in zip(secured.router, plaintext.router, strict=True)]
+    copy = [s / p for s, p in zip(secured.passthrough, plaintext.passthrough, strict=True)]
+    return (
+        f"secured / plaintext: router {router[0]:.2f} (events/s), {router[1]:.2f} "
+        f"(CPU µs/event); pass-through {copy[0]:.2f}, {copy[1]:.2f}"
+    )
+
+
+def _external(args: argparse.Namespace) -> ClusterAccess | None:
+    """The external cluster the options name, checked; None to start local ones."""
+    ca, credentials = args.kafka_ca, args.kafka_credentials
+    if not args.bootstrap:
+        if ca is not None or credentials is not None:
+            raise BenchOptionsError(
+                "--kafka-ca and --kafka-credentials describe an external cluster: "
+                "give its address with --bootstrap too"
+            )
+        return None
+    if (ca is None) != (credentials is None):
+        raise BenchOptionsError(
+            "a secured external cluster needs both --kafka-ca FILE and --kafka-credentials DIR "
+            "(leave out both for a PLAINTEXT one)"
         )
+    if ca is None or credentials is None:
+        return ClusterAccess(args.bootstrap)
+    if not ca.is_file():
+        raise BenchOptionsError(f"--kafka-ca: {ca} is not a file: give the cluster's CA (PEM)")
+    if not credential_path(credentials, OPERATOR).is_file():
+        raise BenchOptionsError(
+            f"--kafka-credentials: {credentials} holds no {OPERATOR}.json: give the directory "
+            "holding the operator's credential (a local Kafka's is <data-dir>/client)"
+        )
+    return ClusterAccess(args.bootstrap, ca, credentials)
+
+
+@dataclass(frozen=True)
+class _Deployment:
+    """The demo deployment on one cluster, provisioned, with the benchmark's events published."""
+
+    mode: str  # "secured" or "plaintext"
+    config_path: Path
+    config: Any
+    ids: dict[str, str]
+
+    @classmethod
+    def make(cls, access: ClusterAccess, directory: Path, partitions: int) -> _Deployment:
+        from broker.config import load_config
+        from broker.kafka.client import KafkaClients, TopicSpec
+        from broker.router.service import topic_specs
+
+        directory.mkdir()
+        config_path, ids = _deployment(directory, access, partitions)
+        config = load_config(config_path)
+        provision(config)  # credentials, topics and ACLs on a secured cluster
+        # The harness (publishing, the pass-through, the latency reader) runs as the operator;
+        # the router as its own principal.
+        clients = KafkaClients(config.kafka, OPERATOR)
+        clients.ensure_topics([*topic_specs(config), TopicSpec(_PASS_TOPIC, partitions)])
+        mode = "secured" if access.secured else "plaintext"
+        security = " (TLS + SCRAM-SHA-512 + ACLs)" if access.secured else ""
+        print(f"  {mode} Kafka{security} at {access.bootstrap_servers}", flush=True)
+        return cls(mode, config_path, config, ids)
+
+
+def _measure(deployments: list[_Deployment], args: argparse.Namespace) -> list[Throughput]:
+    """Pass-through and router throughput on each deployment, step by step in turn (so that a
+    change in the machine's load falls on all of them alike); then end to end on the first."""
+    for deployment in deployments:
+        _publish_presigned(deployment, args.events)
+    passthrough = []
+    for deployment in deployments:
+        passthrough.append(_rate(_passthrough(deployment.config, _issuer(deployment), args.events)))
+        _print_rate(deployment.mode, "pass-through copy", passthrough[-1])
+    routed = []
+    for deployment in deployments:
+        routed.append(_rate(_router_throughput(deployment.config, args.events)))
+        _print_rate(deployment.mode, "router", routed[-1])
+    for deployment, copy, router in zip(deployments, passthrough, routed, strict=True):
+        ratio, cpu_ratio = router[0] / copy[0], copy[1] / router[1]
+        print(
+            f"  {deployment.mode:<9} {'ratio':<17} : {ratio:9.2f}   "
+            f"(goal >= 0.5: {_ok(ratio >= 0.5)}); by CPU time per event {cpu_ratio:.2f}",
+            flush=True,
+        )
+    first = deployments[0]
+    latencies, lost = _latency(
+        first.config_path, first.config, first.ids, rate=args.rate, seconds=args.latency_seconds
+    )
     p50 = statistics.median(latencies) if latencies else float("nan")
     p99 = _percentile(latencies, 0.99)
+    only = f"; {first.mode} Kafka only" if len(deployments) > 1 else ""
     print(
-        f"  end to end at {args.rate:.0f} events/s for {args.latency_seconds:.0f} s "
-        f"({len(latencies)} events, {lost} not seen): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-        f"(goal p99 < 250 ms: {_ok(p99 < 250 and not lost)})"
+        f"  {first.mode:<9} end to end at {args.rate:.0f} events/s for "
+        f"{args.latency_seconds:.0f} s ({len(latencies)} events, {lost} not seen): "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p99 < 250 ms: "
+        f"{_ok(p99 < 250 and not lost)}){only}",
+        flush=True,
     )
-    return 0
+    return [Throughput(c, r) for c, r in zip(passthrough, routed, strict=True)]
+
+
+def _issuer(deployment: _Deployment) -> str:
+    return deployment.ids[_WESTMINSTER]
 
 
 def _ok(passed: bool) -> str:
@@ -102,7 +254,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _deployment(directory: Path, bootstrap: str, partitions: int) -> tuple[Path, dict[str, str]]:
+def _deployment(
+    directory: Path, bootstrap: ClusterAccess, partitions: int
+) -> tuple[Path, dict[str, str]]:
     """The demo deployment with agency ids no earlier run used (so `--bootstrap` can be reused):
     every id gets a suffix, in the registry and in the example agreements alike."""
     from broker.scaffold import DEMO_AGENCIES, EXAMPLE_AGREEMENTS, write_deployment
@@ -133,7 +287,7 @@ def _event(number: int, tag: str) -> dict[str, Any]:
     return {**EVENT, "subject": child, "fields": {**EVENT["fields"], "la_child_id": child}}
 
 
-def _publish_presigned(config: Any, issuer: str, count: int) -> None:
+def _publish_presigned(deployment: _Deployment, count: int) -> None:
     """Sign first, then produce as fast as Kafka takes them (publishing is not measured)."""
     from broker.config import topic_ingress
     from broker.envelope import issue
@@ -141,6 +295,7 @@ def _publish_presigned(config: Any, issuer: str, count: int) -> None:
     from broker.publish import agency_key
     from broker.schemas import SchemaRegistry
 
+    config, issuer = deployment.config, _issuer(deployment)
     registry = SchemaRegistry.default()
     key = agency_key(config, issuer)
     started = time.monotonic()
@@ -148,14 +303,15 @@ def _publish_presigned(config: Any, issuer: str, count: int) -> None:
     for number in range(count):
         envelope = issue(_event(number, "tp"), issuer=issuer, key=key, registry=registry)
         records.append((envelope.header.subject.encode(), envelope.to_bytes(registry)))
-    producer = KafkaClients(config.kafka).producer()
+    producer = KafkaClients(config.kafka, OPERATOR).producer()
     try:
         for subject, value in records:
             producer.send(topic_ingress(issuer), key=subject, value=value)
         producer.flush()
     finally:
         producer.close()
-    print(f"  published {count} events in {time.monotonic() - started:.1f} s", flush=True)
+    took = time.monotonic() - started
+    print(f"  {deployment.mode:<9} published {count} events in {took:.1f} s", flush=True)
 
 
 Mark = tuple[float, float, int]  # (wall clock, this process's CPU time, events done)
@@ -165,7 +321,7 @@ def _mark(done: int) -> Mark:
     return time.monotonic(), time.process_time(), done
 
 
-def _rate(marks: list[Mark]) -> tuple[float, float]:
+def _rate(marks: list[Mark]) -> Rate:
     """Events per second, and CPU microseconds per event (all threads of this process), between
     the first and the last committed batch. The CPU figure hardly moves when other processes
     compete for the cores, the wall-clock one does."""
@@ -175,8 +331,11 @@ def _rate(marks: list[Mark]) -> tuple[float, float]:
     return (n1 - n0) / (t1 - t0), (c1 - c0) / (n1 - n0) * 1e6
 
 
-def _print_rate(label: str, rate: tuple[float, float]) -> None:
-    print(f"  {label:<18}: {rate[0]:9.0f} events/s, {rate[1]:6.0f} µs CPU/event", flush=True)
+def _print_rate(mode: str, label: str, rate: Rate) -> None:
+    print(
+        f"  {mode:<9} {label:<17} : {rate[0]:9.0f} events/s, {rate[1]:6.0f} µs CPU/event",
+        flush=True,
+    )
 
 
 def _passthrough(config: Any, issuer: str, total: int) -> list[Mark]:
@@ -188,7 +347,7 @@ def _passthrough(config: Any, issuer: str, total: int) -> list[Mark]:
     from broker.router.service import consumer_options, producer_options
 
     settings = config.router
-    clients = KafkaClients(config.kafka)
+    clients = KafkaClients(config.kafka, OPERATOR)
     name = f"bench-pass-{uuid.uuid4().hex[:8]}"
     producer = clients.transactional_producer(name, **producer_options(settings))
     consumer = clients.consumer(group_id=name, group_instance_id=name, **consumer_options(settings))
@@ -260,7 +419,7 @@ def _latency(
 
     publisher = Publisher(config, ids[_WESTMINSTER])
     feed = topic_feed(ids[_POLICE])
-    reader = KafkaClients(config.kafka).consumer(group_id=None)
+    reader = KafkaClients(config.kafka, OPERATOR).consumer(group_id=None)
     partitions = [TopicPartition(feed, p) for p in sorted(reader.partitions_for_topic(feed))]
     reader.assign(partitions)
     reader.seek_to_end(*partitions)

@@ -20,6 +20,7 @@ from pathlib import Path
 from broker.bench import bench_kafka
 from broker.bench.ssda903 import plain_csv_read
 from broker.config import load_config
+from broker.kafka.operator import provision
 from broker.publish import Publisher
 from broker.scaffold import write_deployment
 from connectors.cli import publish_stream
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                     agencies={AGENCY: "benchmark council"},
                 )
             )
+            provision(config)  # credentials, topics and ACLs on a secured cluster
             started = time.perf_counter()
             plain_rows = plain_csv_read(path) if path.is_dir() else 0
             plain = time.perf_counter() - started

@@ -2,11 +2,16 @@
 
 Everything else asks `KafkaClients` for a producer, consumer or admin client so that connection
 and security settings live in one place, and an unreachable cluster becomes one clear error.
+A `KafkaClients` acts for one principal (an agency, the router, `auditor`, `stats`, `operator`):
+on a secured cluster its clients authenticate with that principal's SCRAM credential.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -16,9 +21,11 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import (
+    AuthorizationError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
 )
 
@@ -35,6 +42,72 @@ class KafkaUnavailable(BrokerError):
     """Kafka could not be reached or refused a request the broker needs."""
 
 
+class KafkaAuthError(KafkaUnavailable):
+    """Kafka refused the principal: a wrong or revoked credential, an untrusted certificate."""
+
+
+class KafkaDenied(KafkaUnavailable):
+    """Kafka authenticated the principal but its ACLs do not allow what was asked."""
+
+
+def denied(principal: str | None, exc: AuthorizationError, doing: str) -> KafkaDenied:
+    """One line for an ACL refusal: who, what, and the fix (never a traceback)."""
+    kind = {
+        "TopicAuthorizationFailedError": "topic",
+        "GroupAuthorizationFailedError": "consumer group",
+        "TransactionalIdAuthorizationFailedError": "transactional id",
+        "ClusterAuthorizationFailedError": "cluster",
+    }.get(type(exc).__name__, "resource")
+    return KafkaDenied(
+        f"Kafka refused {principal or 'this client'} {doing} (no ACL allows it on that {kind}, "
+        f"{type(exc).__name__}): this principal is not entitled to it; if it should be, the "
+        "operator adds it to the agency registry and runs `broker acl apply`"
+    )
+
+
+class _BootstrapFailures(logging.Handler):
+    """Remembers why kafka-python's bootstrap connections failed.
+
+    Workaround for kafka-python 3.0.12: a failed SASL authentication or TLS handshake while
+    bootstrapping is logged and retried until `bootstrap_timeout_ms`, then reported only as
+    `KafkaTimeoutError: Unable to bootstrap`, the same error as an unreachable host. The
+    manager logs the real exception as an argument of its warning, so this handler keeps the
+    last one per bootstrap address and `KafkaClients.check` names it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self._guard = threading.Lock()
+        self.last: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            if isinstance(arg, (SaslAuthenticationFailedError, ssl.SSLError, AuthorizationError)):
+                with self._guard:
+                    self.last = arg
+
+    def take(self) -> BaseException | None:
+        with self._guard:
+            last, self.last = self.last, None
+            return last
+
+
+_FAILURES = _BootstrapFailures()
+logging.getLogger("kafka.net.manager").addHandler(_FAILURES)
+
+
+def keep_bootstrap_failures() -> None:
+    """Let `_BootstrapFailures` see the connection warnings while kafka-python is silenced."""
+    manager = logging.getLogger("kafka.net.manager")
+    manager.setLevel(logging.WARNING)
+    manager.propagate = False
+
+
+_CHECKED: set[tuple[str, str | None]] = set()
+_CHECK_TIMEOUT_MS = 8000
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -47,19 +120,80 @@ class TopicSpec:
 class KafkaClients:
     """Factory of kafka-python clients for one cluster."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, principal: str | None = None) -> None:
         self.settings = settings
+        self.principal = principal
+        self._options = settings.client_options(principal)
+        self.check()
+
+    def check(self) -> None:
+        """Once per process and principal: connect and authenticate, or fail in one line.
+
+        Without this a wrong password would surface 30 s later as "unreachable".
+        """
+        key = (self.settings.bootstrap_servers, self.principal)
+        if not self.settings.secured or key in _CHECKED:
+            return
+        _FAILURES.take()
+        try:
+            admin = KafkaAdminClient(**self._options, bootstrap_timeout_ms=_CHECK_TIMEOUT_MS)
+        except _UNREACHABLE as exc:
+            raise self._unreachable(exc) from None
+        admin.close()
+        _CHECKED.add(key)
 
     def _unreachable(self, exc: Exception) -> KafkaUnavailable:
+        cause = _FAILURES.take()
+        if cause is None and self.settings.secured:
+            cause = self._probe_tls()
+        who = self.principal or "this client"
+        if isinstance(cause, SaslAuthenticationFailedError):
+            return KafkaAuthError(
+                f"Kafka at {self.settings.bootstrap_servers} refused the credential of {who} "
+                f"(SCRAM authentication failed: wrong, revoked or never issued): ask the "
+                f"operator to issue it again (`broker kafka credentials issue {who}`) and put "
+                f"the new {who}.json in {self.settings.credentials_dir}"
+            )
+        if isinstance(cause, ssl.SSLError):
+            return KafkaAuthError(
+                f"TLS with Kafka at {self.settings.bootstrap_servers} failed for {who} "
+                f"({type(cause).__name__}: {getattr(cause, 'reason', None) or 'handshake'}): "
+                "kafka.ssl_cafile must be the CA certificate of that cluster "
+                "(for the local Kafka, <data_dir>/client/ca.pem), and the certificate current"
+            )
         return KafkaUnavailable(
             f"Kafka is unreachable at {self.settings.bootstrap_servers} "
             f"({type(exc).__name__}): start it (`broker kafka start`) or correct "
             "kafka.bootstrap_servers in the config"
         )
 
+    def _probe_tls(self) -> BaseException | None:
+        """Why a secured bootstrap failed when kafka-python's warnings did not say.
+
+        The broker answers a failed SCRAM exchange with an error and closes the connection;
+        kafka-python 3.0.12 often sees the close before it reads the answer and logs only
+        `KafkaConnectionError`, and it reports a certificate it does not trust the same way.
+        So: if a TLS handshake with the configured CA succeeds, the broker is up and trusted
+        and it was the credential it refused; if the handshake fails, that is the cause.
+        """
+        for server in self.settings.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                context = ssl.create_default_context(cafile=str(self.settings.ssl_cafile))
+                with (
+                    socket.create_connection((host, int(port)), timeout=3) as raw,
+                    context.wrap_socket(raw, server_hostname=host),
+                ):
+                    return SaslAuthenticationFailedError("the broker closed the connection")
+            except ssl.SSLError as exc:
+                return exc
+            except (OSError, ValueError):
+                continue  # not listening (or not an address): try the next server
+        return None
+
     def producer(self, **overrides: Any) -> KafkaProducer:
         options: dict[str, Any] = {
-            **self.settings.client_options(),
+            **self._options,
             "acks": "all",
             "enable_idempotence": True,
             "linger_ms": 5,
@@ -77,7 +211,7 @@ class KafkaClients:
 
     def consumer(self, *topics: str, **overrides: Any) -> KafkaConsumer:
         options: dict[str, Any] = {
-            **self.settings.client_options(),
+            **self._options,
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "isolation_level": "read_committed",
@@ -129,10 +263,28 @@ class KafkaClients:
                 )
             time.sleep(0.2)
 
+    def explain_missing(self, topic: str, doing: str = "reading") -> BrokerError:
+        """Why a consumer sees no partitions of `topic`: it does not exist, or this principal
+        may not see it. (Kafka answers both with the same error to a principal that may not
+        describe the topic, so that its existence is not revealed; the message says so.)"""
+        with self.admin() as admin:
+            (described,) = admin.describe_topics([topic])
+        code = described.get("error_code", 0) if isinstance(described, dict) else 0
+        if code == 29:  # TOPIC_AUTHORIZATION_FAILED
+            return KafkaDenied(
+                f"Kafka refused {self.principal or 'this client'} {doing} {topic} (no ACL "
+                "allows it; Kafka does not say whether the topic exists): this principal is not "
+                "entitled to it; if it should be, the operator adds it to the agency registry "
+                "and runs `broker acl apply`"
+            )
+        return KafkaUnavailable(
+            f"topic {topic} does not exist: check the name (and the config's Kafka cluster)"
+        )
+
     @contextmanager
     def admin(self) -> Iterator[KafkaAdminClient]:
         try:
-            client = KafkaAdminClient(**self.settings.client_options())
+            client = KafkaAdminClient(**self._options)
         except _UNREACHABLE as exc:
             raise self._unreachable(exc) from None
         try:
@@ -171,6 +323,12 @@ class KafkaClients:
                 # Another process (a second router instance, say) created them meanwhile.
                 admin.wait_for_topics([spec.name for spec in missing], timeout_ms=30000)
                 return []
+            except AuthorizationError:
+                raise KafkaDenied(
+                    f"topics missing and {self.principal or 'this client'} may not create "
+                    "topics: " + ", ".join(spec.name for spec in missing) + ": the operator "
+                    "creates them with `broker acl apply --config CONFIG`"
+                ) from None
             except KafkaError as exc:
                 raise KafkaUnavailable(
                     f"could not create topics ({type(exc).__name__}): check the broker's "

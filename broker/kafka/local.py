@@ -6,6 +6,13 @@ outside the repository. One node is a combined broker+controller formatted `--st
 `nodes=3` gives three combined nodes with a static controller quorum, replication factor 3 and
 `min.insync.replicas=2`, for fault tests.
 
+Secured by default: clients connect over TLS and authenticate with SCRAM-SHA-512; brokers and
+controllers talk to each other over mutual TLS on listeners clients cannot use; the
+StandardAuthorizer refuses whatever no ACL allows. Starting a new cluster makes a local CA
+(`<data_dir>/tls`) and bootstraps the operator's credential into the storage format; what a
+client needs (the CA certificate and `operator.json`) is in `<data_dir>/client`. `secure=False`
+(`broker kafka start --insecure`) gives one plaintext listener for experiments only.
+
 Everything about a running cluster (ports, pids, config and log paths) lives in
 `<data_dir>/cluster.json`, so `status` and `stop` act only on the processes `start` launched.
 """
@@ -29,6 +36,15 @@ from pathlib import Path
 from string import Template
 
 from broker.errors import BrokerError
+from broker.kafka.credentials import (
+    MECHANISM,
+    OPERATOR,
+    Credential,
+    new_password,
+    read_credential,
+    write_credential,
+)
+from broker.kafka.tls import make_local_ca
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +172,34 @@ def _kafka_uuid() -> str:
             return text
 
 
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How a deployment reaches a cluster: its address and, when secured, the CA certificate
+    and the directory holding the operator's credential (where others' are issued too)."""
+
+    bootstrap_servers: str
+    ca_file: Path | None = None
+    credentials_dir: Path | None = None
+
+    @property
+    def secured(self) -> bool:
+        return self.ca_file is not None
+
+    def operator_options(self) -> dict[str, object]:
+        """kafka-python options that connect as the operator (none for an insecure cluster)."""
+        if self.ca_file is None or self.credentials_dir is None:
+            return {"bootstrap_servers": self.bootstrap_servers.split(",")}
+        operator = read_credential(self.credentials_dir, OPERATOR)
+        return {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": MECHANISM,
+            "sasl_plain_username": operator.username,
+            "sasl_plain_password": operator.password,
+            "ssl_cafile": str(self.ca_file),
+        }
+
+
 @dataclass
 class NodeState:
     node_id: int
@@ -163,6 +207,7 @@ class NodeState:
     controller_port: int
     dir: str
     pid: int | None = None
+    internal_port: int | None = None  # the inter-broker listener (secured clusters only)
 
     @property
     def config_path(self) -> Path:
@@ -181,10 +226,20 @@ class NodeState:
 class ClusterState:
     cluster_id: str
     nodes: list[NodeState] = field(default_factory=list)
+    secure: bool = False
+    client_dir: str | None = None  # CA certificate and the operator's credential (secured only)
 
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{node.broker_port}" for node in self.nodes)
+
+    def ports(self) -> list[int]:
+        return [
+            port
+            for node in self.nodes
+            for port in (node.broker_port, node.internal_port, node.controller_port)
+            if port is not None
+        ]
 
 
 def _process_is_ours(pid: int | None, node: NodeState) -> bool:
@@ -209,11 +264,14 @@ def _port_answers(port: int, timeout: float = 0.5) -> bool:
 class LocalKafka:
     """Start, inspect and stop a local Kafka cluster of one or three combined nodes."""
 
-    def __init__(self, data_dir: Path | None = None, *, nodes: int = 1) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, *, nodes: int = 1, secure: bool = True
+    ) -> None:
         if nodes not in (1, 3):
             raise KafkaRuntimeError(f"--nodes must be 1 or 3, not {nodes}")
         self.data_dir = (data_dir or default_data_dir()).resolve()
         self.nodes = nodes
+        self.secure = secure
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -226,7 +284,10 @@ class LocalKafka:
             return None
         raw = json.loads(self.state_path.read_text())
         return ClusterState(
-            cluster_id=raw["cluster_id"], nodes=[NodeState(**node) for node in raw["nodes"]]
+            cluster_id=raw["cluster_id"],
+            nodes=[NodeState(**node) for node in raw["nodes"]],
+            secure=raw.get("secure", False),
+            client_dir=raw.get("client_dir"),
         )
 
     def _save_state(self, state: ClusterState) -> None:
@@ -240,6 +301,31 @@ class LocalKafka:
         if state is None:
             raise KafkaRuntimeError(f"no local Kafka has been started in {self.data_dir}")
         return state.bootstrap_servers
+
+    @property
+    def client_dir(self) -> Path:
+        """The CA certificate (`ca.pem`) and the operator's credential (`operator.json`)."""
+        state = self.load_state()
+        if state is None or state.client_dir is None:
+            raise KafkaRuntimeError(
+                f"no secured local Kafka has been started in {self.data_dir}: "
+                "run `broker kafka start` (without --insecure)"
+            )
+        return Path(state.client_dir)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.client_dir / "ca.pem"
+
+    def access(self) -> ClusterAccess:
+        """The address, CA certificate and operator credential directory of this cluster."""
+        state = self.load_state()
+        if state is None:
+            raise KafkaRuntimeError(f"no local Kafka has been started in {self.data_dir}")
+        if not state.secure or state.client_dir is None:
+            return ClusterAccess(state.bootstrap_servers)
+        client = Path(state.client_dir)
+        return ClusterAccess(state.bootstrap_servers, client / "ca.pem", client)
 
     def running_nodes(self) -> list[NodeState]:
         state = self.load_state()
@@ -260,7 +346,7 @@ class LocalKafka:
         jars = resolve_jars()
         began = time.monotonic()
         state = self.load_state()
-        if state is None or len(state.nodes) != self.nodes:
+        if state is None or len(state.nodes) != self.nodes or state.secure != self.secure:
             state = self._prepare(java, jars, port)
         else:
             self._check_ports_free(state)
@@ -280,24 +366,46 @@ class LocalKafka:
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             shutil.rmtree(self.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        per_node = 3 if self.secure else 2
         if port is not None:
-            ports = [port, *free_ports(2 * self.nodes - 1)]
+            ports = [port, *free_ports(per_node * self.nodes - 1)]
         else:
-            ports = free_ports(2 * self.nodes)
-        state = ClusterState(cluster_id=_kafka_uuid())
+            ports = free_ports(per_node * self.nodes)
+        state = ClusterState(cluster_id=_kafka_uuid(), secure=self.secure)
         for index in range(self.nodes):
             node_dir = self.data_dir / f"node-{index + 1}"
             (node_dir / "logs").mkdir(parents=True)
+            mine = ports[per_node * index : per_node * (index + 1)]
             state.nodes.append(
                 NodeState(
                     node_id=index + 1,
-                    broker_port=ports[2 * index],
-                    controller_port=ports[2 * index + 1],
+                    broker_port=mine[0],
+                    controller_port=mine[1],
+                    internal_port=mine[2] if self.secure else None,
                     dir=str(node_dir),
                 )
             )
         self._check_ports_free(state)
-        template = Template((DEPLOY_DIR / "server.properties.template").read_text())
+        extra: dict[str, object] = {}
+        scram: list[str] = []
+        if self.secure:
+            tls = make_local_ca(self.data_dir / "tls")
+            client = self.data_dir / "client"
+            client.mkdir(mode=0o700)
+            shutil.copyfile(tls.ca_cert, client / "ca.pem")
+            operator = Credential(OPERATOR, new_password())
+            write_credential(client, operator)
+            state.client_dir = str(client)
+            extra = {
+                "keystore": tls.broker_keystore,
+                "truststore": tls.ca_cert,
+                "operator": OPERATOR,
+            }
+            scram = ["--add-scram", f"{MECHANISM}=[name={OPERATOR},password={operator.password}]"]
+            template_name = "server-secure.properties.template"
+        else:
+            template_name = "server.properties.template"
+        template = Template((DEPLOY_DIR / template_name).read_text())
         if self.nodes == 1:
             controller = state.nodes[0].controller_port
             quorum = f"controller.quorum.bootstrap.servers=127.0.0.1:{controller}"
@@ -314,6 +422,8 @@ class LocalKafka:
                     log_dir=Path(node.dir) / "data",
                     replication_factor=self.nodes,
                     min_isr=min(2, self.nodes),
+                    internal_port=node.internal_port,
+                    **extra,
                 )
             )
         formats = [
@@ -330,6 +440,7 @@ class LocalKafka:
                     state.cluster_id,
                     "-c",
                     str(node.config_path),
+                    *scram,
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -352,13 +463,12 @@ class LocalKafka:
 
     @staticmethod
     def _check_ports_free(state: ClusterState) -> None:
-        for node in state.nodes:
-            for port in (node.broker_port, node.controller_port):
-                if not port_is_free(port):
-                    raise KafkaRuntimeError(
-                        f"port {port} on 127.0.0.1 is already in use: stop whatever holds it, "
-                        "or start with another --port (or --data-dir for a new cluster)"
-                    )
+        for port in state.ports():
+            if not port_is_free(port):
+                raise KafkaRuntimeError(
+                    f"port {port} on 127.0.0.1 is already in use: stop whatever holds it, "
+                    "or start with another --port (or --data-dir for a new cluster)"
+                )
 
     def _launch(self, java: str, jars: Path, node: NodeState) -> subprocess.Popen[bytes]:
         logs = Path(node.dir) / "logs"
@@ -399,8 +509,7 @@ class LocalKafka:
             if all(_port_answers(node.broker_port) for node in state.nodes):
                 try:
                     admin = KafkaAdminClient(
-                        bootstrap_servers=state.bootstrap_servers,
-                        request_timeout_ms=5000,
+                        **self.access().operator_options(), request_timeout_ms=5000
                     )
                     try:
                         brokers = admin.describe_cluster().get("brokers", [])

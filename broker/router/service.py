@@ -44,6 +44,7 @@ from broker.config import (
 from broker.envelope import KeyRegistry, load_signing_key
 from broker.envelope.keys import ROUTER_ROLES
 from broker.kafka.client import KafkaClients, TopicSpec
+from broker.kafka.credentials import principal_of
 from broker.router.core import IngressRecord, RouterCore, RouteResult
 from broker.router.metrics import RouterMetrics
 from broker.router.state import (
@@ -139,7 +140,7 @@ class RouterService:
     def __init__(self, config: BrokerConfig, *, instance_id: str | None = None) -> None:
         self.config = config
         self.instance_id = instance_id or config.router.instance_id
-        self.clients = KafkaClients(config.kafka)
+        self.clients = KafkaClients(config.kafka, principal_of(config.router.id))
         self.core = build_core(config)
         self.metrics = RouterMetrics()
         self.states: dict[TopicPartition, PartitionState] = {}

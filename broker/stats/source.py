@@ -17,6 +17,7 @@ from typing import Any
 
 from broker.config import BrokerConfig
 from broker.feed import FeedReader
+from broker.kafka.credentials import STATS
 from broker.stats.events import StatsState
 from broker.stats.exceptions import StatsError
 
@@ -76,7 +77,9 @@ class KafkaFeedSource:
         *,
         position: Mapping[str, Any] | None = None,
     ) -> None:
-        self.reader = FeedReader(config, agency_id, from_beginning=True)
+        # The statistics collection reads a stats agency's feed as its own principal.
+        principal = STATS if config.agency(agency_id).kind == "stats" else None
+        self.reader = FeedReader(config, agency_id, from_beginning=True, principal=principal)
         self.topic = self.reader.topic
         self.offsets = self._start_at(saved_offsets(position or {}, self.topic))
 

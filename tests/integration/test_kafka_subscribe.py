@@ -15,18 +15,19 @@ import pytest
 
 from broker.config import KafkaSettings
 from broker.kafka.client import KafkaClients, KafkaUnavailable
+from broker.kafka.credentials import OPERATOR
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_static_member_polling_briefly_always_gets_its_partitions(
-    kafka_bootstrap: str, new_topic: Callable[..., str]
+    operator_settings: KafkaSettings, new_topic: Callable[..., str]
 ) -> None:
     """The router's conditions, made tight: a static member, polls of 2 ms. With a bare
     `consumer.subscribe()` the first join goes out before the topic's metadata, the leader
     assigns nothing, and the rejoin that follows is usually lost: about 5 rounds in 6 end
     with no assignment and no heartbeats. Three rounds all passing by luck: under 1%."""
-    clients = KafkaClients(KafkaSettings(bootstrap_servers=kafka_bootstrap))
+    clients = KafkaClients(operator_settings, OPERATOR)
     for _ in range(3):
         topic = new_topic("sub", partitions=3)
         consumer = clients.consumer(
@@ -46,11 +47,11 @@ def test_a_static_member_polling_briefly_always_gets_its_partitions(
 
 
 def test_a_topic_that_does_not_exist_is_a_clear_error_after_the_timeout(
-    kafka_bootstrap: str, new_topic: Callable[..., str]
+    operator_settings: KafkaSettings, new_topic: Callable[..., str]
 ) -> None:
     existing = new_topic("sub")
     missing = f"missing-{uuid.uuid4().hex[:8]}"  # the local broker does not auto-create
-    clients = KafkaClients(KafkaSettings(bootstrap_servers=kafka_bootstrap))
+    clients = KafkaClients(operator_settings, OPERATOR)
     consumer = clients.consumer(group_id=f"sub-{uuid.uuid4().hex[:8]}")
     try:
         with pytest.raises(KafkaUnavailable, match=f"no partition metadata for {missing} after"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -12,9 +13,9 @@ from kafka.structs import OffsetAndMetadata
 pytestmark = pytest.mark.integration
 
 
-def _read_all(bootstrap: str, topic: str, isolation: str, *, expected: int) -> list[bytes]:
+def _read_all(options: dict[str, Any], topic: str, isolation: str, *, expected: int) -> list[bytes]:
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **options,
         isolation_level=isolation,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -30,9 +31,9 @@ def _read_all(bootstrap: str, topic: str, isolation: str, *, expected: int) -> l
     return values
 
 
-def _transactional_producer(bootstrap: str) -> KafkaProducer:
+def _transactional_producer(options: dict[str, Any]) -> KafkaProducer:
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
+        **options,
         transactional_id=f"test-{uuid.uuid4().hex}",
         enable_idempotence=True,
         acks="all",
@@ -42,10 +43,10 @@ def _transactional_producer(bootstrap: str) -> KafkaProducer:
 
 
 def test_admin_creates_topic_with_partitions(
-    kafka_bootstrap: str, new_topic: Callable[..., str]
+    operator_options: dict[str, Any], new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic("admin", partitions=3)
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = KafkaAdminClient(**operator_options)
     try:
         assert topic in admin.list_topics()
         (described,) = admin.describe_topics([topic])
@@ -55,10 +56,10 @@ def test_admin_creates_topic_with_partitions(
 
 
 def test_aborted_transaction_invisible_committed_visible(
-    kafka_bootstrap: str, new_topic: Callable[..., str]
+    operator_options: dict[str, Any], new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic("txn")
-    producer = _transactional_producer(kafka_bootstrap)
+    producer = _transactional_producer(operator_options)
     producer.begin_transaction()
     producer.send(topic, b"aborted-1")
     producer.send(topic, b"aborted-2")
@@ -69,18 +70,18 @@ def test_aborted_transaction_invisible_committed_visible(
     producer.commit_transaction()
     producer.close()
 
-    committed = _read_all(kafka_bootstrap, topic, "read_committed", expected=3)
+    committed = _read_all(operator_options, topic, "read_committed", expected=3)
     assert committed == [b"committed-1"]
     # The aborted records really were written: a read_uncommitted reader sees them.
-    uncommitted = _read_all(kafka_bootstrap, topic, "read_uncommitted", expected=3)
+    uncommitted = _read_all(operator_options, topic, "read_uncommitted", expected=3)
     assert uncommitted == [b"aborted-1", b"aborted-2", b"committed-1"]
 
 
 def test_consumer_offsets_commit_inside_transaction(
-    kafka_bootstrap: str, new_topic: Callable[..., str]
+    operator_options: dict[str, Any], new_topic: Callable[..., str]
 ) -> None:
     source, sink = new_topic("src"), new_topic("sink")
-    plain = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    plain = KafkaProducer(**operator_options, acks="all")
     for i in range(10):
         plain.send(source, f"r{i}".encode())
     plain.flush()
@@ -89,7 +90,7 @@ def test_consumer_offsets_commit_inside_transaction(
     group = f"g-{uuid.uuid4().hex[:8]}"
     consumer = KafkaConsumer(
         source,
-        bootstrap_servers=kafka_bootstrap,
+        **operator_options,
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -101,7 +102,7 @@ def test_consumer_offsets_commit_inside_transaction(
             records.extend(batch)
     tp = TopicPartition(source, 0)
 
-    producer = _transactional_producer(kafka_bootstrap)
+    producer = _transactional_producer(operator_options)
     # An aborted transaction must not move the group's offset ...
     producer.begin_transaction()
     producer.send(sink, b"lost")
@@ -120,13 +121,13 @@ def test_consumer_offsets_commit_inside_transaction(
     producer.close()
     consumer.close(autocommit=False)
 
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = KafkaAdminClient(**operator_options)
     try:
         offsets = admin.list_group_offsets(group)[group]
     finally:
         admin.close()
     assert offsets[tp].offset == 4
-    assert _read_all(kafka_bootstrap, sink, "read_committed", expected=5) == [
+    assert _read_all(operator_options, sink, "read_committed", expected=5) == [
         b"R0",
         b"R1",
         b"R2",

@@ -39,6 +39,9 @@ def test_start_status_stop_from_the_command_line(tmp_path: Path) -> None:
     started = _broker("kafka", "start", "--data-dir", str(data))
     assert started.returncode == 0, started.stderr
     assert "Kafka ready in" in started.stdout
+    assert "secured (SASL_SSL, SCRAM-SHA-512, ACLs)" in started.stdout
+    operator_file = data / "client" / "operator.json"
+    assert operator_file.stat().st_mode & 0o777 == 0o600
     assert "bootstrap servers: 127.0.0.1:" in started.stdout
     try:
         status = _broker("kafka", "status", "--data-dir", str(data))
@@ -117,15 +120,16 @@ def test_three_nodes_survive_one_node_down(tmp_path: Path) -> None:
     kafka = LocalKafka(tmp_path / "kafka3", nodes=3)
     kafka.start()
     try:
-        bootstrap = kafka.bootstrap_servers
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        operator = kafka.access().operator_options()  # secured: TLS, SCRAM, ACLs
+        assert operator["security_protocol"] == "SASL_SSL"
+        admin = KafkaAdminClient(**operator)
         admin.create_topics([NewTopic("replicated", 1, 3)])
         admin.wait_for_topics(["replicated"])
         (described,) = admin.describe_topics(["replicated"])
         assert len(described["partitions"][0]["replica_nodes"]) == 3
         admin.close()
 
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10)
+        producer = KafkaProducer(**operator, acks="all", retries=10)
         for i in range(50):
             producer.send("replicated", f"before-{i}".encode())
         producer.flush()
@@ -139,7 +143,10 @@ def test_three_nodes_survive_one_node_down(tmp_path: Path) -> None:
 
         consumer = KafkaConsumer(
             "replicated",
-            bootstrap_servers=",".join(f"127.0.0.1:{n.broker_port}" for n in kafka.running_nodes()),
+            **{
+                **operator,
+                "bootstrap_servers": [f"127.0.0.1:{n.broker_port}" for n in kafka.running_nodes()],
+            },
             auto_offset_reset="earliest",
             consumer_timeout_ms=10000,
         )

@@ -18,6 +18,8 @@ import pytest
 
 from broker.bench.audit import publish_and_route, scenario
 from broker.config import BrokerConfig, load_config
+from broker.kafka.local import ClusterAccess
+from broker.kafka.operator import provision
 from broker.scaffold import write_deployment
 
 
@@ -31,23 +33,23 @@ class Deployment:
 
 
 @pytest.fixture(scope="package")
-def audit_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def audit_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterAccess]:
     external = os.environ.get("BROKER_TEST_AUDIT_BOOTSTRAP")
     if external:
-        yield external
+        yield ClusterAccess(external)
         return
     from broker.kafka.local import LocalKafka
 
     kafka = LocalKafka(tmp_path_factory.mktemp("audit-kafka"), nodes=1)
     kafka.start()
     try:
-        yield kafka.bootstrap_servers
+        yield kafka.access()
     finally:
         kafka.stop()
 
 
 @pytest.fixture(scope="package")
-def deployment(audit_kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+def deployment(audit_kafka: ClusterAccess, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     """Two councils, the Met and the NRM publish a realistic scenario; the router routes it.
 
     One event is published twice with the same event id, so the log also holds a `duplicate`
@@ -57,6 +59,7 @@ def deployment(audit_kafka: str, tmp_path_factory: pytest.TempPathFactory) -> De
     path = write_deployment(
         directory, bootstrap_servers=audit_kafka, router={"checkpoint_interval_s": 1.0}
     )
+    provision(load_config(path))  # credentials, topics and ACLs, as the operator
     tag = uuid.uuid4().hex[:6]
     events = scenario(8, tag=tag)
     again = dict(events["council.E09000033"][0], event_id=str(uuid.uuid4()))

@@ -32,6 +32,7 @@ from broker.envelope import load_public_key
 from broker.errors import BrokerError
 from broker.feed import FeedReader
 from broker.kafka.client import KafkaClients, TopicSpec
+from broker.kafka.credentials import OPERATOR
 
 from .conftest import Deployment
 
@@ -47,7 +48,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 def read_partitions(d: Deployment, topic: str) -> Partitions:
-    with TopicReader(KafkaClients(d.config.kafka)) as reader:
+    with TopicReader(KafkaClients(d.config.kafka, OPERATOR)) as reader:
         values = read_values(reader, topic)
     out: Partitions = defaultdict(list)
     for partition, _, value in sorted(values, key=lambda v: (v[0], v[1])):
@@ -57,7 +58,7 @@ def read_partitions(d: Deployment, topic: str) -> Partitions:
 
 def write_copy(d: Deployment, partitions: Partitions, prefix: str) -> str:
     """A fresh topic with these values, partition by partition: offset = list index."""
-    clients = KafkaClients(d.config.kafka)
+    clients = KafkaClients(d.config.kafka, OPERATOR)
     topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
     clients.ensure_topics([TopicSpec(topic, max(partitions) + 1)])
     producer = clients.producer()
@@ -157,7 +158,7 @@ def tampered_verify(
     partition, _, indexes = busiest_chain(partitions)
     assert len(indexes) >= 6
     offset = change(partitions[partition], indexes)
-    topic = write_copy(deployment, partitions, "audit-copy")
+    topic = write_copy(deployment, partitions, "audit.copy")
     status, out = run(
         capsys,
         "audit",
@@ -228,7 +229,7 @@ def test_forged_checkpoint_fails_its_signature(
         key_id=real.key_id,
     )
     values.append(forged.to_bytes())
-    topic = write_copy(deployment, partitions, "checkpoints-copy")
+    topic = write_copy(deployment, partitions, "audit.checkpoints-copy")
     status, out = run(
         capsys,
         "audit",
@@ -278,7 +279,7 @@ def test_decision_that_does_not_match_the_agreements_is_found_by_replay(
         later = dataclasses.replace(DecisionRecord.from_bytes(values[i]), prev_hash=prev)
         values[i] = later.to_bytes()
         prev = record_hash(values[i])
-    topic = write_copy(deployment, partitions, "audit-copy")
+    topic = write_copy(deployment, partitions, "audit.copy")
 
     status, out = run(
         capsys,
@@ -311,7 +312,7 @@ def test_decision_deleted_from_the_log_is_found_by_replay(
     partition, _, indexes = busiest_chain(partitions)
     record = DecisionRecord.from_bytes(partitions[partition][indexes[1]])
     del partitions[partition][indexes[1]]
-    topic = write_copy(deployment, partitions, "audit-copy")
+    topic = write_copy(deployment, partitions, "audit.copy")
     status, out = run(
         capsys,
         "audit",

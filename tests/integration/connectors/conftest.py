@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.kafka.local import ClusterAccess
+
 # The router acceptance tests' helpers (private agencies per test, reading topics, routing).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))
 
@@ -16,8 +18,8 @@ SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, kafka_bootstrap: str) -> Deployment:
-    return make_deployment(tmp_path / "deployment", kafka_bootstrap)
+def deployment(tmp_path: Path, kafka_access: ClusterAccess) -> Deployment:
+    return make_deployment(tmp_path / "deployment", kafka_access)
 
 
 @pytest.fixture

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from router_helpers import Deployment, make_deployment
 
+from broker.kafka.local import ClusterAccess
+
 
 @pytest.fixture
-def deployment(tmp_path: Path, kafka_bootstrap: str) -> Deployment:
+def deployment(tmp_path: Path, kafka_access: ClusterAccess) -> Deployment:
     """Agencies, agreements, keys and config no other test shares (see router_helpers)."""
-    return make_deployment(tmp_path / "deployment", kafka_bootstrap)
+    return make_deployment(tmp_path / "deployment", kafka_access)

@@ -43,6 +43,9 @@ from broker.config import (
 from broker.envelope import Envelope, SigningKey, issue
 from broker.feed import FeedItem, FeedReader
 from broker.kafka.client import KafkaClients
+from broker.kafka.credentials import OPERATOR
+from broker.kafka.local import ClusterAccess
+from broker.kafka.operator import provision
 from broker.publish import Publisher, agency_key
 from broker.router.service import RouterService, topic_specs
 from broker.scaffold import DEMO_AGENCIES, EXAMPLE_AGREEMENTS, REPO_ROOT, write_deployment
@@ -102,7 +105,7 @@ class Deployment:
 
 def make_deployment(
     directory: Path,
-    bootstrap: str,
+    access: ClusterAccess,
     *,
     partitions: int = 3,
     router: Mapping[str, object] | None = None,
@@ -116,12 +119,13 @@ def make_deployment(
         (agreements / source.name).write_text(text)
     config_path = write_deployment(
         directory,
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=access,
         agencies={f"{a}_{suffix}": name for a, name in BASE_AGENCIES.items()},
         agreements_dir=agreements,
         partitions=partitions,
         router={"group_id": f"router-{suffix}", "checkpoint_interval_s": 2.0, **(router or {})},
     )
+    provision(load_config(config_path))  # credentials, topics and ACLs, as the operator
     return Deployment(directory, config_path, suffix)
 
 
@@ -184,7 +188,7 @@ def signed(dep: Deployment, issuer_base: str, evt: Mapping[str, Any]) -> Envelop
 
 def create_topics(dep: Deployment) -> None:
     """Every topic of the deployment, as the router would create them."""
-    KafkaClients(dep.config.kafka).ensure_topics(topic_specs(dep.config))
+    KafkaClients(dep.config.kafka, OPERATOR).ensure_topics(topic_specs(dep.config))
 
 
 def produce_raw(
@@ -192,7 +196,7 @@ def produce_raw(
 ) -> None:
     """Produce `(key, value)` records as they are (for input no publisher would make)."""
     create_topics(dep)
-    producer = KafkaClients(dep.config.kafka).producer()
+    producer = KafkaClients(dep.config.kafka, OPERATOR).producer()
     try:
         for key, value in records:
             producer.send(topic, key=key, value=value)
@@ -207,7 +211,7 @@ def produce_raw(
 def read_topic(dep: Deployment, topic: str, *, key_prefixes: Iterable[str] = ()) -> list[Message]:
     """Every committed record of `topic` up to its current end, in partition then offset order."""
     prefixes = tuple(p.encode() for p in key_prefixes)
-    with TopicReader(KafkaClients(dep.config.kafka)) as reader:
+    with TopicReader(KafkaClients(dep.config.kafka, OPERATOR)) as reader:
         try:
             records = [
                 r
@@ -242,7 +246,7 @@ def decisions(dep: Deployment) -> list[DecisionRecord]:
 
 def ingress_counts(dep: Deployment) -> dict[tuple[str, int], int]:
     """End offset of every ingress partition of the deployment (records published)."""
-    consumer = KafkaClients(dep.config.kafka).consumer(group_id=None)
+    consumer = KafkaClients(dep.config.kafka, OPERATOR).consumer(group_id=None)
     try:
         partitions = [
             TopicPartition(topic, p)
@@ -274,7 +278,7 @@ class AuditTail:
     def __init__(self, dep: Deployment) -> None:
         self.prefixes = tuple(f"{t}/".encode() for t in dep.ingress_topics)
         create_topics(dep)
-        self.consumer = KafkaClients(dep.config.kafka).consumer(group_id=None)
+        self.consumer = KafkaClients(dep.config.kafka, OPERATOR).consumer(group_id=None)
         parts = self.consumer.partitions_for_topic(TOPIC_AUDIT) or set()
         self.consumer.assign([TopicPartition(TOPIC_AUDIT, p) for p in sorted(parts)])
         self.count = 0

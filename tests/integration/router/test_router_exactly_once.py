@@ -47,6 +47,8 @@ from broker.audit import Outcome, verify_log
 from broker.config import topic_ingress
 from broker.envelope import KeyRegistry
 from broker.kafka.client import KafkaClients
+from broker.kafka.credentials import OPERATOR
+from broker.kafka.local import ClusterAccess
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +93,7 @@ def _stream(
 def _produce_slowly(
     dep: Deployment, records: list[tuple[str, bytes, bytes]], seconds: float
 ) -> None:
-    producer = KafkaClients(dep.config.kafka).producer()
+    producer = KafkaClients(dep.config.kafka, OPERATOR).producer()
     try:
         chunk = 100
         pause = seconds / max(1, len(records) // chunk)
@@ -150,12 +152,12 @@ def processes() -> Iterator[list[RouterProcess]]:
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_repeats_nothing(
-    tmp_path: Path, kafka_bootstrap: str, processes: list[RouterProcess]
+    tmp_path: Path, kafka_access: ClusterAccess, processes: list[RouterProcess]
 ) -> None:
     seed = random.randrange(1 << 30)
     print(f"seed {seed}")
     rng = random.Random(seed)
-    dep = make_deployment(tmp_path / "deployment", kafka_bootstrap)
+    dep = make_deployment(tmp_path / "deployment", kafka_access)
     create_topics(dep)
     records, permitted = _stream(dep, 5000, duplicates=50, seed=seed)
     feeder = threading.Thread(target=_produce_slowly, args=(dep, records, 12.0))
@@ -187,10 +189,10 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
 
 @pytest.mark.slow
 def test_two_routers_split_the_partitions_and_route_everything_once(
-    tmp_path: Path, kafka_bootstrap: str, processes: list[RouterProcess]
+    tmp_path: Path, kafka_access: ClusterAccess, processes: list[RouterProcess]
 ) -> None:
     # Port 0: each router picks a free metrics port and logs it.
-    dep = make_deployment(tmp_path / "deployment", kafka_bootstrap, router={"metrics_port": 0})
+    dep = make_deployment(tmp_path / "deployment", kafka_access, router={"metrics_port": 0})
     routers = [
         RouterProcess(dep.config_path, f"r-{name}", tmp_path / f"router-{name}.log")
         for name in ("a", "b")

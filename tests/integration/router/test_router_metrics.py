@@ -25,13 +25,14 @@ from router_helpers import (
 )
 
 from broker.config import topic_ingress
+from broker.kafka.local import ClusterAccess
 
 pytestmark = pytest.mark.integration
 
 
-def test_metrics_endpoint_during_a_run(tmp_path: Path, kafka_bootstrap: str) -> None:
+def test_metrics_endpoint_during_a_run(tmp_path: Path, kafka_access: ClusterAccess) -> None:
     # Port 0: the router picks a free port and logs it.
-    dep = make_deployment(tmp_path / "deployment", kafka_bootstrap, router={"metrics_port": 0})
+    dep = make_deployment(tmp_path / "deployment", kafka_access, router={"metrics_port": 0})
     router = RouterProcess(dep.config_path, "m1", tmp_path / "router.log").start()
     try:
         port = router.metrics_port()

@@ -20,6 +20,8 @@ from types import ModuleType
 from typing import Any
 
 from broker.config import BrokerConfig, load_config
+from broker.kafka.local import ClusterAccess
+from broker.kafka.operator import provision
 from broker.scaffold import DEMO_AGENCIES, EXAMPLE_AGREEMENTS, REPO_ROOT, write_deployment
 
 SAMPLE = REPO_ROOT.parent / "shared" / "data" / "ssda903-fake"
@@ -48,7 +50,7 @@ class StatsDeployment:
         return self.id(base).partition(".")[2]
 
 
-def make_deployment(directory: Path, bootstrap: str) -> StatsDeployment:
+def make_deployment(directory: Path, access: ClusterAccess) -> StatsDeployment:
     """Keys, config and the example agreements for agencies no other test uses."""
     suffix = uuid.uuid4().hex[:8]
     agreements = directory / "agreements"
@@ -58,11 +60,12 @@ def make_deployment(directory: Path, bootstrap: str) -> StatsDeployment:
         (agreements / source.name).write_text(text)
     config_path = write_deployment(
         directory,
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=access,
         agencies={f"{a}_{suffix}": name for a, name in DEMO_AGENCIES.items()},
         agreements_dir=agreements,
         router={"group_id": f"router-{suffix}"},
     )
+    provision(load_config(config_path))  # credentials, topics and ACLs, as the operator
     return StatsDeployment(directory, config_path, suffix)
 
 

@@ -54,6 +54,8 @@ from broker.config import topic_feed
 from broker.envelope import ForwardedEnvelope
 from broker.feed import FeedItem, FeedReader
 from broker.kafka.client import KafkaClients
+from broker.kafka.credentials import OPERATOR
+from broker.kafka.local import ClusterAccess
 from broker.publish import Publisher
 from broker.router.service import RouterService, topic_specs
 from broker.scaffold import REPO_ROOT
@@ -165,15 +167,15 @@ def _router(dep: StatsDeployment) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Run:
+def run(tmp_path_factory: pytest.TempPathFactory, kafka_access: ClusterAccess) -> Run:
     tmp = tmp_path_factory.mktemp("stats-e2e")
-    dep = make_deployment(tmp / "deployment", kafka_bootstrap)
+    dep = make_deployment(tmp / "deployment", kafka_access)
     subset = write_subset(every_other_child(), tmp / "lambeth-ssda903")
     events = {
         WESTMINSTER: read_ssda903(SAMPLE, agency=dep.id(WESTMINSTER)).collect(),
         LAMBETH: read_ssda903(subset, agency=dep.id(LAMBETH)).collect(),
     }
-    KafkaClients(dep.config.kafka).ensure_topics(topic_specs(dep.config))
+    KafkaClients(dep.config.kafka, OPERATOR).ensure_topics(topic_specs(dep.config))
     common = ["--config", str(dep.config_path), "--agency", dep.id(STATS), "--year", YEAR]
     live, restarted, rebuilt = tmp / "live", tmp / "restarted", tmp / "rebuilt"
     log = tmp / "live.log"

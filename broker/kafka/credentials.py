@@ -1,0 +1,107 @@
+"""Kafka principals and their SCRAM-SHA-512 credentials.
+
+Every client of the broker authenticates to Kafka as one principal (SASL_SSL, SCRAM-SHA-512):
+one per agency (its id), one for the router (its id, e.g. `router.main`, shared by all its
+instances), `auditor`, `stats` (the statistics collection) and `operator` (the only super user
+besides the brokers). A credential is a JSON file `<principal>.json` holding the user name and
+password, mode 0600, in the directory the config names (`kafka.credentials_dir`); it is never
+inline in the config. `broker kafka credentials issue|revoke|list` manages them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker.errors import BrokerError
+
+OPERATOR = "operator"
+AUDITOR = "auditor"
+STATS = "stats"
+BROKER = "kafka-broker"  # the brokers' own principal (their certificate's CN), a super user
+RESERVED = frozenset({OPERATOR, AUDITOR, STATS, BROKER})
+MECHANISM = "SCRAM-SHA-512"
+SUFFIX = ".json"
+
+
+class CredentialError(BrokerError):
+    """A Kafka credential file is missing, unreadable, too open, or malformed."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A principal's SCRAM user name and password. The password never appears in its repr."""
+
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credential(username={self.username!r}, password=<hidden>)"
+
+
+def principal_of(agency_id: str) -> str:
+    """The Kafka principal (SCRAM user name) of an agency or router id.
+
+    Lower case with `-` for `_`, so that the same name is valid as a Kubernetes resource name
+    (Strimzi names a KafkaUser's principal after the resource); the config refuses two ids
+    that would share a principal.
+    """
+    return agency_id.lower().replace("_", "-")
+
+
+def credential_path(directory: Path, principal: str) -> Path:
+    return directory / f"{principal}{SUFFIX}"
+
+
+def new_password() -> str:
+    """A random password with 256 bits of entropy."""
+    return secrets.token_urlsafe(32)
+
+
+def write_credential(directory: Path, credential: Credential) -> Path:
+    """Write `<principal>.json` with mode 0600 (created that way: never briefly readable)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = credential_path(directory, credential.username)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"username": credential.username, "password": credential.password}, handle)
+        handle.write("\n")
+    tmp.replace(path)
+    return path
+
+
+def read_credential(directory: Path, principal: str) -> Credential:
+    """Read a principal's credential; refuse a file others may read, as ssh does for keys."""
+    path = credential_path(directory, principal)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CredentialError(
+            f"no Kafka credential for {principal}: {path} does not exist: issue one with "
+            f"`broker kafka credentials issue --config CONFIG {principal}` (as the operator) "
+            "or copy the file the operator gave you there"
+        ) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CredentialError(
+            f"the Kafka credential {path} can be read by other users "
+            f"(mode {stat.S_IMODE(mode):o}): run `chmod 600 {path}`"
+        )
+    try:
+        data = json.loads(path.read_text())
+        credential = Credential(username=str(data["username"]), password=str(data["password"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CredentialError(
+            f"the Kafka credential {path} is not a JSON object with `username` and "
+            "`password`: issue it again with `broker kafka credentials issue`"
+        ) from None
+    if credential.username != principal:
+        raise CredentialError(
+            f"the Kafka credential {path} is for {credential.username}, not {principal}: "
+            "put each principal's credential in its own <principal>.json"
+        )
+    return credential
