@@ -121,6 +121,8 @@ class RouterSettings(_Strict):
     transaction_timeout_ms: int = Field(default=15000, ge=1000)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    # An event's issued_at may differ from the time the broker received it by at most this.
+    max_clock_skew_s: float = Field(default=300.0, gt=0)
 
 
 class BrokerConfig(_Strict):

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from kafka.structs import OffsetAndMetadata
 from broker.config import BrokerConfig, load_config, topic_feed
 from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent, verify_forwarded
 from broker.errors import BrokerError
+from broker.ingress import record_time
 from broker.kafka.client import KafkaClients, KafkaDenied
 from broker.kafka.credentials import principal_of
 from broker.schemas import SchemaRegistry
@@ -36,6 +38,47 @@ class FeedItem:
     error: VerificationError | None = None
 
 
+@dataclass(frozen=True)
+class FeedVerifier:
+    """The pure check of one feed record: issuer's part, then the derived section, which only
+    a router-role key of the deployment's router (`config.router.id`) may have signed."""
+
+    agency_id: str
+    router_id: str
+    keys: KeyRegistry
+    registry: SchemaRegistry
+    max_skew: timedelta
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig, agency_id: str) -> FeedVerifier:
+        config.agency(agency_id)  # must be registered
+        return cls(
+            agency_id,
+            config.router.id,
+            KeyRegistry.from_dir(config.keys_dir),
+            SchemaRegistry.default(),
+            timedelta(seconds=config.router.max_clock_skew_s),
+        )
+
+    def verify(
+        self, partition: int, offset: int, value: bytes, timestamp: int | None = None
+    ) -> FeedItem:
+        """Verify one record; `timestamp` is its Kafka timestamp (ms), the time of receipt."""
+        try:
+            event = verify_forwarded(
+                value,
+                self.keys,
+                router=self.router_id,
+                recipient=self.agency_id,
+                received_at=record_time(timestamp),
+                max_skew=self.max_skew,
+                registry=self.registry,
+            )
+        except VerificationError as exc:
+            return FeedItem(partition, offset, None, exc)
+        return FeedItem(partition, offset, event)
+
+
 class FeedReader:
     """Reads one agency's feed with `read_committed` and verifies each record."""
 
@@ -48,11 +91,11 @@ class FeedReader:
         group_id: str | None = None,
         principal: str | None = None,
     ) -> None:
-        config.agency(agency_id)  # must be registered
+        self.verifier = FeedVerifier.from_config(config, agency_id)
         self.agency_id = agency_id
         self.topic = topic_feed(agency_id)
-        self.keys = KeyRegistry.from_dir(config.keys_dir)
-        self.registry = SchemaRegistry.default()
+        self.keys = self.verifier.keys
+        self.registry = self.verifier.registry
         self.from_beginning = from_beginning
         self.group_id = group_id or f"feed-{agency_id}"
         self.principal = principal or principal_of(agency_id)
@@ -73,14 +116,11 @@ class FeedReader:
         if from_beginning:
             self.consumer.seek_to_beginning(*self.partitions)
 
-    def verify(self, partition: int, offset: int, value: bytes) -> FeedItem:
-        try:
-            event = verify_forwarded(
-                value, self.keys, recipient=self.agency_id, registry=self.registry
-            )
-        except VerificationError as exc:
-            return FeedItem(partition, offset, None, exc)
-        return FeedItem(partition, offset, event)
+    def verify(
+        self, partition: int, offset: int, value: bytes, timestamp: int | None = None
+    ) -> FeedItem:
+        """See `FeedVerifier.verify`."""
+        return self.verifier.verify(partition, offset, value, timestamp)
 
     def batches(self, *, follow: bool, poll_ms: int = 500) -> Iterator[list[FeedItem]]:
         """Verified batches in partition order; without `follow`, stop at the current end."""
@@ -88,7 +128,7 @@ class FeedReader:
         while True:
             polled = self.consumer.poll(timeout_ms=poll_ms)
             batch = [
-                self.verify(tp.partition, record.offset, record.value)
+                self.verify(tp.partition, record.offset, record.value, record.timestamp)
                 for tp, records in sorted(polled.items())
                 for record in records
             ]

@@ -71,7 +71,9 @@ class Publisher:
         self.registry = SchemaRegistry.default()
         self.principal = principal_of(agency_id)
         clients = KafkaClients(config.kafka, self.principal)
-        clients.ensure_topics([TopicSpec(self.topic, config.kafka.topics.partitions)])
+        clients.ensure_topics(
+            [TopicSpec(self.topic, config.kafka.topics.partitions, append_time=True)]
+        )
         self.producer = clients.producer()
         self._pending: list[tuple[str, str, Any]] = []
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from broker.envelope import generate_key
+from broker.envelope.keys import ROLE_ISSUER, ROUTER_ROLES
 from broker.kafka.local import ClusterAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,8 @@ def write_deployment(
     private.mkdir(parents=True, exist_ok=True)
     signing: dict[str, Path] = {}
     for agency_id in [*agencies, ROUTER_ID]:
-        private_path, public_path = generate_key(agency_id, private)
+        roles = ROUTER_ROLES if agency_id == ROUTER_ID else (ROLE_ISSUER,)
+        private_path, public_path = generate_key(agency_id, private, roles=roles)
         signing[agency_id] = private_path
         public_path.rename(keys / public_path.name)
     secret = directory / "private" / "pseudonym.secret"

@@ -17,7 +17,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,13 +49,18 @@ if TYPE_CHECKING:
     from broker.audit.verify import AuditReport
 
 
-def key_lookup(keys: KeyRegistry) -> KeyLookup:
-    """The key registry as the audit core's lookup: the key valid then, or None."""
+def key_lookup(keys: KeyRegistry, router: str) -> KeyLookup:
+    """The key registry as the audit core's checkpoint key lookup: a checkpoint-role key of
+    `router` (the configured router id) valid then, or None for any other key."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from broker.envelope.keys import ROLE_CHECKPOINT
+
     def lookup(agency: str, key_id: str, at: datetime) -> Ed25519PublicKey | None:
+        if agency != router:
+            return None
         try:
-            return keys.lookup(agency, key_id, at).public_key
+            return keys.lookup(agency, key_id, at, role=ROLE_CHECKPOINT).public_key
         except VerificationError:
             return None
 
@@ -79,7 +84,7 @@ def run_verify(args: argparse.Namespace) -> int:
     keys = KeyRegistry.from_dir(config.keys_dir)
     with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
         decisions = read_values(reader, args.audit_topic)
-        report = _verify_read(args, reader, decisions, keys)
+        report = _verify_read(args, reader, decisions, keys, config.router.id)
     findings = report.findings
     unsigned = sum(report.unsigned_tail.values())
     out = sys.stdout
@@ -118,6 +123,7 @@ def _verify_read(
     reader: TopicReader,
     decisions: list[tuple[int, int, bytes]],
     keys: KeyRegistry,
+    router_id: str,
 ) -> AuditReport:
     """Verify the decisions read against the checkpoints, read after them.
 
@@ -136,7 +142,7 @@ def _verify_read(
         report = verify_log(
             decisions,
             checkpoints,
-            key_lookup(keys),
+            key_lookup(keys, router_id),
             decisions_topic=args.audit_topic,
             checkpoints_topic=args.checkpoints_topic,
         )
@@ -224,6 +230,7 @@ def replay_log(
         keys=KeyRegistry.from_dir(config.keys_dir),
         agreements=load_agreements(config.agreements_dir),
         agencies=config.agency_ids,
+        max_skew=timedelta(seconds=config.router.max_clock_skew_s),
     )
     pool = WorkerPool(judge, workers, audit_topic=audit_topic) if workers > 1 else None
     try:
@@ -262,6 +269,7 @@ def replay_log(
                             m.offset,
                             m.value,
                             m.offset >= bounds[(m.topic, m.partition)][0],
+                            m.timestamp,
                         )
                         for m in batch
                     ]
@@ -269,8 +277,10 @@ def replay_log(
                         pool.records(items)
                     else:
                         assert replay is not None
-                        for topic, partition, offset, value, compare in items:
-                            replay.record(topic, partition, offset, value, compare=compare)
+                        for topic, partition, offset, value, compare, stamp in items:
+                            replay.record(
+                                topic, partition, offset, value, compare=compare, timestamp=stamp
+                            )
                     if progress is not None:
                         progress.advance(task, len(batch))
             finally:
@@ -350,7 +360,7 @@ def run_proof(args: argparse.Namespace) -> int:
     from broker.audit.proof import dump_proof, export_proof
 
     config = load_config(args.config)
-    keys = key_lookup(KeyRegistry.from_dir(config.keys_dir))
+    keys = key_lookup(KeyRegistry.from_dir(config.keys_dir), config.router.id)
     with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
         decisions = read_values(reader, args.audit_topic)
         checkpoints = read_values(reader, args.checkpoints_topic)
@@ -424,7 +434,7 @@ def run_check_proof(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BrokerError(f"cannot read {args.file} ({exc.strerror})") from None
     try:
-        proved = check_proof_file(data, key_lookup(registry))
+        proved = check_proof_file(data, key_lookup(registry, info.agency_id))
     except ProofError as exc:
         print(f"FAILED {args.file}: {exc}")
         return 1
@@ -453,7 +463,8 @@ def run_dump(args: argparse.Namespace) -> int:
     dumper = Dumper(
         args.topic,
         keys,
-        key_lookup(keys),
+        key_lookup(keys, config.router.id),
+        router=config.router.id,
         agencies=config.agency_ids,
         with_values=args.with_values,
     )

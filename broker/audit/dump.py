@@ -14,6 +14,7 @@ Lines name fields, never values, unless `with_values` (allowed by the deployment
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from broker.audit.checkpoint import Checkpoint, KeyLookup
@@ -45,6 +46,7 @@ class Dumper:
         keys: KeyRegistry,
         checkpoint_keys: KeyLookup,
         *,
+        router: str,
         agencies: Collection[str] = (),
         with_values: bool = False,
         registry: SchemaRegistry | None = None,
@@ -52,6 +54,7 @@ class Dumper:
         self.topic = topic
         self.agencies = frozenset(agencies)
         self.keys = keys
+        self.router = router
         self.checkpoint_keys = checkpoint_keys
         self.with_values = with_values
         self.registry = registry or SchemaRegistry.default()
@@ -72,9 +75,9 @@ class Dumper:
             out.update(kind="tombstone", verified=None)
             return out
         if (issuer := agency_of_ingress(message.topic)) is not None:
-            out.update(self._event(value, issuer, forwarded=False))
+            out.update(self._event(value, issuer, message.time, forwarded=False))
         elif (recipient := _feed_agency(message.topic)) is not None:
-            out.update(self._event(value, recipient, forwarded=True))
+            out.update(self._event(value, recipient, message.time, forwarded=True))
         elif message.topic == TOPIC_QUARANTINE:
             headers = dict(message.headers)
             out.update(kind="quarantine", verified=None, bytes=len(value))
@@ -90,13 +93,25 @@ class Dumper:
             self.failed += 1
         return out
 
-    def _event(self, value: bytes, agency: str, *, forwarded: bool) -> dict[str, Any]:
+    def _event(
+        self, value: bytes, agency: str, received_at: datetime, *, forwarded: bool
+    ) -> dict[str, Any]:
+        # Keys are judged at the record's timestamp, as the router and subscribers judge them.
         try:
             event: VerifiedEvent
             if forwarded:
-                event = verify_forwarded(value, self.keys, recipient=agency, registry=self.registry)
+                event = verify_forwarded(
+                    value,
+                    self.keys,
+                    router=self.router,
+                    recipient=agency,
+                    received_at=received_at,
+                    registry=self.registry,
+                )
             else:
-                event = verify_envelope(value, self.keys, registry=self.registry)
+                event = verify_envelope(
+                    value, self.keys, received_at=received_at, registry=self.registry
+                )
                 if agency in self.agencies and event.issuer != agency:
                     raise VerificationError(
                         "bad_signature", "event issued by another agency than the topic's"

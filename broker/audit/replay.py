@@ -20,7 +20,7 @@ import queue
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from broker.agreements import AgreementSet, SubjectContext
@@ -29,7 +29,8 @@ from broker.audit.record import Outcome, decode_fields, read_header
 from broker.config import TOPIC_AUDIT, agency_of_ingress
 from broker.envelope import KeyRegistry
 from broker.ids import SUBJECT_FIELD
-from broker.router.core import (
+from broker.ingress import (
+    DEFAULT_MAX_SKEW,
     DUPLICATE,
     INTERNAL_ERROR,
     IngressCheck,
@@ -38,6 +39,7 @@ from broker.router.core import (
     event_view,
     issued_subject,
     learn_relationships,
+    record_time,
 )
 from broker.schemas import SchemaRegistry
 
@@ -109,11 +111,13 @@ class Judge:
         agreements: AgreementSet,
         agencies: Collection[str],
         registry: SchemaRegistry | None = None,
+        max_skew: timedelta = DEFAULT_MAX_SKEW,
     ) -> None:
         self.keys = keys
         self.agreements = agreements
         self.agencies = frozenset(agencies)
         self.registry = registry or SchemaRegistry.default()
+        self.max_skew = max_skew
 
 
 class PartitionReplay:
@@ -126,7 +130,7 @@ class PartitionReplay:
         self.seen: set[tuple[str, str]] = set()
         self.subjects: dict[str, SubjectContext] = {}
 
-    def _check(self, value: bytes | None) -> IngressCheck:
+    def _check(self, value: bytes | None, received_at: datetime | None) -> IngressCheck:
         judge = self.judge
         return check_ingress(
             value,
@@ -135,11 +139,14 @@ class PartitionReplay:
             seen=self.seen,
             keys=judge.keys,
             registry=judge.registry,
+            received_at=received_at,
+            max_skew=judge.max_skew,
         )
 
-    def learn(self, value: bytes | None) -> None:
-        """Take one record into the state without comparing (before the replay window)."""
-        self._after(self._check(value))
+    def learn(self, value: bytes | None, received_at: datetime | None = None) -> None:
+        """Take one record into the state without comparing (before the replay window); keys
+        are judged at `received_at` (None, a record without a timestamp: at its issued_at)."""
+        self._after(self._check(value, received_at))
 
     def _after(self, checked: IngressCheck) -> None:
         event = checked.event
@@ -153,9 +160,18 @@ class PartitionReplay:
         if updated != context:
             self.subjects[subject] = updated
 
-    def step(self, offset: int, value: bytes | None, recorded: Recorded) -> list[str]:
-        """Re-decide one record at its recorded time; return the differences (names only)."""
-        checked = self._check(value)
+    def step(
+        self,
+        offset: int,
+        value: bytes | None,
+        recorded: Recorded,
+        received_at: datetime | None = None,
+    ) -> list[str]:
+        """Re-decide one record at its recorded time; return the differences (names only).
+
+        Keys are judged at `received_at`, the record's Kafka timestamp, as the router judged
+        them (the decision time when the record has none, as the router used its clock)."""
+        checked = self._check(value, received_at or recorded.decided_at)
         legacy = recorded_before_subject(recorded.fields)
         expected = self._expected(checked, recorded.decided_at, legacy=legacy)
         self._after(checked)
@@ -338,16 +354,20 @@ class Replay:
         )
 
     def record(self, topic: str, partition: int, offset: int, value: bytes | None, *,
-               compare: bool = True) -> None:  # fmt: skip
-        """One ingress record; with `compare` false it only rebuilds state (before `--from`)."""
+               compare: bool = True, timestamp: int | None = None) -> None:  # fmt: skip
+        """One ingress record; with `compare` false it only rebuilds state (before `--from`).
+
+        `timestamp` is the record's Kafka timestamp (ms): the time of receipt keys are judged at.
+        """
         report = self.report
+        received_at = record_time(timestamp)
         report.ingress_records += 1
         replay = self.partitions.get((topic, partition))
         if replay is None:
             replay = self.partitions[(topic, partition)] = PartitionReplay(self.judge, topic)
         if not compare:
             report.learned += 1
-            replay.learn(value)
+            replay.learn(value, received_at)
             return
         loc = (topic, partition, offset)
         found = self.decisions.get(loc)
@@ -366,7 +386,7 @@ class Replay:
                         partition=partition,
                     )
                 )
-            replay.learn(value)
+            replay.learn(value, received_at)
             return
         self._matched.add(loc)
         first = found[0]
@@ -385,7 +405,7 @@ class Replay:
             report.first_decided_at = decided
         if report.last_decided_at is None or decided > report.last_decided_at:
             report.last_decided_at = decided
-        differences = replay.step(offset, value, first)
+        differences = replay.step(offset, value, first, received_at)
         if differences:
             self._finding(
                 FindingCode.MISMATCH,
@@ -428,8 +448,8 @@ class Replay:
 # over worker processes by partition: the parent reads Kafka and hands each worker the audit
 # records of its chains and then its ingress records, in order.
 
-Item = tuple[str, int, int, bytes | None, bool]
-"""(ingress topic, partition, offset, value, compare)."""
+Item = tuple[str, int, int, bytes | None, bool, int | None]
+"""(ingress topic, partition, offset, value, compare, Kafka timestamp in ms)."""
 
 
 def _work(judge: Judge, audit_topic: str, inbox: Any, outbox: Any) -> None:
@@ -444,8 +464,10 @@ def _work(judge: Judge, audit_topic: str, inbox: Any, outbox: Any) -> None:
             replay = Replay(judge, index_decisions(decisions), audit_topic=audit_topic)
             decisions = []
         if kind == "records":
-            for topic, partition, offset, value, compare in payload:
-                replay.record(topic, partition, offset, value, compare=compare)
+            for topic, partition, offset, value, compare, timestamp in payload:
+                replay.record(
+                    topic, partition, offset, value, compare=compare, timestamp=timestamp
+                )
         else:  # "finish"
             outbox.put(replay.finish(payload))
             return

@@ -311,7 +311,7 @@ def measure(config_path: Path, *, workers: int = 1) -> dict[str, Any]:
         with TopicReader(clients) as reader:
             decisions = read_values(reader, TOPIC_AUDIT)
             checkpoints = read_values(reader, TOPIC_CHECKPOINTS)
-        keys = key_lookup(KeyRegistry.from_dir(config.keys_dir))
+        keys = key_lookup(KeyRegistry.from_dir(config.keys_dir), config.router.id)
         return verify_log(decisions, checkpoints, keys)
 
     def plain_read() -> int:

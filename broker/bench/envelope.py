@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         directory = Path(tmp)
         start = datetime(2026, 1, 1, tzinfo=UTC)
         issuer_key = load_signing_key(generate_key(_ISSUER, directory, valid_from=start)[0])
-        router_key = load_signing_key(generate_key(_ROUTER, directory, valid_from=start)[0])
+        router_key = load_signing_key(
+            generate_key(_ROUTER, directory, valid_from=start, roles=("router",))[0]
+        )
         keys = KeyRegistry.from_dir(directory)
 
     def forward() -> Any:
@@ -111,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         "disclose (envelope -> forwarded bytes)": lambda: forward().to_bytes(),
         INGRESS: lambda: verify_envelope(envelope_bytes, keys),
         DECODED: lambda: verify_envelope(envelope, keys),
-        RECIPIENT: lambda: verify_forwarded(forwarded_bytes, keys, recipient="police.met"),
+        RECIPIENT: lambda: verify_forwarded(
+            forwarded_bytes, keys, router=_ROUTER, recipient="police.met"
+        ),
     }
     rounds = _measure(actions, args.events, args.repeat)
     costs = {label: statistics.median(r[label] for r in rounds) for label in actions}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.envelope.errors import KeyFileError
-from broker.envelope.keys import generate_key, load_public_key
+from broker.envelope.keys import ROLE_ISSUER, ROLES, generate_key, load_public_key
 
 
 def register(subparsers: Any) -> None:
@@ -29,6 +29,14 @@ def register(subparsers: Any) -> None:
         "--passphrase-env",
         metavar="VAR",
         help="encrypt the private key with the passphrase in environment variable VAR",
+    )
+    generate.add_argument(
+        "--role",
+        action="append",
+        choices=ROLES,
+        dest="roles",
+        help="what the key may sign; repeat for several (default: issuer). The router's key: "
+        "--role router --role checkpoint",
     )
     generate.add_argument("--valid-from", help="ISO 8601 UTC time (default: now)")
     generate.add_argument("--valid-until", help="ISO 8601 UTC time (default: no expiry)")
@@ -63,9 +71,11 @@ def _generate(args: argparse.Namespace) -> int:
         passphrase=passphrase,
         valid_from=_time(args.valid_from, "--valid-from"),
         valid_until=_time(args.valid_until, "--valid-until"),
+        roles=args.roles or (ROLE_ISSUER,),
     )
     info = load_public_key(public_path)
     print(f"key id:      {info.key_id}")
+    print(f"roles:       {', '.join(info.roles)}")
     protection = ", passphrase-protected" if passphrase else ""
     print(f"private key: {private_path} (keep secret{protection})")
     print(f"public key:  {public_path} (publish to the key registry)")

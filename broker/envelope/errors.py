@@ -18,6 +18,10 @@ ReasonCode = Literal[
     "duplicate_digest",
     "bad_derived_signature",
     "wrong_recipient",
+    "wrong_role",
+    "wrong_router",
+    "clock_skew",
+    "non_canonical",
 ]
 
 

@@ -3,6 +3,9 @@
 A private key is a PKCS8 PEM file `<agency>.<key_id>.key.pem` (optionally passphrase-protected);
 its public half with its terms is `<agency>.<key_id>.pub.json`. Rotation is a new key id with
 its own validity; revocation records the time from which signatures are refused.
+
+Every public key states its roles (`ROLES`): a key verifies only signatures of a kind its
+roles allow, so an issuer's key can never pass for the router's, nor the router's for an issuer's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,18 @@ from broker.ids import AGENCY_ID_RE
 from broker.schemas.fields import format_time
 
 KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# The roles a key can hold (docs/wire-format.md, "Keys and roles").
+ROLE_ISSUER = "issuer"  # signs issued envelopes (the agency owning the ingress topic)
+ROLE_ROUTER = "router"  # signs derived sections of forwarded envelopes
+ROLE_CHECKPOINT = "checkpoint"  # signs audit checkpoints (the router's)
+ROLE_REGISTRY_ADMIN = "registry-admin"  # signs registry records
+ROLES = (ROLE_ISSUER, ROLE_ROUTER, ROLE_CHECKPOINT, ROLE_REGISTRY_ADMIN)
+# A key file without "roles" (written before roles existed) is an issuer key and nothing else.
+LEGACY_ROLES = (ROLE_ISSUER,)
+# What `broker keys generate` gives the router (scaffold, demo): one key for both of its kinds
+# of signature, which domain-separation strings keep apart.
+ROUTER_ROLES = (ROLE_ROUTER, ROLE_CHECKPOINT)
 PRIVATE_SUFFIX = ".key.pem"
 PUBLIC_SUFFIX = ".pub.json"
 
@@ -56,6 +71,51 @@ def _raw(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+def check_roles(roles: Iterable[str], source: str = "key") -> tuple[str, ...]:
+    """Return `roles` as a sorted tuple if it is a non-empty set of known roles."""
+    if not isinstance(roles, list | tuple | set | frozenset) or not all(
+        isinstance(r, str) for r in roles
+    ):
+        raise KeyFileError(f"{source}: roles must be a list of role names")
+    found = tuple(sorted(set(roles)))
+    unknown = [r for r in found if r not in ROLES]
+    if unknown or not found:
+        raise KeyFileError(
+            f"{source}: roles must be a non-empty list of {', '.join(ROLES)}"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    return found
+
+
+# Ed25519 verification as OpenSSL does it (docs/wire-format.md, "Ed25519") accepts a
+# small-order public key, for which R = identity, S = 0 is a valid signature of about one message
+# in eight, or of every message. Key files with such a key, or with a non-canonical encoding
+# (y >= p), are refused. The small-order points, as listed by libsodium (compared without the
+# sign bit): order 4 (y = 0), 1, 8, 8, 2 (y = p - 1), and the encodings y = p, p + 1.
+_P = 2**255 - 19
+_SMALL_ORDER = tuple(
+    bytes.fromhex(h)
+    for h in (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    )
+)
+
+
+def check_public_key(raw: bytes, source: str = "public key") -> bytes:
+    """Return `raw` (32 bytes) unless it is a non-canonical or small-order Ed25519 key."""
+    unsigned = raw[:31] + bytes([raw[31] & 0x7F]) if len(raw) == 32 else raw
+    if len(raw) != 32 or int.from_bytes(unsigned, "little") >= _P or unsigned in _SMALL_ORDER:
+        raise KeyFileError(
+            f"{source}: public_key is not a usable Ed25519 key (small-order or non-canonical); "
+            "generate a new key with `broker keys generate`"
+        )
+    return raw
+
+
 def _utc(value: datetime, what: str) -> datetime:
     if value.tzinfo is None:
         raise KeyFileError(f"{what} must carry a time zone (use UTC, e.g. 2026-01-01T00:00:00Z)")
@@ -77,7 +137,7 @@ def _parse_time(value: Any, what: str) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class PublicKeyInfo:
-    """An agency's public key with its id and terms: valid from, until, revoked at."""
+    """An agency's public key with its id, roles and terms: valid from, until, revoked at."""
 
     agency_id: str
     key_id: str
@@ -85,6 +145,7 @@ class PublicKeyInfo:
     valid_from: datetime
     valid_until: datetime | None = None
     revoked_at: datetime | None = None
+    roles: tuple[str, ...] = LEGACY_ROLES
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """True when `signature` is this key's Ed25519 signature of `data`."""
@@ -103,6 +164,7 @@ class PublicKeyInfo:
             "agency": self.agency_id,
             "key_id": self.key_id,
             "algorithm": "Ed25519",
+            "roles": list(self.roles),
             "public_key": base64.b64encode(_raw(self.public_key)).decode("ascii"),
             "public_key_pem": pem.decode("ascii"),
             "valid_from": _iso(self.valid_from),
@@ -117,7 +179,7 @@ class PublicKeyInfo:
             if data.get("algorithm", "Ed25519") != "Ed25519":
                 raise KeyFileError(f"{source}: algorithm must be Ed25519")
             raw = base64.b64decode(str(data["public_key"]), validate=True)
-            public_key = Ed25519PublicKey.from_public_bytes(raw)
+            public_key = Ed25519PublicKey.from_public_bytes(check_public_key(raw, source))
             valid_from = _parse_time(data["valid_from"], f"{source}: valid_from")
         except (KeyError, ValueError, TypeError):
             raise KeyFileError(
@@ -125,6 +187,7 @@ class PublicKeyInfo:
             ) from None
         if valid_from is None:
             raise KeyFileError(f"{source}: valid_from is required")
+        roles = data.get("roles")
         return cls(
             agency_id=check_agency_id(str(data.get("agency", ""))),
             key_id=check_key_id(str(data.get("key_id", ""))),
@@ -132,6 +195,7 @@ class PublicKeyInfo:
             valid_from=valid_from,
             valid_until=_parse_time(data.get("valid_until"), f"{source}: valid_until"),
             revoked_at=_parse_time(data.get("revoked_at"), f"{source}: revoked_at"),
+            roles=LEGACY_ROLES if roles is None else check_roles(roles, source),
         )
 
     def same_key(self, other: PublicKeyInfo) -> bool:
@@ -142,7 +206,7 @@ class PublicKeyInfo:
 class SigningKey:
     """An agency's Ed25519 private key with its id and terms; its text form hides the key."""
 
-    __slots__ = ("_private", "agency_id", "key_id", "valid_from", "valid_until")
+    __slots__ = ("_private", "agency_id", "key_id", "roles", "valid_from", "valid_until")
 
     def __init__(
         self,
@@ -152,12 +216,14 @@ class SigningKey:
         *,
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
+        roles: Iterable[str] = LEGACY_ROLES,
     ) -> None:
         self.agency_id = check_agency_id(agency_id)
         self.key_id = check_key_id(key_id)
         self._private = private_key
         self.valid_from = valid_from
         self.valid_until = valid_until
+        self.roles = check_roles(roles)
 
     def sign(self, data: bytes) -> bytes:
         """Ed25519 signature of `data`."""
@@ -174,13 +240,14 @@ class SigningKey:
             )
 
     def public_key_info(self) -> PublicKeyInfo:
-        """The public half, with the same terms (valid from the epoch when unknown)."""
+        """The public half, with the same roles and terms (valid from the epoch when unknown)."""
         return PublicKeyInfo(
             agency_id=self.agency_id,
             key_id=self.key_id,
             public_key=self._private.public_key(),
             valid_from=self.valid_from or datetime(1970, 1, 1, tzinfo=UTC),
             valid_until=self.valid_until,
+            roles=self.roles,
         )
 
     def __repr__(self) -> str:
@@ -198,12 +265,14 @@ def generate_key(
     passphrase: str | bytes | None = None,
     valid_from: datetime | None = None,
     valid_until: datetime | None = None,
+    roles: Iterable[str] = (ROLE_ISSUER,),
 ) -> tuple[Path, Path]:
     """Write a new key pair to `out_dir`; return (private key path, public key path).
 
-    `valid_from` defaults to now. Existing files are never overwritten.
+    `valid_from` defaults to now; `roles` to issuer. Existing files are never overwritten.
     """
     check_agency_id(agency_id)
+    role_names = check_roles(roles, "--role")
     private_key = Ed25519PrivateKey.generate()
     key_id = check_key_id(key_id) if key_id is not None else key_id_for(private_key.public_key())
     start = (
@@ -229,7 +298,7 @@ def generate_key(
     descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(pem)
-    info = PublicKeyInfo(agency_id, key_id, private_key.public_key(), start, end)
+    info = PublicKeyInfo(agency_id, key_id, private_key.public_key(), start, end, roles=role_names)
     public_path.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8")
     return private_path, public_path
 
@@ -279,6 +348,7 @@ def load_signing_key(path: Path, passphrase: str | bytes | None = None) -> Signi
         if not info.same_key(key.public_key_info()):
             raise KeyFileError(f"{public_path} does not hold the public half of {path}")
         key.valid_from, key.valid_until = info.valid_from, info.valid_until
+        key.roles = info.roles
     return key
 
 
@@ -330,11 +400,19 @@ class KeyRegistry:
         """All keys, or those of one agency."""
         return [k for k in self._keys.values() if agency_id in (None, k.agency_id)]
 
-    def lookup(self, agency_id: str, key_id: str, at: datetime) -> PublicKeyInfo:
-        """The key that may verify a signature made at `at`, or a `VerificationError`."""
+    def lookup(self, agency_id: str, key_id: str, at: datetime, *, role: str) -> PublicKeyInfo:
+        """The key of `agency_id` that may verify a signature of kind `role` judged at `at`,
+        or a `VerificationError` (unknown_key, wrong_role, revoked_key, key_not_valid).
+
+        `at` is the time the broker received the signed record (see docs/wire-format.md),
+        never a time the signer wrote into it."""
         key = self._keys.get((agency_id, key_id))
         if key is None:
             raise VerificationError("unknown_key", f"no key {agency_id}/{key_id} in the registry")
+        if role not in key.roles:
+            raise VerificationError(
+                "wrong_role", f"key {agency_id}/{key_id} is not a {role} key"
+            )
         if key.revoked_at is not None and at >= key.revoked_at:
             raise VerificationError(
                 "revoked_key", f"key {agency_id}/{key_id} was revoked at {_iso(key.revoked_at)}"

@@ -6,6 +6,7 @@ subject references and derived values are left out of every repr.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,7 @@ from broker.envelope.errors import VerificationError
 from broker.personal import PersonalDict
 from broker.schemas import (
     EncodingError,
+    NonCanonicalError,
     SchemaError,
     SchemaRegistry,
     UnknownSchemaError,
@@ -163,6 +165,8 @@ def _decode(
         name, record = registry.decode(data)
     except UnknownSchemaError:
         raise VerificationError("unknown_schema", "message schema fingerprint unknown") from None
+    except NonCanonicalError as exc:
+        raise VerificationError("non_canonical", str(exc)) from None
     except EncodingError as exc:
         raise VerificationError("bad_encoding", str(exc)) from None
     if name not in schemas.values():
@@ -193,6 +197,8 @@ def decode_disclosed(
     """The disclosures' values, resolved to the current schema; text form redacted."""
     try:
         return PersonalDict(writer.decode_values((d.name, d.value) for d in disclosures))
+    except NonCanonicalError as exc:
+        raise VerificationError("non_canonical", f"event {header.event_id}: {exc}") from None
     except SchemaError as exc:
         raise VerificationError("schema_violation", f"event {header.event_id}: {exc}") from None
 
@@ -300,7 +306,13 @@ class Derived:
         for item in record["values"]:
             if item["name"] in values:
                 raise VerificationError("bad_encoding", f"derived value '{item['name']}' repeated")
-            values[item["name"]] = item["value"]
+            value = item["value"]
+            if isinstance(value, float) and not math.isfinite(value):
+                # NaN has many encodings and equals nothing; the router never derives one.
+                raise VerificationError(
+                    "non_canonical", f"derived value '{item['name']}' is not a finite number"
+                )
+            values[item["name"]] = value
         return cls(
             values=values,
             agreements=tuple(record["agreements"]),

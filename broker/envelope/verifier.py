@@ -2,13 +2,20 @@
 
 Each check is explicit and raises `VerificationError` with its own reason code; the order is
 cheap structural checks first, then the signature, then the disclosures against the digests.
+
+Keys are taken by role: an issued envelope only with an issuer key of its issuer, a derived
+section only with a router key of the ONE router the caller trusts (`router`). Key validity is
+judged at `received_at`, the time the broker received the record (its Kafka timestamp), when the
+caller has it; a signer-chosen time more than `max_skew` away from it is refused (`clock_skew`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from broker.envelope import canonical
 from broker.envelope.errors import VerificationError
-from broker.envelope.keys import KeyRegistry
+from broker.envelope.keys import ROLE_ISSUER, ROLE_ROUTER, KeyRegistry
 from broker.envelope.model import (
     Disclosure,
     Envelope,
@@ -22,25 +29,50 @@ from broker.envelope.model import (
 from broker.personal import PersonalDict
 from broker.schemas import SchemaRegistry, WriterSchema
 
+DEFAULT_MAX_SKEW = timedelta(seconds=300)
+
+
+def check_skew(
+    signed_at: datetime, received_at: datetime, max_skew: timedelta, what: str
+) -> None:
+    """Refuse a signer-chosen time further than `max_skew` from the time of receipt."""
+    if abs(signed_at - received_at) > max_skew:
+        raise VerificationError(
+            "clock_skew",
+            f"{what} is {abs(signed_at - received_at).total_seconds():.0f} s from the time "
+            f"received (at most {max_skew.total_seconds():.0f} s allowed)",
+        )
+
 
 def verify_envelope(
     envelope: Envelope | bytes,
     keys: KeyRegistry,
     *,
+    received_at: datetime | None = None,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
     registry: SchemaRegistry | None = None,
 ) -> VerifiedEvent:
-    """Verify an issued envelope, which must carry a disclosure for every digest."""
+    """Verify an issued envelope, which must carry a disclosure for every digest.
+
+    `received_at` (the router: the ingress record's timestamp) is when the issuer's key must
+    be valid, and `issued_at` must lie within `max_skew` of it. Without it (offline checks of a
+    message with no receipt time) the key is judged at `issued_at`.
+    """
     registry = registry or SchemaRegistry.default()
     if isinstance(envelope, bytes | bytearray | memoryview):
         envelope = Envelope.from_bytes(bytes(envelope), registry)
+    header = envelope.header
+    if received_at is not None:
+        check_skew(header.issued_at, received_at, max_skew, f"event {header.event_id} issued_at")
     values, _ = _verify_issued(
-        envelope.header,
+        header,
         envelope.digests,
         envelope.disclosures,
         envelope.signature,
         keys,
         registry,
         complete=True,
+        key_time=header.issued_at if received_at is None else received_at,
     )
     subject = _check_subject(envelope.header, envelope.subject_disclosure, complete=True)
     return VerifiedEvent(envelope.header, values, PersonalDict(), disclosed_subject=subject)
@@ -50,17 +82,31 @@ def verify_forwarded(
     forwarded: ForwardedEnvelope | bytes,
     keys: KeyRegistry,
     *,
+    router: str,
     recipient: str | None = None,
+    received_at: datetime | None = None,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
     registry: SchemaRegistry | None = None,
 ) -> VerifiedEvent:
     """Verify a forwarded envelope: the issuer's part, then the router's section.
 
-    With `recipient`, a forward made out to any other agency is refused (`wrong_recipient`).
+    Only a router key of `router` (the deployment's configured router id) can sign the derived
+    section (`wrong_router`, `wrong_role`). With `recipient`, a forward made out to any other
+    agency is refused (`wrong_recipient`). With `received_at` (the feed record's timestamp),
+    the router's key is judged then and `forwarded_at` must lie within `max_skew` of it.
+
+    The issuer's key is judged at `issued_at`: the router's signature covers the issuer's, and
+    the router forwarded the event only after judging that key at the time it received it and
+    checking `issued_at` against that time.
     """
     registry = registry or SchemaRegistry.default()
     if isinstance(forwarded, bytes | bytearray | memoryview):
         forwarded = ForwardedEnvelope.from_bytes(bytes(forwarded), registry)
     header, derived = forwarded.header, forwarded.derived
+    if received_at is not None:
+        check_skew(
+            derived.forwarded_at, received_at, max_skew, f"event {header.event_id} forwarded_at"
+        )
     values, disclosed = _verify_issued(
         header,
         forwarded.digests,
@@ -69,13 +115,23 @@ def verify_forwarded(
         keys,
         registry,
         complete=False,
+        key_time=header.issued_at,
     )
     subject = _check_subject(header, forwarded.subject_disclosure, complete=False)
     if recipient is not None and derived.recipient != recipient:
         raise VerificationError(
             "wrong_recipient", f"forward is for {derived.recipient}, not {recipient}"
         )
-    router_key = keys.lookup(derived.router, derived.router_key_id, derived.forwarded_at)
+    if derived.router != router:
+        raise VerificationError(
+            "wrong_router", f"derived section names router {derived.router}, not {router}"
+        )
+    router_key = keys.lookup(
+        derived.router,
+        derived.router_key_id,
+        derived.forwarded_at if received_at is None else received_at,
+        role=ROLE_ROUTER,
+    )
     signed = canonical.router_signing_input(
         event_id=header.event_id,
         issuer=header.issuer,
@@ -114,11 +170,12 @@ def _verify_issued(
     registry: SchemaRegistry,
     *,
     complete: bool,
+    key_time: datetime,
 ) -> tuple[PersonalDict, set[bytes]]:
     """Check the issuer's part; return the decoded disclosed values and their digests."""
     event_id = header.event_id
     writer = writer_for(header, registry)
-    key = keys.lookup(header.issuer, header.key_id, header.issued_at)
+    key = keys.lookup(header.issuer, header.key_id, key_time, role=ROLE_ISSUER)
     digest_set = set(digests)
     if len(digest_set) != len(digests):
         raise VerificationError("duplicate_digest", f"event {event_id}: a digest is repeated")

@@ -113,6 +113,8 @@ class TopicSpec:
     name: str
     partitions: int
     compacted: bool = False
+    # message.timestamp.type=LogAppendTime: record timestamps are the broker's time of receipt.
+    append_time: bool = False
 
 
 class KafkaClients:
@@ -309,7 +311,10 @@ class KafkaClients:
                     spec.name,
                     spec.partitions,
                     self.settings.topics.replication_factor,
-                    topic_configs=({"cleanup.policy": "compact"} if spec.compacted else {}),
+                    topic_configs={
+                        **({"cleanup.policy": "compact"} if spec.compacted else {}),
+                        **({"message.timestamp.type": "LogAppendTime"} if spec.append_time else {}),
+                    },
                 )
                 for spec in missing
             ]

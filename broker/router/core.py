@@ -14,9 +14,9 @@ import json
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from broker.agreements import AgreementSet, EventView, SubjectContext
+from broker.agreements import AgreementSet
 from broker.audit.record import ConditionError as AuditConditionError
 from broker.audit.record import DecisionRecord, Outcome, RecipientDecision
 from broker.config import (
@@ -26,17 +26,22 @@ from broker.config import (
     agency_of_ingress,
     topic_feed,
 )
-from broker.envelope import (
-    Envelope,
-    KeyRegistry,
-    SigningKey,
-    VerificationError,
-    VerifiedEvent,
-    disclose,
-)
+from broker.envelope import Envelope, KeyRegistry, SigningKey, disclose
 from broker.envelope.canonical import DIGEST_SIZE, feed_record_key
-from broker.envelope.verifier import verify_envelope
-from broker.ids import SUBJECT_FIELD
+from broker.ingress import (
+    BAD_ENCODING,
+    DEFAULT_MAX_SKEW,
+    DUPLICATE,
+    INTERNAL_ERROR,
+    WRONG_INGRESS,
+    IngressCheck,
+    check_ingress,
+    deliverable,
+    event_view,
+    issued_subject,
+    learn_relationships,
+    record_time,
+)
 from broker.router.state import (
     PartitionState,
     encode_subject,
@@ -46,11 +51,21 @@ from broker.schemas import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
-# Reason codes of the router's own checks (the envelope layer supplies the others).
-WRONG_INGRESS = "wrong_ingress"
-DUPLICATE = "duplicate"
-INTERNAL_ERROR = "internal_error"
-BAD_ENCODING = "bad_encoding"
+# The ingress checks live in broker.ingress (shared with audit replay); re-exported here.
+__all__ = [
+    "BAD_ENCODING",
+    "DUPLICATE",
+    "INTERNAL_ERROR",
+    "WRONG_INGRESS",
+    "IngressCheck",
+    "IngressRecord",
+    "Output",
+    "RouteResult",
+    "RouterCore",
+    "check_ingress",
+    "event_view",
+    "learn_relationships",
+]
 
 
 @dataclass(frozen=True)
@@ -84,51 +99,9 @@ class IngressRecord:
     partition: int
     offset: int
     value: bytes | None  # None: a tombstone, which no publisher sends
-
-
-@dataclass(frozen=True, slots=True)
-class IngressCheck:
-    """An ingress record after the checks that come before any decision: an event to decide,
-    or the quarantine reason code (and a detail naming no value) of the check it failed."""
-
-    envelope: Envelope | None
-    event: VerifiedEvent | None
-    reason: str | None = None
-    detail: str = ""
-
-
-def check_ingress(
-    value: bytes | None,
-    *,
-    topic: str,
-    agency: str | None,
-    seen: Collection[tuple[str, str]],
-    keys: KeyRegistry,
-    registry: SchemaRegistry,
-) -> IngressCheck:
-    """Decode, check the issuer owns the ingress `topic` (of `agency`; None for a topic that is
-    no ingress topic), verify, de-duplicate against `seen` (issuer, event id) pairs.
-
-    The router and audit replay both call this, so a replay re-checks exactly what the router
-    checked."""
-    if value is None:  # a tombstone: no bytes at all
-        return IngressCheck(None, None, BAD_ENCODING, "record has no value")
-    try:
-        envelope = Envelope.from_bytes(value, registry)
-    except VerificationError as exc:
-        return IngressCheck(None, None, exc.code, str(exc))
-    header = envelope.header
-    if header.issuer != agency:
-        detail = f"event issued by {header.issuer} arrived on {topic}"
-        return IngressCheck(envelope, None, WRONG_INGRESS, detail)
-    try:
-        event = verify_envelope(envelope, keys, registry=registry)
-    except VerificationError as exc:
-        return IngressCheck(envelope, None, exc.code, str(exc))
-    if (header.issuer, header.event_id) in seen:
-        detail = f"event {header.event_id} of {header.issuer} was already routed"
-        return IngressCheck(envelope, None, DUPLICATE, detail)
-    return IngressCheck(envelope, event)
+    # The Kafka record timestamp (ms since the epoch): when the broker received the event
+    # (ingress topics use LogAppendTime). None: judge at the router's clock instead.
+    timestamp: int | None = None
 
 
 class RouterCore:
@@ -143,8 +116,10 @@ class RouterCore:
         agencies: Collection[str],
         pseudonym_key: Callable[[str], bytes],
         registry: SchemaRegistry | None = None,
+        max_skew: timedelta = DEFAULT_MAX_SKEW,
     ) -> None:
         self.keys = keys
+        self.max_skew = max_skew
         self.agreements = agreements
         self.router_key = router_key
         self.agencies = frozenset(agencies)
@@ -187,6 +162,8 @@ class RouterCore:
             seen=state.seen,
             keys=self.keys,
             registry=self.registry,
+            received_at=record_time(record.timestamp) or now,
+            max_skew=self.max_skew,
         )
         envelope, verified = checked.envelope, checked.event
         if verified is None or envelope is None:
@@ -331,43 +308,3 @@ def _audit_digests(envelope: Envelope | None) -> list[str]:
     if envelope is None:
         return []
     return sorted({d.hex() for d in envelope.digests if len(d) == DIGEST_SIZE})
-
-
-def issued_subject(event: VerifiedEvent) -> str:
-    """The subject of a verified issued event (every issued envelope carries one)."""
-    if event.subject is None:
-        raise ValueError("a verified issued event has no subject")
-    return event.subject
-
-
-def deliverable(fields_shared: Collection[str], version: int) -> bool:
-    """Whether a grant can be delivered without showing the subject to a recipient not granted
-    it: always in wire format v2 (the subject disclosure is withheld); in v1, whose signed header
-    shows the subject, only if the subject is granted (router and audit replay alike)."""
-    return version >= 2 or SUBJECT_FIELD in fields_shared
-
-
-def event_view(event: VerifiedEvent) -> EventView:
-    """What agreement conditions see of a verified event (router and audit replay alike)."""
-    header = event.header
-    return EventView(
-        event_id=header.event_id,
-        event_type=header.event_type,
-        issuer=header.issuer,
-        subject=issued_subject(event),
-        occurred_at=header.occurred_at,
-        fields=event.fields,
-    )
-
-
-def learn_relationships(
-    context: SubjectContext, event_type: str, fields: dict[str, object]
-) -> SubjectContext:
-    """Relationships an event creates for later events about the same subject."""
-    if event_type == "guardian.appointed" and isinstance(fields.get("guardian_service"), str):
-        service = str(fields["guardian_service"])
-        return SubjectContext(context.guardians | {service}, context.nrm_referrers)
-    if event_type == "nrm.referral.submitted" and isinstance(fields.get("first_responder"), str):
-        referrer = str(fields["first_responder"])
-        return SubjectContext(context.guardians, context.nrm_referrers | {referrer})
-    return context

@@ -13,6 +13,7 @@ checkpoint of every chain it appended to.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -44,6 +45,7 @@ from broker.config import (
     topic_ingress,
 )
 from broker.envelope import KeyRegistry, load_signing_key
+from broker.envelope.keys import ROUTER_ROLES
 from broker.kafka.client import KafkaClients, TopicSpec
 from broker.kafka.credentials import principal_of
 from broker.router.changelog import ChangelogSeal, Ignored
@@ -68,8 +70,10 @@ IGNORED_LOGGED = 5
 def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
     """Every topic the broker uses, with its partitioning."""
     partitions = config.kafka.topics.partitions
-    specs = [TopicSpec(topic_ingress(a), partitions) for a in config.agency_ids]
-    specs += [TopicSpec(topic_feed(a), partitions) for a in config.agency_ids]
+    # Ingress and feed records carry the broker's append time: the time of receipt that key
+    # validity is judged at, which no producer can choose (docs/wire-format.md, "Time").
+    specs = [TopicSpec(topic_ingress(a), partitions, append_time=True) for a in config.agency_ids]
+    specs += [TopicSpec(topic_feed(a), partitions, append_time=True) for a in config.agency_ids]
     specs += [
         TopicSpec(TOPIC_AUDIT, partitions),
         TopicSpec(TOPIC_CHECKPOINTS, 1),
@@ -85,13 +89,17 @@ def build_core(config: BrokerConfig) -> RouterCore:
     env = config.router.passphrase_env
     passphrase = os.environ.get(env) if env else None
     router_key = load_signing_key(config.router.signing_key, passphrase)
-    keys.add(router_key.public_key_info())
+    if not any(k.key_id == router_key.key_id for k in keys.keys(router_key.agency_id)):
+        # Not published in keys_dir (yet): known with the roles the router signs with. A
+        # published record is left as it is: its roles are what every verifier sees.
+        keys.add(dataclasses.replace(router_key.public_key_info(), roles=ROUTER_ROLES))
     return RouterCore(
         keys=keys,
         agreements=load_agreements(config.agreements_dir),
         router_key=router_key,
         agencies=config.agency_ids,
         pseudonym_key=config.pseudonym_key,
+        max_skew=timedelta(seconds=config.router.max_clock_skew_s),
     )
 
 
@@ -243,7 +251,10 @@ class RouterService:
                 seen: list[tuple[str, str]] = []
                 for record in records:
                     result = self.core.route(
-                        IngressRecord(tp.topic, tp.partition, record.offset, record.value), state
+                        IngressRecord(
+                            tp.topic, tp.partition, record.offset, record.value, record.timestamp
+                        ),
+                        state,
                     )
                     for out in result.outputs:
                         if out.topic == TOPIC_ROUTER_STATE:  # the core's subject records

@@ -3,6 +3,7 @@
 from broker.schemas.errors import (
     EncodingError,
     FieldValueError,
+    NonCanonicalError,
     SchemaError,
     SchemaLoadError,
     UnknownSchemaError,
@@ -16,6 +17,7 @@ __all__ = [
     "EncodingError",
     "FieldInfo",
     "FieldValueError",
+    "NonCanonicalError",
     "SchemaError",
     "SchemaLoadError",
     "SchemaRegistry",

@@ -21,6 +21,11 @@ class EncodingError(SchemaError):
     """Bytes that are not a valid single-object encoding or Avro body for their schema."""
 
 
+class NonCanonicalError(EncodingError):
+    """Bytes that decode, but are not the one canonical Avro encoding of what they decode to
+    (re-encoding gives other bytes): refused, so that every byte string has one meaning."""
+
+
 class FieldValueError(SchemaError):
     """A field value that does not fit its schema; names the field, never the value."""
 

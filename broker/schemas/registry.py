@@ -27,6 +27,7 @@ from fastavro.schema import expand_schema, fingerprint, to_parsing_canonical_for
 from broker.schemas.errors import (
     EncodingError,
     FieldValueError,
+    NonCanonicalError,
     SchemaLoadError,
     UnknownSchemaError,
 )
@@ -179,7 +180,9 @@ class SchemaRegistry:
     def decode(self, data: bytes, expected: str | None = None) -> tuple[str, dict[str, Any]]:
         """Decode single-object bytes into (full schema name, record).
 
-        With `expected`, a message of any other schema is refused.
+        With `expected`, a message of any other schema is refused. The body must be the
+        canonical encoding of the record (re-encoded with its writer schema it gives the same
+        bytes), else `NonCanonicalError`.
         """
         if len(data) < _HEADER_SIZE or data[:2] != SINGLE_OBJECT_MARKER:
             raise EncodingError("not Avro single-object encoding (missing C3 01 marker)")
@@ -188,7 +191,12 @@ class SchemaRegistry:
             raise UnknownSchemaError("message names a schema fingerprint this registry lacks")
         if expected is not None and schema.name != self.schema_name(expected):
             raise EncodingError(f"expected a {expected} message, got {schema.name}")
-        record = _read_exact(data[_HEADER_SIZE:], schema.parsed, schema.name, schema.reader)
+        body = data[_HEADER_SIZE:]
+        record = _read_exact(body, schema.parsed, schema.name)
+        if _encode(schema.parsed, record) != body:
+            raise NonCanonicalError(f"{schema.name} message is not in canonical Avro form")
+        if schema.reader is not None:
+            record = _read_exact(body, schema.parsed, schema.name, schema.reader)
         return schema.name, record
 
     def validate_fields(self, event_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -248,6 +256,16 @@ class SchemaRegistry:
         if codec is None:
             raise FieldValueError(event_type, field, "no such field in the schema")
         return codec
+
+
+def _encode(parsed: Any, record: Any) -> bytes | None:
+    """Avro binary encoding of a decoded `record`; None if it does not re-encode at all."""
+    out = io.BytesIO()
+    try:
+        schemaless_writer(out, parsed, record)
+    except Exception:
+        return None
+    return out.getvalue()
 
 
 def _read_exact(data: bytes, parsed: Any, what: str, reader: Any = None) -> Any:

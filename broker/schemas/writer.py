@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastavro import parse_schema, schemaless_reader
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.validation import validate
 
-from broker.schemas.errors import EncodingError, FieldValueError
+from broker.schemas.errors import EncodingError, FieldValueError, NonCanonicalError
 from broker.schemas.fields import FieldInfo
 
 # `WriterSchema.version` of the schemas in `schemas/avro/`; released ones are named by directory.
@@ -37,6 +38,49 @@ class FieldCodec:
     # False for a field the current schema no longer has: still decoded (so the bytes are
     # checked) but left out of the values, as an Avro reader ignores a removed field.
     kept: bool = True
+    # The type holds an Avro int whose range re-encoding does not check (see `_has_int`).
+    has_int: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "has_int", _has_int(self.avro_type))
+
+
+def _has_int(avro_type: Any) -> bool:
+    """True when `avro_type` holds a plain Avro int other than as a union branch.
+
+    fastavro reads and writes an out-of-range int like a long, so re-encoding alone does not
+    catch one, except in a union (its writer picks a branch by range-checking the value). A
+    date or time is an int too, but any value decoded as one is within range.
+    """
+    if avro_type == "int":
+        return True
+    if isinstance(avro_type, list):
+        return any(_has_int(t) for t in avro_type if t != "int")
+    if isinstance(avro_type, dict):
+        kind = avro_type.get("type")
+        if kind == "int":
+            return "logicalType" not in avro_type
+        if kind == "array":
+            return _has_int(avro_type["items"])
+        if kind == "map":
+            return _has_int(avro_type["values"])
+        if kind == "record":
+            return any(_has_int(f["type"]) for f in avro_type["fields"])
+        return isinstance(kind, list | dict) and _has_int(kind)
+    return False
+
+
+def _canonical(parsed: Any, record: Any, data: bytes, check_ints: bool) -> bool:
+    """True when `record` (decoded from `data` with `parsed`) re-encodes to exactly `data`:
+    booleans 0/1, shortest varints, one array block, ints in range... (docs/wire-format.md)."""
+    out = io.BytesIO()
+    try:
+        schemaless_writer(out, parsed, record)
+    except Exception:
+        return False
+    if out.getvalue() != data:
+        return False
+    return not check_ints or validate(record, parsed, raise_errors=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,21 +123,29 @@ class WriterSchema:
         bytes read there cannot be the marker (it is secret to this process, and no proper
         suffix of it is a prefix). Anything unexpected falls back to reading the values one
         by one, which names the field at fault.
+
+        Each value must be the canonical encoding of what it decodes to (`NonCanonicalError`):
+        the composed record re-encoded with the writer's types gives back the stream exactly
+        (the markers re-encode as themselves), and its ints are in range.
         """
         pairs = list(items)
         plan = self._plan(tuple(name for name, _ in pairs))
         if plan is not None:
             data = _MARKER.join([value for _, value in pairs]) + _MARKER
             stream = io.BytesIO(data)
+            record: Any
             try:
-                record = schemaless_reader(stream, plan.writer, plan.reader)
+                record = schemaless_reader(stream, plan.writer, None)
             except Exception:
                 record = None
             if (
                 isinstance(record, dict)
                 and stream.tell() == len(data)
                 and all(record[marker] == _MARKER for marker in plan.markers)
+                and _canonical(plan.writer, record, data, plan.has_int)
             ):
+                if plan.reader is not None:  # an older version: resolve to the current types
+                    record = schemaless_reader(io.BytesIO(data), plan.writer, plan.reader)
                 return {name: record[slot] for name, slot in plan.kept}
         return self._decode_each(pairs)
 
@@ -108,7 +160,7 @@ class WriterSchema:
                 raise FieldValueError(self.event_type, name, "no such field in the schema")
             end += len(data)
             try:
-                record: Any = schemaless_reader(stream, codec.parsed, codec.reader)
+                record: Any = schemaless_reader(stream, codec.parsed, None)
             except Exception:
                 # fastavro's messages can quote the value, so none of it is passed on.
                 raise EncodingError(
@@ -116,6 +168,12 @@ class WriterSchema:
                 ) from None
             if stream.tell() != end:
                 raise EncodingError(f"{self.event_type} field '{name}' is not exactly one value")
+            if not _canonical(codec.parsed, record, data, codec.has_int):
+                raise NonCanonicalError(
+                    f"{self.event_type} field '{name}' is not in canonical Avro form"
+                )
+            if codec.reader is not None:
+                record = schemaless_reader(io.BytesIO(data), codec.parsed, codec.reader)
             if codec.kept:
                 out[name] = record["v"]
         return out
@@ -144,6 +202,7 @@ class _Plan:
     reader: Any
     markers: tuple[str, ...]
     kept: tuple[tuple[str, str], ...]  # (field name, slot in the composed record)
+    has_int: bool = False  # some value holds an Avro int: check ranges
 
 
 _MAX_PLANS = 256
@@ -189,4 +248,5 @@ def _compose(codecs: list[FieldCodec], names: tuple[str, ...]) -> _Plan | None:
         tuple(f"m{i}" for i in range(len(codecs))),
         tuple((name, f"v{i}") for i, (name, c) in enumerate(zip(names, codecs, strict=True))
               if c.kept),
+        any(codec.has_int for codec in codecs),
     )  # fmt: skip

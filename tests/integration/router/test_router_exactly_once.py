@@ -135,7 +135,7 @@ def _check_exactly_once(
     report = verify_log(
         [(r.partition, r.offset, r.value or b"") for r in read_audit(dep)],
         [(r.partition, r.offset, r.value or b"") for r in read_checkpoints(dep)],
-        lambda agency, key_id, at: keys.lookup(agency, key_id, at).public_key,
+        lambda agency, key_id, at: keys.lookup(agency, key_id, at, role="checkpoint").public_key,
     )
     assert report.ok, report.findings[:5]
     assert report.records == ingress_records

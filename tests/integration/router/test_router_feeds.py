@@ -244,7 +244,7 @@ def test_each_feed_holds_exactly_the_permitted_fields(deployment: Deployment) ->
     report = verify_log(
         [(r.partition, r.offset, r.value or b"") for r in read_audit(dep)],
         [(r.partition, r.offset, r.value or b"") for r in read_checkpoints(dep)],
-        lambda agency, key_id, at: keys.lookup(agency, key_id, at).public_key,
+        lambda agency, key_id, at: keys.lookup(agency, key_id, at, role="checkpoint").public_key,
     )
     assert report.ok, report.findings
     assert report.records == len(story)

@@ -108,6 +108,16 @@ def test_each_reason_code_quarantines_the_original_bytes(
     resalted = tuple(
         d._replace(salt=os.urandom(16)) if d.name == "clothing" else d for d in base.disclosures
     )
+    # The union branch index of risk_level written as a two-byte varint: same value, other bytes.
+    long_index = tuple(
+        d._replace(value=bytes([d.value[0] | 0x80, 0]) + d.value[1:]) if d.name == "risk_level"
+        else d
+        for d in base.disclosures
+    )  # fmt: skip
+    skewed = missing("skew")
+    backdated = dataclasses.replace(
+        skewed, header=dataclasses.replace(skewed.header, issued_at=now - timedelta(hours=1))
+    )
     bad: dict[str, bytes | None] = {
         "bad_encoding": os.urandom(64),
         "unknown_schema": b"\xc3\x01" + b"\x5a" * 8 + base.to_bytes()[10:],
@@ -122,6 +132,10 @@ def test_each_reason_code_quarantines_the_original_bytes(
         "duplicate_digest": _resign(
             missing("dupdigest"), key, digests=(*base.digests, base.digests[0])
         ).to_bytes(),
+        # Signed by the right key, but a value in a non-canonical encoding.
+        "non_canonical": _resign(missing("noncanon"), key, disclosures=long_index).to_bytes(),
+        # Signed by the right key, dated an hour before the broker received it.
+        "clock_skew": _resign(backdated, key).to_bytes(),
     }
     stream: list[bytes | None] = [goods[0].to_bytes()]
     for value in bad.values():

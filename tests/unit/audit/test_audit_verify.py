@@ -102,14 +102,14 @@ def test_verify_reads_the_checkpoints_again_before_reporting_a_tail(
     from broker.audit import cli
 
     monkeypatch.setattr(cli, "TAIL_REREAD_PAUSE_S", 0.0)
-    monkeypatch.setattr(cli, "key_lookup", lambda keys: keys)
+    monkeypatch.setattr(cli, "key_lookup", lambda keys, router: keys)
     decisions, checkpoints, key = build_log(100, chains=1, checkpoint_every=30)
     late = _Reader([checkpoints[:-1], checkpoints])
-    report = cli._verify_read(_verify_args(), late, decisions, key.public_key())  # type: ignore[arg-type]
+    report = cli._verify_read(_verify_args(), late, decisions, key.public_key(), "router.main")  # type: ignore[arg-type]
     assert report.ok and late.reads == 2
 
     # A tail that stays unsigned is reported after the re-reads.
     forged = _Reader([checkpoints[:-1]])
-    report = cli._verify_read(_verify_args(), forged, decisions, key.public_key())  # type: ignore[arg-type]
+    report = cli._verify_read(_verify_args(), forged, decisions, key.public_key(), "router.main")  # type: ignore[arg-type]
     assert [f.code for f in report.findings] == [FindingCode.UNSIGNED_TAIL]
     assert forged.reads == cli.TAIL_REREADS + 1

@@ -17,13 +17,14 @@ from broker.envelope import (
     issue,
     load_signing_key,
 )
+from broker.envelope.keys import ROUTER_ROLES
 
 
 @pytest.fixture(scope="session")
 def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("keys")
     generate_key(ISSUER, directory, key_id="k1", valid_from=KEYS_FROM)
-    generate_key(ROUTER, directory, key_id="r1", valid_from=KEYS_FROM)
+    generate_key(ROUTER, directory, key_id="r1", valid_from=KEYS_FROM, roles=ROUTER_ROLES)
     return directory
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from envelope_samples import ISSUER, KEYS_FROM, NOW, RECIPIENT, ROUTER, sample_event
@@ -31,6 +32,11 @@ from broker.envelope import (
     verify_forwarded,
 )
 from broker.schemas import SchemaRegistry
+
+
+def verify_fwd(data: Any, keys: KeyRegistry, **options: Any) -> Any:
+    """`verify_forwarded` trusting the samples' router."""
+    return verify_forwarded(data, keys, router=ROUTER, **options)
 
 
 def resign(envelope: Envelope, key: SigningKey, **changes: object) -> Envelope:
@@ -69,7 +75,7 @@ def test_baseline_verifies(
     envelope: Envelope, forwarded: ForwardedEnvelope, keys: KeyRegistry
 ) -> None:
     assert verify_envelope(envelope, keys).event_id == envelope.header.event_id
-    assert set(verify_forwarded(forwarded, keys).fields) == {
+    assert set(verify_fwd(forwarded, keys).fields) == {
         "missing_type",
         "risk_level",
         "clothing",
@@ -91,7 +97,7 @@ def test_duplicate_disclosure(forwarded: ForwardedEnvelope, keys: KeyRegistry) -
     twice = dataclasses.replace(
         forwarded, disclosures=(*forwarded.disclosures, forwarded.disclosures[0])
     )
-    assert code_of(lambda: verify_forwarded(twice, keys)) == "duplicate_digest"
+    assert code_of(lambda: verify_fwd(twice, keys)) == "duplicate_digest"
 
 
 def test_disclosure_with_altered_value(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
@@ -103,7 +109,7 @@ def test_disclosure_with_altered_value(forwarded: ForwardedEnvelope, keys: KeyRe
     )
     changed = dataclasses.replace(forwarded, disclosures=(altered, *rest))
     assert changed.disclosures[0].value != first.value
-    assert code_of(lambda: verify_forwarded(changed, keys)) == "digest_mismatch"
+    assert code_of(lambda: verify_fwd(changed, keys)) == "digest_mismatch"
 
 
 def test_disclosure_added_by_router(
@@ -112,14 +118,14 @@ def test_disclosure_added_by_router(
     added = Disclosure(os.urandom(16), "first_name", b"\x02\x06Eve")
     forwarded = forward(envelope, router_key, ["missing_type"])
     changed = dataclasses.replace(forwarded, disclosures=(*forwarded.disclosures, added))
-    assert code_of(lambda: verify_forwarded(changed, keys)) == "digest_mismatch"
+    assert code_of(lambda: verify_fwd(changed, keys)) == "digest_mismatch"
 
 
 def test_names_swapped_between_disclosures(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
     a, b, *rest = forwarded.disclosures
     swapped = (a._replace(name=b.name), b._replace(name=a.name), *rest)
     changed = dataclasses.replace(forwarded, disclosures=swapped)
-    assert code_of(lambda: verify_forwarded(changed, keys)) == "digest_mismatch"
+    assert code_of(lambda: verify_fwd(changed, keys)) == "digest_mismatch"
 
 
 def test_values_swapped_between_disclosures(envelope: Envelope, keys: KeyRegistry) -> None:
@@ -154,7 +160,7 @@ def test_altered_header(envelope: Envelope, keys: KeyRegistry, change: dict[str,
 def test_altered_header_in_forward(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
     header = dataclasses.replace(forwarded.header, subject_digest=bytes(32))
     changed = dataclasses.replace(forwarded, header=header)
-    assert code_of(lambda: verify_forwarded(changed, keys)) == "bad_signature"
+    assert code_of(lambda: verify_fwd(changed, keys)) == "bad_signature"
 
 
 def test_altered_digest_list(envelope: Envelope, keys: KeyRegistry) -> None:
@@ -226,7 +232,7 @@ def test_issuer_refuses_to_sign_outside_validity(issuer_key: SigningKey) -> None
 
 def test_router_key_unknown(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
     only_issuer = KeyRegistry(keys.keys(ISSUER))
-    assert code_of(lambda: verify_forwarded(forwarded, only_issuer)) == "unknown_key"
+    assert code_of(lambda: verify_fwd(forwarded, only_issuer)) == "unknown_key"
 
 
 # Schemas.
@@ -314,7 +320,7 @@ def test_issued_envelope_must_carry_every_disclosure(envelope: Envelope, keys: K
 @pytest.mark.parametrize("data", [b"", b"\xc3\x01", b"{}", b"\xc3\x01" + bytes(20)])
 def test_bad_encoding(data: bytes, keys: KeyRegistry) -> None:
     assert code_of(lambda: verify_envelope(data, keys)) in ("bad_encoding", "unknown_schema")
-    assert code_of(lambda: verify_forwarded(data, keys)) in ("bad_encoding", "unknown_schema")
+    assert code_of(lambda: verify_fwd(data, keys)) in ("bad_encoding", "unknown_schema")
 
 
 def test_truncated_envelope(envelope: Envelope, keys: KeyRegistry) -> None:
@@ -322,7 +328,7 @@ def test_truncated_envelope(envelope: Envelope, keys: KeyRegistry) -> None:
 
 
 def test_envelope_is_not_a_forward(envelope: Envelope, keys: KeyRegistry) -> None:
-    assert code_of(lambda: verify_forwarded(envelope.to_bytes(), keys)) == "bad_encoding"
+    assert code_of(lambda: verify_fwd(envelope.to_bytes(), keys)) == "bad_encoding"
 
 
 def test_unknown_message_fingerprint(envelope: Envelope, keys: KeyRegistry) -> None:
@@ -356,7 +362,7 @@ def test_bad_derived_signature(
         change = {"values": PersonalDict(change["values"])}  # type: ignore[call-overload]
     derived = dataclasses.replace(forwarded.derived, **change)  # type: ignore[arg-type]
     changed = dataclasses.replace(forwarded, derived=derived)
-    assert code_of(lambda: verify_forwarded(changed, keys)) == "bad_derived_signature"
+    assert code_of(lambda: verify_fwd(changed, keys)) == "bad_derived_signature"
 
 
 def test_router_withholding_after_signing(
@@ -365,7 +371,7 @@ def test_router_withholding_after_signing(
     # Someone between router and recipient drops a disclosure the router forwarded.
     forwarded = forward(envelope, router_key, ["missing_type", "risk_level"])
     dropped = dataclasses.replace(forwarded, disclosures=forwarded.disclosures[:1])
-    assert code_of(lambda: verify_forwarded(dropped, keys)) == "bad_derived_signature"
+    assert code_of(lambda: verify_fwd(dropped, keys)) == "bad_derived_signature"
 
 
 def test_derived_section_replayed_onto_another_event(
@@ -378,14 +384,14 @@ def test_derived_section_replayed_onto_another_event(
     other = issue(event, issuer=ISSUER, key=issuer_key, now=NOW)
     second = forward(other, router_key, ["missing_type"])
     replayed = dataclasses.replace(second, derived=first.derived)
-    assert code_of(lambda: verify_forwarded(replayed, keys)) == "bad_derived_signature"
+    assert code_of(lambda: verify_fwd(replayed, keys)) == "bad_derived_signature"
 
 
 def test_wrong_recipient(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
     assert (
-        code_of(lambda: verify_forwarded(forwarded, keys, recipient="nrm.sca")) == "wrong_recipient"
+        code_of(lambda: verify_fwd(forwarded, keys, recipient="nrm.sca")) == "wrong_recipient"
     )
-    assert verify_forwarded(forwarded, keys, recipient=RECIPIENT).recipient == RECIPIENT
+    assert verify_fwd(forwarded, keys, recipient=RECIPIENT).recipient == RECIPIENT
 
 
 def test_router_key_id_unknown(
@@ -393,9 +399,62 @@ def test_router_key_id_unknown(
 ) -> None:
     other = load_signing_key(generate_key(ROUTER, tmp_path, key_id="r2", valid_from=KEYS_FROM)[0])
     forwarded = forward(envelope, other, ["missing_type"])
-    assert code_of(lambda: verify_forwarded(forwarded, keys)) == "unknown_key"
+    assert code_of(lambda: verify_fwd(forwarded, keys)) == "unknown_key"
 
 
 def test_router_key_revoked(forwarded: ForwardedEnvelope, keys: KeyRegistry) -> None:
     keys.revoke(ROUTER, "r1", NOW - timedelta(minutes=1))
-    assert code_of(lambda: verify_forwarded(forwarded, keys)) == "revoked_key"
+    assert code_of(lambda: verify_fwd(forwarded, keys)) == "revoked_key"
+
+
+# Roles: a key verifies only the kind of signature its roles allow.
+
+
+def test_derived_section_signed_by_an_issuer_key(
+    envelope: Envelope, issuer_key: SigningKey, keys: KeyRegistry
+) -> None:
+    # The issuer's key is in the registry, but it is no router key: even naming itself as the
+    # router the forward is refused, both by role and because it is not the configured router.
+    forged = forward(envelope, issuer_key, ["missing_type"])
+    assert code_of(lambda: verify_forwarded(forged, keys, router=ISSUER)) == "wrong_role"
+    assert code_of(lambda: verify_fwd(forged, keys)) == "wrong_router"
+
+
+def test_derived_section_of_another_router(
+    envelope: Envelope, keys: KeyRegistry, tmp_path: Path
+) -> None:
+    # A router-role key of a router the recipient does not use is refused.
+    other = load_signing_key(
+        generate_key("router.other", tmp_path, key_id="r9", valid_from=KEYS_FROM,
+                     roles=("router",))[0]
+    )  # fmt: skip
+    keys.add(other.public_key_info())
+    forged = forward(envelope, other, ["missing_type"])
+    assert verify_forwarded(forged, keys, router="router.other").router == "router.other"
+    assert code_of(lambda: verify_fwd(forged, keys)) == "wrong_router"
+
+
+def test_router_key_cannot_issue(router_key: SigningKey, keys: KeyRegistry) -> None:
+    # The router's key signs a perfectly formed event in its own name: not an issuer key.
+    forged = issue(sample_event("child.missing.started"), issuer=ROUTER, key=router_key, now=NOW)
+    assert code_of(lambda: verify_envelope(forged, keys)) == "wrong_role"
+
+
+def test_key_file_without_roles_is_an_issuer_key(
+    envelope: Envelope, tmp_path: Path, keys: KeyRegistry
+) -> None:
+    import json
+
+    from broker.envelope import load_public_key
+
+    private, public = generate_key(
+        ROUTER, tmp_path, key_id="legacy", valid_from=KEYS_FROM, roles=("router",)
+    )
+    data = json.loads(public.read_text())
+    del data["roles"]  # a file written before roles existed
+    public.write_text(json.dumps(data))
+    info = load_public_key(public)
+    assert info.roles == ("issuer",)
+    keys.add(info)
+    forged = forward(envelope, load_signing_key(private), ["missing_type"])
+    assert code_of(lambda: verify_fwd(forged, keys)) == "wrong_role"

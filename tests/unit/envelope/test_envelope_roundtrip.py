@@ -54,7 +54,7 @@ def test_issue_disclose_verify_every_event_type(
         now=NOW,
     )
     received = verify_forwarded(
-        ForwardedEnvelope.from_bytes(forwarded.to_bytes()), keys, recipient=RECIPIENT
+        ForwardedEnvelope.from_bytes(forwarded.to_bytes()), keys, router=ROUTER, recipient=RECIPIENT
     )
     feed = received.to_json()
     assert feed == {

@@ -99,15 +99,15 @@ def test_registry_lookup_codes(tmp_path: Path) -> None:
         ISSUER, tmp_path, key_id="k", valid_from=T0, valid_until=T0 + timedelta(1)
     )
     keys = KeyRegistry([load_public_key(public)])
-    assert keys.lookup(ISSUER, "k", T0).key_id == "k"
+    assert keys.lookup(ISSUER, "k", T0, role="issuer").key_id == "k"
     for at in (T0 - timedelta(seconds=1), T0 + timedelta(1)):
         with pytest.raises(VerificationError) as info:
-            keys.lookup(ISSUER, "k", at)
+            keys.lookup(ISSUER, "k", at, role="issuer")
         assert info.value.code == "key_not_valid"
     keys.revoke(ISSUER, "k", T0 + timedelta(hours=1))
-    assert keys.lookup(ISSUER, "k", T0).key_id == "k"
+    assert keys.lookup(ISSUER, "k", T0, role="issuer").key_id == "k"
     with pytest.raises(VerificationError) as info:
-        keys.lookup(ISSUER, "k", T0 + timedelta(hours=2))
+        keys.lookup(ISSUER, "k", T0 + timedelta(hours=2), role="issuer")
     assert info.value.code == "revoked_key"
     with pytest.raises(KeyFileError):
         keys.revoke(ISSUER, "missing", T0)
@@ -171,3 +171,29 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         == 2
     )
     assert "--valid-from" in capsys.readouterr().err
+
+
+def test_cli_generate_roles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["keys", "generate", "--out", str(tmp_path)]
+    assert main([*args, "police.met", "--key-id", "p1"]) == 0
+    assert main([*args, "router.main", "--key-id", "r1", "--role", "router",
+                 "--role", "checkpoint"]) == 0  # fmt: skip
+    assert "roles:       checkpoint, router" in capsys.readouterr().out
+    assert load_public_key(tmp_path / "police.met.p1.pub.json").roles == ("issuer",)
+    router = json.loads((tmp_path / "router.main.r1.pub.json").read_text())
+    assert router["roles"] == ["checkpoint", "router"]
+    with pytest.raises(SystemExit):  # argparse: not a role
+        main([*args, "police.met", "--key-id", "p2", "--role", "admin"])
+
+
+def test_key_file_roles_are_checked(tmp_path: Path) -> None:
+    _, public = generate_key(ISSUER, tmp_path, key_id="k", valid_from=T0)
+    data = json.loads(public.read_text())
+    for roles in ([], ["issuer", "superuser"], "issuer", [1]):
+        with pytest.raises(KeyFileError, match="roles"):
+            PublicKeyInfo.from_json({**data, "roles": roles})
+    keys = KeyRegistry([PublicKeyInfo.from_json({**data, "roles": ["checkpoint"]})])
+    with pytest.raises(VerificationError) as info:
+        keys.lookup(ISSUER, "k", T0, role="issuer")
+    assert info.value.code == "wrong_role"
+    assert keys.lookup(ISSUER, "k", T0, role="checkpoint").key_id == "k"

@@ -6,7 +6,7 @@ import dataclasses
 import pickle
 
 import pytest
-from envelope_samples import ISSUER, NOW, sample_event
+from envelope_samples import ISSUER, NOW, ROUTER, sample_event
 
 from broker.envelope import (
     Envelope,
@@ -33,7 +33,7 @@ def test_envelope_reprs_hide_values(
     envelope: Envelope, forwarded: ForwardedEnvelope, keys: KeyRegistry
 ) -> None:
     verified_in = verify_envelope(envelope, keys)
-    verified_out = verify_forwarded(forwarded, keys)
+    verified_out = verify_forwarded(forwarded, keys, router=ROUTER)
     things: list[object] = [
         envelope,
         envelope.header,
@@ -142,5 +142,5 @@ def test_verification_errors_never_quote_values(
         disclosures=tuple(d._replace(name="clothing") for d in forwarded.disclosures),
     )
     with pytest.raises(VerificationError) as info:
-        verify_forwarded(swapped, keys)
+        verify_forwarded(swapped, keys, router=ROUTER)
     _assert_clean(str(info.value))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from envelope_samples import ISSUER, NOW, RECIPIENT, sample_value
+from envelope_samples import ISSUER, NOW, RECIPIENT, ROUTER, sample_value
 
 from broker.envelope import (
     Envelope,
@@ -89,7 +89,7 @@ def test_old_envelope_forwards_and_reads_new_fields_as_null(
         now=NOW,
     )
     data = forwarded.to_bytes()
-    event = verify_forwarded(data, keys, recipient=RECIPIENT)
+    event = verify_forwarded(data, keys, router=ROUTER, recipient=RECIPIENT)
     assert set(event.fields) == set(shared)
     assert set(ForwardedEnvelope.from_bytes(data).field_values()) == set(shared)
     fields = event.to_json()["fields"]
@@ -165,7 +165,7 @@ def test_router_routes_an_old_placement_event(tmp_path: Path, v1: SchemaRegistry
     assert result.outcome == Outcome.FORWARDED
     (stats,) = [o.value for o in result.outputs if o.topic == "feed.stats.national"]
     assert stats is not None
-    received = verify_forwarded(stats, keys, recipient="stats.national")
+    received = verify_forwarded(stats, keys, router=ROUTER, recipient="stats.national")
     assert received.fields["placement_type"] == event["fields"]["placement_type"]
     fields = received.to_json()["fields"]
     assert fields["legal_status"] is None and fields["reason_new_episode"] is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from envelope_samples import ISSUER, NOW, RECIPIENT, sample_event
+from envelope_samples import ISSUER, NOW, RECIPIENT, ROUTER, sample_event
 
 from broker.envelope import (
     DisclosureError,
@@ -73,9 +73,11 @@ def test_router_withholds_the_subject_unless_granted(
     withheld = forward(envelope, router_key, ["risk_level"])
     data = withheld.to_bytes()
     assert SUBJECT.encode() not in data
-    received = verify_forwarded(data, keys, recipient=RECIPIENT)
+    received = verify_forwarded(data, keys, router=ROUTER, recipient=RECIPIENT)
     assert received.subject is None and received.to_json()["subject"] is None
-    granted = verify_forwarded(forward(envelope, router_key, ["risk_level", SUBJECT_FIELD]), keys)
+    granted = verify_forwarded(
+        forward(envelope, router_key, ["risk_level", SUBJECT_FIELD]), keys, router=ROUTER
+    )
     assert granted.subject == SUBJECT and granted.to_json()["subject"] == SUBJECT
     assert set(granted.fields) == {"risk_level"}
 
@@ -94,7 +96,7 @@ def test_altered_subject_in_forward(
     assert forwarded.subject_disclosure is not None
     other = forwarded.subject_disclosure._replace(value="another-child")
     changed = dataclasses.replace(forwarded, subject_disclosure=other)
-    assert code_of(lambda: verify_forwarded(changed, keys)) == "digest_mismatch"
+    assert code_of(lambda: verify_forwarded(changed, keys, router=ROUTER)) == "digest_mismatch"
 
 
 def test_issued_envelope_without_its_subject(envelope: Envelope, keys: KeyRegistry) -> None:
@@ -108,7 +110,7 @@ def test_subject_added_to_a_forward_the_router_signed_without_it(
     # Whoever holds the issued envelope cannot make a forward show more than the router signed.
     forwarded = forward(envelope, router_key, ["risk_level"])
     added = dataclasses.replace(forwarded, subject_disclosure=envelope.subject_disclosure)
-    assert code_of(lambda: verify_forwarded(added, keys)) == "bad_derived_signature"
+    assert code_of(lambda: verify_forwarded(added, keys, router=ROUTER)) == "bad_derived_signature"
 
 
 def test_subject_removed_from_a_forward_the_router_signed_with_it(
@@ -116,12 +118,12 @@ def test_subject_removed_from_a_forward_the_router_signed_with_it(
 ) -> None:
     forwarded = forward(envelope, router_key, ["risk_level", SUBJECT_FIELD])
     removed = dataclasses.replace(forwarded, subject_disclosure=None)
-    assert code_of(lambda: verify_forwarded(removed, keys)) == "bad_derived_signature"
+    assert (
+        code_of(lambda: verify_forwarded(removed, keys, router=ROUTER)) == "bad_derived_signature"
+    )
 
 
-def test_v1_signature_does_not_verify_as_v2(
-    issuer_key: SigningKey, keys: KeyRegistry
-) -> None:
+def test_v1_signature_does_not_verify_as_v2(issuer_key: SigningKey, keys: KeyRegistry) -> None:
     event = sample_event("child.care.ended")
     v1 = issue(event, issuer=ISSUER, key=issuer_key, now=NOW, version=1)
     v2 = issue(event, issuer=ISSUER, key=issuer_key, now=NOW)
@@ -147,7 +149,7 @@ def test_v1_events_still_verify_and_forward_only_with_their_subject(
     forwarded = forward(v1, router_key, ["risk_level", SUBJECT_FIELD]).to_bytes()
     name, _ = SchemaRegistry.default().decode(forwarded)
     assert name == "uk.safeguarding.envelope.ForwardedEnvelope"
-    received = verify_forwarded(forwarded, keys, recipient=RECIPIENT)
+    received = verify_forwarded(forwarded, keys, router=ROUTER, recipient=RECIPIENT)
     assert received.subject == SUBJECT and set(received.fields) == {"risk_level"}
 
 

@@ -27,6 +27,7 @@ from broker.envelope import (
     verify_envelope,
     verify_forwarded,
 )
+from broker.envelope.keys import ROUTER_ROLES
 from broker.schemas import SchemaRegistry
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "envelope-v1.json"
@@ -50,14 +51,16 @@ def vectors() -> dict[str, Any]:
     return data
 
 
-def key(spec: dict[str, str]) -> SigningKey:
+def key(spec: dict[str, str], roles: tuple[str, ...] = ("issuer",)) -> SigningKey:
     private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(spec["seed"]))
-    return SigningKey(spec["agency"], spec["key_id"], private)
+    return SigningKey(spec["agency"], spec["key_id"], private, roles=roles)
 
 
 def registry_of(vectors: dict[str, Any]) -> KeyRegistry:
+    """The vectors' issuer key (role issuer) and router key (roles router, checkpoint)."""
+    spec = vectors["input"]
     return KeyRegistry(
-        key(vectors["input"][role]).public_key_info() for role in ("issuer", "router")
+        [key(spec["issuer"]).public_key_info(), key(spec["router"], ROUTER_ROLES).public_key_info()]
     )
 
 
@@ -163,7 +166,8 @@ def test_vector_bytes_verify(vectors: dict[str, Any]) -> None:
     spec, expected = vectors["input"], vectors["expected"]
     verified = verify_envelope(bytes.fromhex(expected["envelope"]), keys).to_json()
     assert {k: v for k, v in verified["fields"].items() if v is not None} == spec["event"]["fields"]
-    received = verify_forwarded(bytes.fromhex(expected["forwarded"]), keys).to_json()
+    router = spec["router"]["agency"]
+    received = verify_forwarded(bytes.fromhex(expected["forwarded"]), keys, router=router).to_json()
     assert set(received["fields"]) == set(spec["forward"]["fields"])
     assert received["derived"] == spec["forward"]["derived"]
     assert received["agreements"] == spec["forward"]["agreements"]
@@ -291,11 +295,31 @@ def test_v2_vector_bytes_verify_and_withhold_the_subject(vectors_v2: dict[str, A
     spec, expected = vectors_v2["input"], vectors_v2["expected"]
     subject = spec["event"]["subject"]
     assert verify_envelope(bytes.fromhex(expected["envelope"]), keys).subject == subject
-    granted = verify_forwarded(bytes.fromhex(expected["forwarded"]), keys).to_json()
+    router = spec["router"]["agency"]
+    granted = verify_forwarded(bytes.fromhex(expected["forwarded"]), keys, router=router)
+    granted = granted.to_json()
     assert granted["subject"] == subject
     assert set(granted["fields"]) == set(spec["forward"]["fields"]) - {"subject"}
     raw = bytes.fromhex(expected["forwarded_withheld"])
-    withheld = verify_forwarded(raw, keys, recipient="stats.national").to_json()
+    withheld = verify_forwarded(raw, keys, router=router, recipient="stats.national").to_json()
     assert withheld["subject"] is None
     assert set(withheld["fields"]) == set(spec["forward_withheld"]["fields"])
     assert subject.encode() not in raw
+
+
+def test_router_signs_the_derived_bytes_it_sends(vectors: dict[str, Any]) -> None:
+    # Each derived value's bytes in the signed router input are the very bytes in the message
+    # (name, then the DerivedValue union encoding), and the message is canonical, so what a
+    # recipient re-encodes from what it decoded is what the router signed.
+    expected = vectors["expected"]
+    message = bytes.fromhex(expected["forwarded"])
+    signed = bytes.fromhex(expected["router_signing_input"])
+    for name, value in vectors["input"]["forward"]["derived"].items():
+        encoded = canonical.encode_derived_value(value)
+        name_bytes = name.encode()
+        avro_name = bytes([2 * len(name_bytes)]) + name_bytes  # Avro string, length < 64
+        assert avro_name + encoded in message, name
+        assert lp(name_bytes) + lp(encoded) in signed, name
+    assert SchemaRegistry.default().encode(
+        canonical.FORWARDED_SCHEMA, SchemaRegistry.default().decode(message)[1]
+    ) == message

@@ -74,9 +74,13 @@ def test_missing_child_reaches_police_and_stats_with_their_fields(
     assert outcome == Outcome.FORWARDED
     feeds = {topic: v for topic, v, _ in outputs if topic.startswith("feed.")}
     assert set(feeds) >= {"feed.police.met", "feed.stats.national"}
-    police = verify_forwarded(feeds["feed.police.met"], core.keys, recipient="police.met")
+    police = verify_forwarded(
+        feeds["feed.police.met"], core.keys, router="router.main", recipient="police.met"
+    )
     assert {"physical_description", "clothing", "first_name", "dob"} <= set(police.fields)
-    stats = verify_forwarded(feeds["feed.stats.national"], core.keys, recipient="stats.national")
+    stats = verify_forwarded(
+        feeds["feed.stats.national"], core.keys, router="router.main", recipient="stats.national"
+    )
     assert not {"first_name", "last_name", "dob", "physical_description"} & set(stats.fields)
     assert "child_pseudonym" in stats.derived
     (audit,) = [v for topic, v, _ in outputs if topic == TOPIC_AUDIT]
@@ -235,7 +239,9 @@ def test_statistics_never_receive_an_issuer_reference(
         raw = identifier.encode()
         assert raw not in stats.value and raw not in stats.key
         assert all(raw not in v for _, v in stats.headers)
-    received = verify_forwarded(stats.value, core.keys, recipient="stats.national")
+    received = verify_forwarded(
+        stats.value, core.keys, router="router.main", recipient="stats.national"
+    )
     assert received.subject is None and received.to_json()["subject"] is None
     (record,) = [r for r in result.record.recipients if r.recipient == "stats.national"]
     assert "subject" in record.fields_withheld and "subject" not in record.fields_forwarded
@@ -248,7 +254,9 @@ def test_police_granted_the_subject_receive_it(core: RouterCore, deployment: Pat
     result = core.route(IngressRecord(f"ingress.{WESTMINSTER}", 0, 0, value), state)
     police = _feeds(result.outputs)["feed.police.met"]
     assert police.value is not None
-    received = verify_forwarded(police.value, core.keys, recipient="police.met")
+    received = verify_forwarded(
+        police.value, core.keys, router="router.main", recipient="police.met"
+    )
     assert received.subject == event["subject"]
     (record,) = [r for r in result.record.recipients if r.recipient == "police.met"]
     assert "subject" in record.fields_forwarded
@@ -287,7 +295,7 @@ def test_a_v1_event_goes_only_to_recipients_granted_the_subject(
     assert "feed.police.met" in feeds and "feed.stats.national" not in feeds
     police = feeds["feed.police.met"].value
     assert police is not None
-    received = verify_forwarded(police, core.keys, recipient="police.met")
+    received = verify_forwarded(police, core.keys, router="router.main", recipient="police.met")
     assert received.header.version == 1 and received.subject == event["subject"]
     assert {r.recipient for r in result.record.recipients} == {"police.met"}
     judge = Judge(keys=core.keys, agreements=core.agreements, agencies=core.agencies)
