@@ -123,12 +123,66 @@ def _auditor(config_path: Path) -> int:
     """The auditor's step: verify the chains, replay every decision, one child's disclosures."""
     from broker.cli import main as broker_main
 
-    console.rule("5. The auditor: verify, replay, and one child's disclosures")
+    console.rule("5. The auditor: verify, replay, one child's disclosures, a forgery caught")
     config = ["--config", str(config_path)]
     verified = broker_main(["audit", "verify", *config])
     replayed = broker_main(["audit", "replay", *config])
     broker_main(["audit", "disclosures", *config, "--subject", DEMO_CHILD, "--format", "table"])
-    return verified or replayed
+    caught = _forged_router_section(load_config(config_path))
+    return verified or replayed or (0 if caught else 1)
+
+
+def _forged_router_section(config: BrokerConfig) -> bool:
+    """The signatures' line, were the transport's to fail: the police take an event from their
+    own feed, re-address it to the NRM under an agreement that does not exist and sign the
+    derived section with their own key. The NRM's verifier refuses it: only a router-role key
+    of the configured router may sign a derived section."""
+    import dataclasses
+
+    from broker.audit.reader import TopicReader
+    from broker.envelope import ForwardedEnvelope, VerificationError, canonical
+    from broker.feed import FeedVerifier
+    from broker.publish import agency_key
+
+    console.print(
+        "A forged record, as the police would make one if they could write to the NRM's feed:"
+    )
+    police = KafkaClients(config.kafka, principal_of("police.met"))
+    with TopicReader(police) as reader:
+        record = next(iter(reader.read_topic("feed.police.met")))
+    copy = ForwardedEnvelope.from_bytes(record.value or b"")
+    key = agency_key(config, "police.met")
+    derived = dataclasses.replace(
+        copy.derived,
+        recipient="nrm.sca",
+        agreements=("dsa.made-up@1",),
+        router=key.agency_id,
+        router_key_id=key.key_id,
+    )
+    signed = key.sign(
+        canonical.router_signing_input(
+            event_id=copy.header.event_id,
+            issuer=copy.header.issuer,
+            issuer_signature=copy.signature,
+            disclosed_digests=canonical.disclosure_digests(copy.disclosures),
+            derived=derived.values,
+            agreements=derived.agreements,
+            recipient=derived.recipient,
+            router=derived.router,
+            router_key_id=derived.router_key_id,
+            forwarded_at=derived.forwarded_at,
+        )
+    )
+    forged = dataclasses.replace(copy, derived=dataclasses.replace(derived, signature=signed))
+    item = FeedVerifier.from_config(config, "nrm.sca").verify(0, 0, forged.to_bytes())
+    error: VerificationError | None = item.error
+    if item.event is None and error is not None:
+        console.print(f"  the NRM's feed verifier: [green]refused[/green] ({error.code}): {error}")
+        return True
+    console.print(
+        "  [red]the NRM's feed verifier accepted a derived section the police signed[/red]"
+    )
+    return False
 
 
 def _publish_bad_input(config: BrokerConfig) -> None:
