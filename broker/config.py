@@ -98,6 +98,8 @@ class Agency(_Strict):
     name: str
     signing_key: Path | None = None
     passphrase_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] | None = None
+    # Keys the ids its connectors derive (connectors/ids.py); only its connectors need it.
+    event_id_secret_file: Path | None = None
 
     @property
     def kind(self) -> str:
@@ -250,8 +252,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         if isinstance(holder, dict) and isinstance(holder.get(loc[-1]), str):
             holder[loc[-1]] = str(base / holder[loc[-1]])
     for agency in data.get("agencies") or []:
-        if isinstance(agency, dict) and isinstance(agency.get("signing_key"), str):
-            agency["signing_key"] = str(base / agency["signing_key"])
+        for key in ("signing_key", "event_id_secret_file"):
+            if isinstance(agency, dict) and isinstance(agency.get(key), str):
+                agency[key] = str(base / agency[key])
 
 
 def _check_consistency(config: BrokerConfig, path: Path) -> None:

@@ -71,6 +71,7 @@ def write_deployment(
     secret = directory / "private" / "pseudonym.secret"
     secret.write_bytes(os.urandom(32).hex().encode())
     secret.chmod(0o600)
+    id_secrets = {agency_id: _write_secret(private, agency_id) for agency_id in agencies}
     config = {
         "kafka": {
             **kafka,
@@ -83,6 +84,7 @@ def write_deployment(
                 "id": agency_id,
                 "name": name,
                 "signing_key": str(signing[agency_id].relative_to(directory)),
+                "event_id_secret_file": str(id_secrets[agency_id].relative_to(directory)),
             }
             for agency_id, name in agencies.items()
         ],
@@ -95,4 +97,14 @@ def write_deployment(
     }
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _write_secret(private: Path, agency_id: str) -> Path:
+    """An agency's event id secret (32 random bytes as hex), created with mode 0600."""
+    path = private / f"{agency_id}.event-id.secret"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(os.urandom(32).hex() + "\n")
+    path.chmod(0o600)  # an existing file keeps its mode through O_CREAT
     return path

@@ -143,10 +143,12 @@ def _run_ssda903(args: argparse.Namespace) -> int:
     from broker.config import load_config
     from broker.publish import Publisher
     from connectors.council import read_ssda903
+    from connectors.ids import event_ids_for
 
     config = load_config(args.config)
     _agency_of_kind(config, args.agency, "council")
-    result = read_ssda903(args.path, agency=args.agency)  # names a missing or unreadable path
+    id_secret = event_ids_for(config, args.agency).secret  # no secret, no run
+    result = read_ssda903(args.path, agency=args.agency, id_secret=id_secret)  # names a bad path
     publisher = Publisher(config, args.agency)
     try:
         with _Tick(result.progress, enabled=not args.no_progress) as tick:
@@ -259,6 +261,7 @@ def _print_ssda903_summary(result: Any, report: Any, show: int, out: IO[str]) ->
 def _run_serve(args: argparse.Namespace) -> int:
     from broker.config import load_config
     from broker.publish import Publisher
+    from connectors.ids import event_ids_for
     from connectors.live.dropfolder import DropFolder
     from connectors.live.intake import EVENT_TYPES_BY_KIND, Intake
     from connectors.live.server import LiveHTTPServer
@@ -266,6 +269,10 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _agency_of_kind(config, args.agency, args.kind)
+    # Only dropped lines without an id get a derived (keyed) one; HTTP events get random ids.
+    drop_secret = b""
+    if args.drop_dir is not None:
+        drop_secret = event_ids_for(config, args.agency).secret
     tokens = TokenStore.load(args.tokens or Path(args.config).parent / "live-tokens.txt")
     publisher = Publisher(config, args.agency)
     intake = Intake(publisher, EVENT_TYPES_BY_KIND[args.kind])
@@ -284,7 +291,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         server.serve_in_thread()
         print(f"{args.agency}: listening on {server.url}", file=sys.stderr, flush=True)
         if args.drop_dir is not None:
-            folder = DropFolder(args.drop_dir, intake, agency_id=args.agency)
+            folder = DropFolder(args.drop_dir, intake, agency_id=args.agency, id_secret=drop_secret)
             worker = threading.Thread(
                 target=folder.run, args=(stop,), kwargs={"poll_s": args.poll_s}, daemon=True
             )
@@ -334,10 +341,11 @@ def _publish_one_by_one(config: Any, agency: str, events: list[tuple[str, Any]])
 
 def _run_referral(args: argparse.Namespace) -> int:
     from broker.config import load_config
+    from connectors.ids import event_ids_for
     from connectors.nrm import referral_to_event
 
     config = load_config(args.config)
-    config.agency(args.agency)
+    id_secret = event_ids_for(config, args.agency).secret  # also names an unknown agency
     names = {agency.name: agency.id for agency in config.agencies}
     for item in args.agency_name:
         name, sep, agency_id = item.partition("=")
@@ -360,6 +368,7 @@ def _run_referral(args: argparse.Namespace) -> int:
             event = referral_to_event(
                 payload,
                 agency=args.agency,
+                id_secret=id_secret,
                 subject=args.subject,
                 la_child_id=args.child_id,
                 agency_ids=names,
@@ -373,10 +382,12 @@ def _run_referral(args: argparse.Namespace) -> int:
 
 def _run_decision(args: argparse.Namespace) -> int:
     from broker.config import load_config
+    from connectors.ids import event_ids_for
     from connectors.nrm import decision_event
 
     config = load_config(args.config)
     _agency_of_kind(config, args.agency, "nrm")
+    id_secret = event_ids_for(config, args.agency).secret
     event = decision_event(
         args.referral_id,
         args.first_responder,
@@ -385,5 +396,6 @@ def _run_decision(args: argparse.Namespace) -> int:
         args.date,
         args.subject,
         agency=args.agency,
+        id_secret=id_secret,
     )
     return _publish_one_by_one(config, args.agency, [("decision", event)])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import tempfile
 import time
@@ -65,7 +66,7 @@ def run_benchmark(path: Path, *, agency: str = "council.E00000000") -> BenchResu
     baseline_rows = plain_csv_read(path) if path.is_dir() else 0
     baseline = time.perf_counter() - started
     started = time.perf_counter()
-    result = read_ssda903(path, agency=agency)
+    result = read_ssda903(path, agency=agency, id_secret=os.urandom(32).hex().encode())
     events = sum(1 for _ in result.events)
     connector = time.perf_counter() - started
     return BenchResult(

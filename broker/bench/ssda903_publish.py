@@ -26,6 +26,7 @@ from broker.scaffold import write_deployment
 from connectors.cli import publish_stream
 from connectors.council.ssda903 import read_ssda903
 from connectors.council.ssda903.synthetic import generate
+from connectors.ids import event_ids_for
 
 AGENCY = "council.E00000000"
 
@@ -54,12 +55,13 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
             provision(config)  # credentials, topics and ACLs on a secured cluster
+            id_secret = event_ids_for(config, AGENCY).secret
             started = time.perf_counter()
             plain_rows = plain_csv_read(path) if path.is_dir() else 0
             plain = time.perf_counter() - started
 
             started = time.perf_counter()
-            parsed = read_ssda903(path, agency=AGENCY)
+            parsed = read_ssda903(path, agency=AGENCY, id_secret=id_secret)
             events = sum(1 for _ in parsed.events)
             parse = time.perf_counter() - started
             rows = parsed.rows_total
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             publisher = Publisher(config, AGENCY)  # topic created before the clock starts
             try:
                 started = time.perf_counter()
-                result = read_ssda903(path, agency=AGENCY)
+                result = read_ssda903(path, agency=AGENCY, id_secret=id_secret)
                 report = publish_stream(publisher, result.events)
                 publish = time.perf_counter() - started
             finally:

@@ -8,7 +8,10 @@ lines, accepted event ids, rejected lines and reasons. Write files under another
 is and is tried again at the next poll.
 
 A line without an `event_id` gets one derived from the agency and the line's bytes, so a file
-dropped (or retried) twice publishes nothing new: the router de-duplicates by event id.
+dropped (or retried) twice publishes nothing new: the router de-duplicates by event id. The id
+is keyed with the agency's event id secret (connectors/ids.py): a line's bytes are not secret
+enough to hash openly, since a recipient granted every field but the subject could rebuild a
+small line for each candidate child id and match the event id it receives.
 """
 
 from __future__ import annotations
@@ -18,16 +21,14 @@ import json
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.ids import EventIds
 from connectors.live.intake import KAFKA_UNAVAILABLE, MAX_BATCH, EventResult, Intake
 
 log = logging.getLogger(__name__)
-
-ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:safeguarding-broker:drop-folder")
 
 
 @dataclass
@@ -50,19 +51,27 @@ class FileReport:
         }
 
 
-def derived_event_id(agency_id: str, line: bytes) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, agency_id + "\x1f" + hashlib.sha256(line).hexdigest()))
+def derived_event_id(ids: EventIds, line: bytes) -> str:
+    """The keyed id of a dropped line without one: MAC of the agency and the line's SHA-256."""
+    return ids(hashlib.sha256(line).hexdigest())
 
 
 class DropFolder:
     """Polls one folder and publishes the files dropped there through an `Intake`."""
 
     def __init__(
-        self, directory: Path, intake: Intake, *, agency_id: str, settle_s: float = 1.0
+        self,
+        directory: Path,
+        intake: Intake,
+        *,
+        agency_id: str,
+        id_secret: bytes,
+        settle_s: float = 1.0,
     ) -> None:
         self.directory = directory
         self.intake = intake
         self.agency_id = agency_id
+        self.ids = EventIds(agency_id, id_secret)
         self.settle_s = settle_s
         self.done = directory / "done"
         self.failed = directory / "failed"
@@ -111,7 +120,7 @@ class DropFolder:
                 report.rejected.append({"line": number, "reason": "not valid JSON: fix the line"})
                 continue
             if isinstance(event, dict) and not event.get("event_id"):
-                event = {**event, "event_id": derived_event_id(self.agency_id, raw.strip())}
+                event = {**event, "event_id": derived_event_id(self.ids, raw.strip())}
             lines.append(number)
             events.append(event)
         results: list[EventResult] = []

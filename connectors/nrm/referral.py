@@ -14,13 +14,13 @@ an `ExploitationOther` description (never copied) or an unknown `Component*` fla
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from broker.ids import AGENCY_ID_RE
 from connectors.council.ssda903.mapping import age_band, iso_instant
+from connectors.ids import EventIds
 from connectors.nrm.exceptions import NrmPayloadError
 
 Event = dict[str, Any]
@@ -29,9 +29,6 @@ REFERRAL_SUBMITTED = "nrm.referral.submitted"
 DECISION_MADE = "nrm.decision.made"
 TYPE_NRM_REFERRAL = "560734"
 TYPE_DUTY_TO_NOTIFY = "662265"
-
-# Fixed namespace of NRM event ids (never change it: ids would change).
-ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:safeguarding-broker:nrm")
 
 # Component flag (lower-cased key) -> exploitation type.
 COMPONENTS: Mapping[str, str] = {
@@ -155,6 +152,7 @@ def referral_to_event(
     payload: Mapping[str, Any],
     *,
     agency: str,
+    id_secret: bytes,
     subject: str | None = None,
     la_child_id: str | None = None,
     submitted_at: datetime | None = None,
@@ -171,8 +169,10 @@ def referral_to_event(
     and spacing ignored; an id is kept as is); with no `LocalAuthority` a council referrer is
     the local authority, with no `PoliceForce` a police referrer is the force. The potential
     victim's name and date of birth (when the form has them) are carried in the optional
-    identity fields; the router's agreements decide who sees them. The event id depends only
-    on the agency and `ExternalId`, so re-submitting a referral is de-duplicated by the router.
+    identity fields; the router's agreements decide who sees them. The event id is keyed by
+    `id_secret` (the agency's event id secret, connectors/ids.py) and depends only on the
+    agency and `ExternalId`, so re-submitting a referral is de-duplicated by the router, and a
+    recipient cannot recompute it from a candidate referral id.
     A duty-to-notify payload (`Type` 662265) is not a referral and is refused.
     """
     if not isinstance(payload, Mapping):
@@ -180,6 +180,7 @@ def referral_to_event(
     referral_id = _text(payload, "ExternalId")
     if referral_id is None:
         raise NrmPayloadError("the referral payload has no ExternalId (the referral id)")
+    ids = EventIds(agency, id_secret)
     kind = _text(payload, "Type")
     nrm_or_duty = (_text(payload, "NRMOrDuty") or "").upper()
     if kind == TYPE_DUTY_TO_NOTIFY or nrm_or_duty in {"DTN", "DUTY"}:
@@ -227,9 +228,7 @@ def referral_to_event(
     }
     return {
         "event_type": REFERRAL_SUBMITTED,
-        "event_id": str(
-            uuid.uuid5(ID_NAMESPACE, f"{agency}\x1f{REFERRAL_SUBMITTED}\x1f{referral_id}")
-        ),
+        "event_id": ids(REFERRAL_SUBMITTED, referral_id),
         "subject": subject or la_child_id or referral_id,
         "occurred_at": _instant(moment),
         "fields": fields,
@@ -245,6 +244,7 @@ def decision_event(
     subject: str,
     *,
     agency: str = "nrm.sca",
+    id_secret: bytes,
     decided_at: datetime | None = None,
 ) -> Event:
     """An `nrm.decision.made` event from the Single Competent Authority.
@@ -253,7 +253,8 @@ def decision_event(
     `positive`/`negative`; `first_responder` is the referring agency id, to whom the decision
     goes; `subject` the reference the event is keyed by (use the referrer's subject so that the
     decision joins that child's other events). `occurred_at` is `decided_at` if given, else
-    midnight UTC of `decision_date`. The id depends on the referral, stage, outcome and date.
+    midnight UTC of `decision_date`. The id is keyed by `id_secret` (the issuing agency's event
+    id secret) and depends on the referral, stage, outcome and date.
     """
     stage_name = STAGES.get(stage.strip().lower())
     if stage_name is None:
@@ -270,12 +271,10 @@ def decision_event(
         day = decision_date
     if not referral_id or not first_responder or not subject:
         raise NrmPayloadError("referral_id, first_responder and subject are required")
-    key = "\x1f".join(
-        (agency, DECISION_MADE, referral_id, stage_name, outcome_name, day.isoformat())
-    )
+    ids = EventIds(agency, id_secret)
     return {
         "event_type": DECISION_MADE,
-        "event_id": str(uuid.uuid5(ID_NAMESPACE, key)),
+        "event_id": ids(DECISION_MADE, referral_id, stage_name, outcome_name, day.isoformat()),
         "subject": subject,
         "occurred_at": _instant(decided_at) if decided_at else iso_instant(day),
         "fields": {

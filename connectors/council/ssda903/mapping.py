@@ -4,10 +4,12 @@ Choices (documented in connectors/council/README.md):
 - `occurred_at` is midnight UTC of the recorded date (`2017-11-13T00:00:00Z`). SSDA903 holds
   dates, not times; midnight UTC keeps the calendar date the council recorded whatever the
   season, where UK local midnight would move it to the previous day during summer time.
-- `event_id` is a UUIDv5 of the agency, the table, the child and the row's key columns (episode:
+- `event_id` is a keyed id (connectors/ids.py: HMAC-SHA256 under the council's event id
+  secret, as a UUID) of the agency, the table, the child and the row's key columns (episode:
   DECOM; missing episode: MIS_START, MISSING and the occurrence number of that triple in the
-  file) and the event type, so re-reading a return yields the same ids and a corrected
-  non-key value does not publish a second event for the same fact.
+  file) and the event type, so re-reading a return with the same secret yields the same ids
+  and a corrected non-key value does not publish a second event for the same fact; without
+  the secret a recipient cannot recompute an id from a candidate child id.
 - SSDA903 carries no names, risk level, trafficking flag or Philomena details: those fields are
   null (unknown), never invented.
 """
@@ -15,16 +17,14 @@ Choices (documented in connectors/council/README.md):
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Any
 
-Event = dict[str, Any]
+from connectors.ids import EventIds
 
-# Fixed namespace of SSDA903-derived event ids (never change it: ids would change).
-ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:safeguarding-broker:ssda903")
+Event = dict[str, Any]
 
 CARE_STARTED = "child.care.started"
 PLACEMENT_CHANGED = "child.placement.changed"
@@ -47,9 +47,12 @@ _UPN_UNKNOWN = re.compile(r"UN(10|[1-9])")
 _POSTCODE = re.compile(r"([A-Z]{1,2}[0-9][A-Z0-9]?) *([0-9][A-Z]{0,2})?")
 
 
-def event_id(agency: str, table: str, child: str, key: str, event_type: str) -> str:
-    """Deterministic event id of one event derived from one source row."""
-    return str(uuid.uuid5(ID_NAMESPACE, "\x1f".join((agency, table, child, key, event_type))))
+def event_id(ids: EventIds, table: str, child: str, key: str, event_type: str) -> str:
+    """Deterministic, keyed event id of one event derived from one source row.
+
+    The MAC input is `agency, table, child, key, event_type` joined by U+001F.
+    """
+    return ids(table, child, key, event_type)
 
 
 def iso_instant(day: date) -> str:
@@ -177,7 +180,7 @@ def placement_fields(episode: dict[str, Any]) -> dict[str, Any]:
 
 
 def care_started(
-    agency: str,
+    ids: EventIds,
     child: str,
     facts: ChildFacts,
     episode: dict[str, Any],
@@ -194,12 +197,12 @@ def care_started(
         ethnicity=facts.ethnicity,
         upn=facts.upn,
     )
-    eid = event_id(agency, "Episodes", child, day.isoformat(), CARE_STARTED)
+    eid = event_id(ids, "Episodes", child, day.isoformat(), CARE_STARTED)
     return make_event(CARE_STARTED, eid, child, day, fields)
 
 
 def placement_changed(
-    agency: str,
+    ids: EventIds,
     child: str,
     facts: ChildFacts,
     episode: dict[str, Any],
@@ -222,21 +225,21 @@ def placement_changed(
         legal_status=episode.get("LS"),
         reason_new_episode=rne,
     )
-    eid = event_id(agency, "Episodes", child, day.isoformat(), PLACEMENT_CHANGED)
+    eid = event_id(ids, "Episodes", child, day.isoformat(), PLACEMENT_CHANGED)
     return make_event(PLACEMENT_CHANGED, eid, child, day, fields)
 
 
-def care_ended(agency: str, child: str, facts: ChildFacts, episode: dict[str, Any]) -> Event:
+def care_ended(ids: EventIds, child: str, facts: ChildFacts, episode: dict[str, Any]) -> Event:
     """`child.care.ended` for an episode whose DEC ends the child's care, at DEC (`reason` REC)."""
     day: date = episode["DEC"]
     fields = child_fields(child, facts, facts.dob, day)
     fields["reason"] = episode["REC"]
-    eid = event_id(agency, "Episodes", child, episode["DECOM"].isoformat(), CARE_ENDED)
+    eid = event_id(ids, "Episodes", child, episode["DECOM"].isoformat(), CARE_ENDED)
     return make_event(CARE_ENDED, eid, child, day, fields)
 
 
 def missing_started(
-    agency: str,
+    ids: EventIds,
     child: str,
     facts: ChildFacts,
     dob: date | None,
@@ -263,12 +266,12 @@ def missing_started(
         medical_needs=None,
         photo_ref=None,
     )
-    eid = event_id(agency, "Missing", child, _missing_key(row, occurrence), MISSING_STARTED)
+    eid = event_id(ids, "Missing", child, _missing_key(row, occurrence), MISSING_STARTED)
     return make_event(MISSING_STARTED, eid, child, start, fields)
 
 
 def missing_ended(
-    agency: str,
+    ids: EventIds,
     child: str,
     facts: ChildFacts,
     dob: date | None,
@@ -286,7 +289,7 @@ def missing_ended(
         found_location=None,
         found_postcode_district=None,
     )
-    eid = event_id(agency, "Missing", child, _missing_key(row, occurrence), MISSING_ENDED)
+    eid = event_id(ids, "Missing", child, _missing_key(row, occurrence), MISSING_ENDED)
     return make_event(MISSING_ENDED, eid, child, end, fields)
 
 

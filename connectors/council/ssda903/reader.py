@@ -32,6 +32,7 @@ from connectors.council.ssda903.sources import (
     xml_children,
 )
 from connectors.council.ssda903.spec import TABLES, Ssda903Spec, TableValidator, parse_date
+from connectors.ids import EventIds
 
 Event = dict[str, Any]
 
@@ -70,7 +71,7 @@ class Ssda903Result:
         source: Path,
         form: Literal["csv", "xml"],
         tables: dict[str, Path],
-        agency: str,
+        ids: EventIds,
         spec: Ssda903Spec,
         max_problems: int,
     ) -> None:
@@ -78,7 +79,8 @@ class Ssda903Result:
         self.form = form
         self.tables = tables  # table -> CSV file (empty for XML)
         self.tables_missing = [t for t in TABLES if t not in tables] if form == "csv" else []
-        self.agency = agency
+        self.agency = ids.agency
+        self.ids = ids
         self.max_problems = max_problems
         self.problems: list[RowProblem] = []
         self.rows_read: Counter[str] = Counter()
@@ -325,17 +327,17 @@ class Ssda903Result:
         rne: str = episode["RNE"]
         if rne == "S":
             if self._has_required(m.CARE_STARTED, episode):
-                yield m.care_started(self.agency, child, facts, episode, placement)
+                yield m.care_started(self.ids, child, facts, episode, placement)
         elif rne in m.NEW_EPISODE_RNE:
             if self._has_required(m.PLACEMENT_CHANGED, episode):
                 reason = previous.reason_place_change if previous else None
-                yield m.placement_changed(self.agency, child, facts, episode, reason, placement)
+                yield m.placement_changed(self.ids, child, facts, episode, reason, placement)
         else:
             self.no_event[f"Episodes RNE={rne}"] += 1
         after = bisect.bisect_right(timeline, decom, key=lambda e: e.decom)
         following = timeline[after] if after < len(timeline) else None
         if self._ends_care(episode, following):
-            yield m.care_ended(self.agency, child, facts, episode)
+            yield m.care_ended(self.ids, child, facts, episode)
 
     def _ends_care(self, episode: dict[str, Any], following: _Episode | None) -> bool:
         """Whether the episode's DEC ends the child's care (`child.care.ended` at DEC).
@@ -461,7 +463,7 @@ class Ssda903Result:
         self._occurrences[key] += 1
         occurrence = self._occurrences[key]
         district = self._placement_district(child, start)
-        yield m.missing_started(self.agency, child, facts, dob, clean, occurrence, district)
+        yield m.missing_started(self.ids, child, facts, dob, clean, occurrence, district)
         end: date | None = clean["MIS_END"]
         if end is None:
             return
@@ -474,7 +476,7 @@ class Ssda903Result:
                 "MIS_END is before MIS_START; no child.missing.ended",
             )
             return
-        yield m.missing_ended(self.agency, child, facts, dob, clean, occurrence)
+        yield m.missing_ended(self.ids, child, facts, dob, clean, occurrence)
 
     def _placement_district(self, child: str, day: date) -> str | None:
         """District of the placement the child was in on `day` (from the Episodes read)."""
@@ -494,10 +496,14 @@ def read_ssda903(
     path: Path,
     *,
     agency: str,
+    id_secret: bytes,
     schema_path: Path | None = None,
     max_problems: int = 10_000,
 ) -> Ssda903Result:
     """Open an SSDA903 return: a folder of CSV tables or one `EXPSSDA903` XML file.
+
+    `id_secret` is the council's event id secret (`connectors.ids.event_ids_for` reads it from
+    the config): the same return read with the same secret gives the same event ids.
 
     Problems with the input as a whole (no tables, a required column missing, not XML) raise
     `Ssda903Error` here; problems with rows never stop the rest and are reported on the result.
@@ -505,6 +511,7 @@ def read_ssda903(
     """
     if not agency or "." not in agency:
         raise ValueError("agency must be an agency id such as 'council.E09000033'")
+    ids = EventIds(agency, id_secret)
     spec = Ssda903Spec.load(schema_path)
     path = Path(path)
     if path.is_dir():
@@ -521,10 +528,10 @@ def read_ssda903(
                     f"{file}: the {table} table lacks column(s) {', '.join(missing)}; "
                     "add them (blank where unknown) and retry"
                 )
-        return Ssda903Result(path, "csv", tables, agency, spec, max_problems)
+        return Ssda903Result(path, "csv", tables, ids, spec, max_problems)
     if path.is_file():
         _check_xml_root(path)
-        return Ssda903Result(path, "xml", {}, agency, spec, max_problems)
+        return Ssda903Result(path, "xml", {}, ids, spec, max_problems)
     raise Ssda903Error(f"{path} does not exist; give a folder of CSV tables or an XML file")
 
 

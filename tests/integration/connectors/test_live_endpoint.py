@@ -29,6 +29,7 @@ from router_helpers import (
 )
 
 from broker.publish import Publisher
+from connectors.ids import event_ids_for
 from connectors.live import (
     COUNCIL_EVENT_TYPES,
     POLICE_EVENT_TYPES,
@@ -143,7 +144,8 @@ def test_endpoint_authenticates_answers_per_event_and_routes(
 
         # The drop folder: one good line (no event id: one is derived) and one bad line.
         drop = tmp_path / "drop"
-        folder = DropFolder(drop, intake, agency_id=westminster, settle_s=0)
+        secret = event_ids_for(dep.config, westminster).secret
+        folder = DropFolder(drop, intake, agency_id=westminster, id_secret=secret, settle_s=0)
         dropped = event("child.missing.started", "WCC-3", "unused", missing_type="M")
         del dropped["event_id"]
         (drop / "batch.jsonl").write_text(json.dumps(dropped) + "\n{not json\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from broker.config import topic_feed, topic_ingress
 from broker.envelope import ForwardedEnvelope
 from broker.scaffold import REPO_ROOT
 from connectors.council.ssda903 import read_ssda903
+from connectors.ids import event_ids_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,12 +76,36 @@ def _references(events: list[dict[str, Any]]) -> set[str]:
     return found
 
 
+def _unkeyed_guesses(agency: str, events: list[dict[str, Any]]) -> set[str]:
+    """What a brute-forcer knowing each SSDA903 event's true child id would compute with the
+    old unkeyed scheme, for the events whose key is its date (and, missing, its type)."""
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, "urn:safeguarding-broker:ssda903")
+    guesses = set()
+    for e in events:
+        day, kind, child = e["occurred_at"][:10], e["event_type"], str(e["subject"])
+        if kind in ("child.care.started", "child.placement.changed"):
+            keys = [("Episodes", day)]
+        elif kind.startswith("child.missing."):
+            start = (e["fields"].get("missing_since") or "")[:10]
+            code = e["fields"].get("missing_type")
+            keys = [("Missing", f"{start}|{code}|{n}") for n in (1, 2, 3)]
+        else:
+            continue
+        for table, key in keys:
+            guesses.add(str(uuid.uuid5(namespace, "\x1f".join((agency, table, child, key, kind)))))
+    return guesses
+
+
 @pytest.mark.skipif(not SAMPLE.exists(), reason=f"sample data absent: {SAMPLE}")
 def test_statistics_feed_holds_no_issuer_reference_police_get_theirs(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     dep = deployment
-    ssda903 = read_ssda903(_ssda903_subset(tmp_path / "ssda903"), agency=dep.id(WESTMINSTER))
+    ssda903 = read_ssda903(
+        _ssda903_subset(tmp_path / "ssda903"),
+        agency=dep.id(WESTMINSTER),
+        id_secret=event_ids_for(dep.config, dep.id(WESTMINSTER)).secret,
+    )
     council = [*ssda903.collect(), *_examples(dep, WESTMINSTER)]
     police, nrm = _examples(dep, MET), _examples(dep, NRM)
     assert {str(e["subject"]) for e in council} >= set(CHILDREN)
@@ -104,9 +130,15 @@ def test_statistics_feed_holds_no_issuer_reference_police_get_theirs(
         raw += [name.encode() + value for name, value in record.headers]
         leaked = sorted(ref.decode() for ref in every_reference if any(ref in b for b in raw))
         assert not leaked, f"{record.partition}@{record.offset}: issuer references reach stats"
+    stats_ids = set()
     for item in read_feed(dep, STATS):
         assert item.event is not None, item.error
         assert item.event.subject is None and item.event.to_json()["subject"] is None
+        stats_ids.add(item.event.event_id)
+    # Every recipient gets the event id: keyed, so the public derivation the connector used
+    # before (UUIDv5 of agency, table, child, date, type) matches none, even for the true ids.
+    guesses = _unkeyed_guesses(dep.id(WESTMINSTER), council)
+    assert len(guesses) >= len(CHILDREN) and not stats_ids & guesses
 
     # The police: granted `subject` for the council's events, they receive the child's id,
     # verified, in the feed JSON; their feed record keys are still no subject.

@@ -62,6 +62,7 @@ from broker.scaffold import REPO_ROOT
 from broker.stats import Period, StatsState, assert_no_personal_fields, compute
 from broker.stats.cli import SNAPSHOT_NAME
 from connectors.council.ssda903 import read_ssda903
+from connectors.ids import event_ids_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -171,9 +172,12 @@ def run(tmp_path_factory: pytest.TempPathFactory, kafka_access: ClusterAccess) -
     tmp = tmp_path_factory.mktemp("stats-e2e")
     dep = make_deployment(tmp / "deployment", kafka_access)
     subset = write_subset(every_other_child(), tmp / "lambeth-ssda903")
+    config = dep.config
     events = {
-        WESTMINSTER: read_ssda903(SAMPLE, agency=dep.id(WESTMINSTER)).collect(),
-        LAMBETH: read_ssda903(subset, agency=dep.id(LAMBETH)).collect(),
+        base: read_ssda903(
+            source, agency=dep.id(base), id_secret=event_ids_for(config, dep.id(base)).secret
+        ).collect()
+        for base, source in ((WESTMINSTER, SAMPLE), (LAMBETH, subset))
     }
     KafkaClients(dep.config.kafka, OPERATOR).ensure_topics(topic_specs(dep.config))
     common = ["--config", str(dep.config_path), "--agency", dep.id(STATS), "--year", YEAR]

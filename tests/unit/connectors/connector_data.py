@@ -10,6 +10,8 @@ SHARED = REPO_ROOT.parent / "shared"
 SSDA903_SAMPLE = SHARED / "data" / "ssda903-fake"
 NRM_EXAMPLE = SHARED / "data" / "nrm" / "referral_payload_example.json"
 AGENCY = "council.E09000033"
+# The council's event id secret in unit tests (a deployment has one file per agency).
+ID_SECRET = b"7c1d5e0a9b3f4c2e8d6a1b0f9e7c3d5a2b4f6e8d0c1a3b5d7f9e2c4a6b8d0f1e"
 
 
 def read_table(folder: Path, name: str) -> list[dict[str, str]]:

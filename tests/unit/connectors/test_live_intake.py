@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from connector_data import ID_SECRET
 from live_fakes import FakePublisher, missing_started
 
 from connectors.live import COUNCIL_EVENT_TYPES, POLICE_EVENT_TYPES, Intake, TokenStore, new_token
@@ -128,7 +129,7 @@ def test_http_statuses(server: tuple[LiveHTTPServer, str]) -> None:
 
 def test_drop_folder_moves_files_with_a_report(intake: Intake, tmp_path: Path) -> None:
     drop = tmp_path / "drop"
-    folder = DropFolder(drop, intake, agency_id=AGENCY, settle_s=0)
+    folder = DropFolder(drop, intake, agency_id=AGENCY, id_secret=ID_SECRET, settle_s=0)
     good = json.dumps(missing_started("C1"))
     (drop / "ok.jsonl").write_text(good + "\n\n" + json.dumps(missing_started("C2")) + "\n")
     (drop / "mixed.jsonl").write_text(
@@ -160,7 +161,7 @@ def test_drop_folder_waits_for_files_to_settle_and_for_kafka(
     intake: Intake, publisher: FakePublisher, tmp_path: Path
 ) -> None:
     drop = tmp_path / "drop"
-    folder = DropFolder(drop, intake, agency_id=AGENCY, settle_s=60)
+    folder = DropFolder(drop, intake, agency_id=AGENCY, id_secret=ID_SECRET, settle_s=60)
     path = drop / "new.jsonl"
     path.write_text(json.dumps(missing_started()) + "\n")
     assert folder.poll_once() == [] and path.exists()  # still being written, perhaps

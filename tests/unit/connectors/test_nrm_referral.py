@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from connector_data import NRM_EXAMPLE
+from connector_data import ID_SECRET, NRM_EXAMPLE
 
 from connectors.nrm import NrmPayloadError, decision_event, exploitation_types, referral_to_event
 
@@ -24,7 +24,7 @@ def payload() -> dict[str, Any]:
 
 
 def test_example_payload_maps_to_a_referral(payload: dict[str, Any]) -> None:
-    event = referral_to_event(payload, agency=COUNCIL, submitted_at=WHEN)
+    event = referral_to_event(payload, agency=COUNCIL, id_secret=ID_SECRET, submitted_at=WHEN)
     assert event["event_type"] == "nrm.referral.submitted"
     assert event["occurred_at"] == "2026-11-24T18:05:00Z"
     fields = event["fields"]
@@ -43,14 +43,20 @@ def test_example_payload_maps_to_a_referral(payload: dict[str, Any]) -> None:
 def test_example_event_validates_against_the_schema(payload: dict[str, Any]) -> None:
     schemas = pytest.importorskip("broker.schemas")
     registry = schemas.SchemaRegistry.default()
-    event = referral_to_event(payload, agency=COUNCIL, submitted_at=WHEN, la_child_id="566910")
+    event = referral_to_event(
+        payload, agency=COUNCIL, id_secret=ID_SECRET, submitted_at=WHEN, la_child_id="566910"
+    )
     registry.validate_fields(event["event_type"], event["fields"])
-    decision = decision_event("r1", COUNCIL, "CG", "negative", "2027-01-02", "566910")
+    decision = decision_event(
+        "r1", COUNCIL, "CG", "negative", "2027-01-02", "566910", id_secret=ID_SECRET
+    )
     registry.validate_fields(decision["event_type"], decision["fields"])
 
 
 def test_contact_details_and_free_text_never_reach_the_event(payload: dict[str, Any]) -> None:
-    text = json.dumps(referral_to_event(payload, agency=COUNCIL, submitted_at=WHEN))
+    text = json.dumps(
+        referral_to_event(payload, agency=COUNCIL, id_secret=ID_SECRET, submitted_at=WHEN)
+    )
     for key in (
         "Customer.Email",
         "Agent.Email",
@@ -70,12 +76,17 @@ def test_contact_details_and_free_text_never_reach_the_event(payload: dict[str, 
 
 
 def test_id_is_stable_and_identity_fields_are_carried(payload: dict[str, Any]) -> None:
-    first = referral_to_event(payload, agency=COUNCIL, submitted_at=WHEN)
-    again = referral_to_event(payload, agency=COUNCIL)
+    first = referral_to_event(payload, agency=COUNCIL, id_secret=ID_SECRET, submitted_at=WHEN)
+    again = referral_to_event(payload, agency=COUNCIL, id_secret=ID_SECRET)
     assert first["event_id"] == again["event_id"]
-    assert first["event_id"] != referral_to_event(payload, agency="police.met")["event_id"]
+    assert (
+        first["event_id"]
+        != referral_to_event(payload, agency="police.met", id_secret=ID_SECRET)["event_id"]
+    )
     child = dict(payload, **{"Customer.DOB": "2010-05-01", "AdultOrChild": "Child"})
-    event = referral_to_event(child, agency=COUNCIL, submitted_at=WHEN, la_child_id="566910")
+    event = referral_to_event(
+        child, agency=COUNCIL, id_secret=ID_SECRET, submitted_at=WHEN, la_child_id="566910"
+    )
     assert event["subject"] == "566910"
     assert event["fields"]["la_child_id"] == "566910"
     assert event["fields"]["dob"] == "2010-05-01"
@@ -107,29 +118,31 @@ def test_component_flags_map_to_exploitation_types() -> None:
 def test_police_referrer_and_agency_names(payload: dict[str, Any]) -> None:
     named = dict(payload, LocalAuthority="Camden", PoliceForce="")
     event = referral_to_event(
-        named, agency="police.met", agency_ids={"camden ": "council.E09000007"}
+        named, agency="police.met", id_secret=ID_SECRET, agency_ids={"camden ": "council.E09000007"}
     )
     assert event["fields"]["first_responder_type"] == "police"
     assert event["fields"]["police_force"] == "police.met"
     assert event["fields"]["local_authority"] == "council.E09000007"
     with pytest.raises(NrmPayloadError, match="LocalAuthority"):
-        referral_to_event(named, agency="police.met")
+        referral_to_event(named, agency="police.met", id_secret=ID_SECRET)
     with pytest.raises(NrmPayloadError, match="first responder"):
-        referral_to_event(payload, agency="stats.national")
+        referral_to_event(payload, agency="stats.national", id_secret=ID_SECRET)
 
 
 def test_duty_to_notify_and_bad_payloads_are_refused(payload: dict[str, Any]) -> None:
     with pytest.raises(NrmPayloadError, match="duty-to-notify"):
-        referral_to_event(dict(payload, Type="662265"), agency=COUNCIL)
+        referral_to_event(dict(payload, Type="662265"), agency=COUNCIL, id_secret=ID_SECRET)
     with pytest.raises(NrmPayloadError, match="ExternalId"):
-        referral_to_event(dict(payload, ExternalId=""), agency=COUNCIL)
+        referral_to_event(dict(payload, ExternalId=""), agency=COUNCIL, id_secret=ID_SECRET)
     with pytest.raises(NrmPayloadError) as info:
-        referral_to_event(dict(payload, Type="1"), agency=COUNCIL)
+        referral_to_event(dict(payload, Type="1"), agency=COUNCIL, id_secret=ID_SECRET)
     assert "TestFirstname" not in str(info.value)
 
 
 def test_decision_event() -> None:
-    event = decision_event("r1", COUNCIL, "RG", "Positive", date(2027, 1, 2), "566910")
+    event = decision_event(
+        "r1", COUNCIL, "RG", "Positive", date(2027, 1, 2), "566910", id_secret=ID_SECRET
+    )
     assert event["event_type"] == "nrm.decision.made"
     assert event["subject"] == "566910"
     assert event["occurred_at"] == "2027-01-02T00:00:00Z"
@@ -141,13 +154,17 @@ def test_decision_event() -> None:
         "decision_date": "2027-01-02",
     }
     assert event == decision_event(
-        "r1", COUNCIL, "reasonable_grounds", "positive", "2027-01-02", "566910"
+        "r1", COUNCIL, "reasonable_grounds", "positive", "2027-01-02", "566910", id_secret=ID_SECRET
     )
-    other = decision_event("r1", COUNCIL, "CG", "positive", "2027-03-01", "566910")
+    other = decision_event(
+        "r1", COUNCIL, "CG", "positive", "2027-03-01", "566910", id_secret=ID_SECRET
+    )
     assert other["event_id"] != event["event_id"]
     with pytest.raises(NrmPayloadError):
-        decision_event("r1", COUNCIL, "final", "positive", "2027-01-02", "566910")
+        decision_event(
+            "r1", COUNCIL, "final", "positive", "2027-01-02", "566910", id_secret=ID_SECRET
+        )
     with pytest.raises(NrmPayloadError):
-        decision_event("r1", COUNCIL, "RG", "maybe", "2027-01-02", "566910")
+        decision_event("r1", COUNCIL, "RG", "maybe", "2027-01-02", "566910", id_secret=ID_SECRET)
     with pytest.raises(NrmPayloadError):
-        decision_event("r1", COUNCIL, "RG", "positive", "02/01/2027", "566910")
+        decision_event("r1", COUNCIL, "RG", "positive", "02/01/2027", "566910", id_secret=ID_SECRET)

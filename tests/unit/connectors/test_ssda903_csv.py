@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from connector_data import AGENCY, SHARED, read_table, write_table
+from connector_data import AGENCY, ID_SECRET, SHARED, read_table, write_table
 
 from connectors.council import read_ssda903
 from connectors.council.exceptions import Ssda903Error
@@ -89,7 +89,7 @@ def test_event_counts_match_the_input_files(sample: Path) -> None:
         ),
         "child.care.ended": len(_care_endings(episodes)),
     }
-    result = read_ssda903(sample, agency=AGENCY)
+    result = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET)
     events = result.collect()
     assert result.finished
     assert dict(_by_type(events)) == expected
@@ -101,7 +101,7 @@ def test_event_counts_match_the_input_files(sample: Path) -> None:
 
 def test_one_started_event_per_missing_row_with_its_dates_and_type(sample: Path) -> None:
     missing = read_table(sample, "missing")
-    events = read_ssda903(sample, agency=AGENCY).collect()
+    events = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET).collect()
     started = Counter(
         (e["subject"], e["fields"]["missing_since"], e["fields"]["missing_type"])
         for e in events
@@ -125,7 +125,7 @@ def test_one_started_event_per_missing_row_with_its_dates_and_type(sample: Path)
 def test_child_fields_come_from_header_and_uasc(sample: Path) -> None:
     header = {r["CHILD"]: r for r in read_table(sample, "header")}
     uasc = {r["CHILD"]: r for r in read_table(sample, "uasc")}
-    events = read_ssda903(sample, agency=AGENCY).collect()
+    events = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET).collect()
     for event in events:
         fields = event["fields"]
         row = header[event["subject"]]
@@ -181,7 +181,7 @@ def test_placement_fields_and_reason_from_the_ended_episode(sample: Path) -> Non
                     row["LS"],
                     row["RNE"],
                 )
-    events = read_ssda903(sample, agency=AGENCY).collect()
+    events = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET).collect()
     seen = {
         (e["subject"], e["occurred_at"][:10]): (
             e["fields"]["placement_type"],
@@ -201,7 +201,7 @@ def test_care_ends_where_the_episodes_say_so(sample: Path) -> None:
     """Superseded (overlapping) episodes end nothing; an episode with no successor by its DEC
     ends care there whatever its REC; the problems name the rows."""
     episodes = read_table(sample, "episodes")
-    result = read_ssda903(sample, agency=AGENCY)
+    result = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET)
     events = result.collect()
     ended = sorted(
         (str(e["subject"]), date.fromisoformat(str(e["occurred_at"])[:10]), e["fields"]["reason"])
@@ -231,7 +231,7 @@ def test_sample_invalid_value_reported_with_table_row_column(sample: Path) -> No
     header = read_table(sample, "header")
     bad = [r for r in header if r["MOTHER"] not in ("", "0", "1")]
     assert bad, "the sample is expected to hold a deliberately invalid MOTHER value"
-    result = read_ssda903(sample, agency=AGENCY)
+    result = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET)
     result.collect()
     where = {(p.table, p.row, p.column, p.reason) for p in result.problems}
     for row in bad:
@@ -259,7 +259,7 @@ def test_deliberately_invalid_values_are_reported_and_the_rest_still_maps(
     write_table(sample_copy, "missing", missing)
     write_table(sample_copy, "header", header)
 
-    result = read_ssda903(sample_copy, agency=AGENCY)
+    result = read_ssda903(sample_copy, agency=AGENCY, id_secret=ID_SECRET)
     events = result.collect()
     found = {(p.table, p.row, p.column, p.reason, p.rejected) for p in result.problems}
 
@@ -292,13 +292,13 @@ def test_deliberately_invalid_values_are_reported_and_the_rest_still_maps(
 
 
 def test_rereading_yields_identical_events_and_ids(sample: Path) -> None:
-    first = read_ssda903(sample, agency=AGENCY).collect()
-    second = read_ssda903(sample, agency=AGENCY).collect()
+    first = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET).collect()
+    second = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET).collect()
     assert [e["event_id"] for e in first] == [e["event_id"] for e in second]
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
     ids = [e["event_id"] for e in first]
     assert len(set(ids)) == len(ids)
-    other = read_ssda903(sample, agency="council.E09000001").collect()
+    other = read_ssda903(sample, agency="council.E09000001", id_secret=ID_SECRET).collect()
     assert not set(ids) & {e["event_id"] for e in other}
 
 
@@ -311,30 +311,30 @@ def test_table_file_names_match_case_insensitively(sample: Path, tmp_path: Path)
     }
     for stem, name in names.items():
         (tmp_path / name).write_bytes((sample / f"{stem}.csv").read_bytes())
-    renamed = read_ssda903(tmp_path, agency=AGENCY).collect()
-    original = read_ssda903(sample, agency=AGENCY).collect()
+    renamed = read_ssda903(tmp_path, agency=AGENCY, id_secret=ID_SECRET).collect()
+    original = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET).collect()
     assert renamed == original
 
 
 def test_file_level_errors_name_the_fix(sample: Path, tmp_path: Path) -> None:
     with pytest.raises(Ssda903Error, match="holds no SSDA903"):
-        read_ssda903(tmp_path, agency=AGENCY)
+        read_ssda903(tmp_path, agency=AGENCY, id_secret=ID_SECRET)
     (tmp_path / "Episodes.csv").write_text("CHILD,DECOM\n1,01/01/2017\n")
     with pytest.raises(Ssda903Error, match="lacks column"):
-        read_ssda903(tmp_path, agency=AGENCY)
+        read_ssda903(tmp_path, agency=AGENCY, id_secret=ID_SECRET)
     (tmp_path / "episodes_copy.csv").write_text("CHILD\n")
     with pytest.raises(Ssda903Error, match="several files"):
-        read_ssda903(tmp_path, agency=AGENCY)
+        read_ssda903(tmp_path, agency=AGENCY, id_secret=ID_SECRET)
     with pytest.raises(Ssda903Error, match="does not exist"):
-        read_ssda903(tmp_path / "nope", agency=AGENCY)
+        read_ssda903(tmp_path / "nope", agency=AGENCY, id_secret=ID_SECRET)
     with pytest.raises(Ssda903Error, match="specification"):
-        read_ssda903(sample, agency=AGENCY, schema_path=tmp_path / "none.yml")
+        read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET, schema_path=tmp_path / "none.yml")
 
 
 def test_every_event_validates_against_the_registered_schema(sample: Path) -> None:
     schemas = pytest.importorskip("broker.schemas")
     registry = schemas.SchemaRegistry.default()
-    events = read_ssda903(sample, agency=AGENCY).collect()
+    events = read_ssda903(sample, agency=AGENCY, id_secret=ID_SECRET).collect()
     assert events
     for event in events:
         registry.validate_fields(event["event_type"], event["fields"])

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from connector_data import AGENCY
+from connector_data import AGENCY, ID_SECRET
 from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.council import read_ssda903
 from connectors.council.ssda903 import mapping as m
 from connectors.council.ssda903.synthetic import generate
+from connectors.ids import EventIds
 
 EPISODES = (
     "CHILD,DECOM,RNE,LS,CIN,PLACE,PLACE_PROVIDER,DEC,REC,REASON_PLACE_CHANGE,"
@@ -50,16 +51,20 @@ def test_postcode_district_never_raises_and_is_an_outward_code(text: str) -> Non
 
 
 def test_event_id_is_stable_and_depends_on_every_part() -> None:
-    base = m.event_id(AGENCY, "Missing", "7", "2018-01-01|M|1", "child.missing.started")
-    assert base == m.event_id(AGENCY, "Missing", "7", "2018-01-01|M|1", "child.missing.started")
+    ids = EventIds(AGENCY, ID_SECRET)
+    base = m.event_id(ids, "Missing", "7", "2018-01-01|M|1", "child.missing.started")
+    assert base == m.event_id(ids, "Missing", "7", "2018-01-01|M|1", "child.missing.started")
     variants = {
-        m.event_id("council.X", "Missing", "7", "2018-01-01|M|1", "child.missing.started"),
-        m.event_id(AGENCY, "Episodes", "7", "2018-01-01|M|1", "child.missing.started"),
-        m.event_id(AGENCY, "Missing", "8", "2018-01-01|M|1", "child.missing.started"),
-        m.event_id(AGENCY, "Missing", "7", "2018-01-01|M|2", "child.missing.started"),
-        m.event_id(AGENCY, "Missing", "7", "2018-01-01|M|1", "child.missing.ended"),
-    }
-    assert base not in variants and len(variants) == 5
+        m.event_id(EventIds("council.X", ID_SECRET), "Missing", "7", "2018-01-01|M|1",
+                   "child.missing.started"),
+        m.event_id(EventIds(AGENCY, ID_SECRET.upper()), "Missing", "7", "2018-01-01|M|1",
+                   "child.missing.started"),
+        m.event_id(ids, "Episodes", "7", "2018-01-01|M|1", "child.missing.started"),
+        m.event_id(ids, "Missing", "8", "2018-01-01|M|1", "child.missing.started"),
+        m.event_id(ids, "Missing", "7", "2018-01-01|M|2", "child.missing.started"),
+        m.event_id(ids, "Missing", "7", "2018-01-01|M|1", "child.missing.ended"),
+    }  # fmt: skip
+    assert base not in variants and len(variants) == 6
 
 
 def _write(folder: Path, **tables: str) -> Path:
@@ -82,7 +87,7 @@ def test_scattered_episodes_ends_and_missing_placement(tmp_path: Path) -> None:
         Missing="CHILD,DOB,MISSING,MIS_START,MIS_END\n7,01/06/2005,A,02/02/2018,02/02/2018\n"
         "7,01/06/2005,A,02/02/2018,\n7,01/06/2005,M,10/03/2018,01/03/2018\n",
     )
-    result = read_ssda903(folder, agency=AGENCY)
+    result = read_ssda903(folder, agency=AGENCY, id_secret=ID_SECRET)
     events = result.collect()
     kinds = [(e["subject"], e["event_type"], e["occurred_at"][:10]) for e in events]
     assert ("7", "child.care.started", "2018-01-01") in kinds
@@ -115,7 +120,7 @@ def test_generator_is_deterministic_and_reads_cleanly(tmp_path: Path) -> None:
         assert (tmp_path / "a" / f"{name}.csv").read_bytes() == (
             tmp_path / "b" / f"{name}.csv"
         ).read_bytes()
-    result = read_ssda903(tmp_path / "a", agency=AGENCY)
+    result = read_ssda903(tmp_path / "a", agency=AGENCY, id_secret=ID_SECRET)
     events = result.collect()
     assert result.rows_read["Episodes"] == first.episodes
     assert result.rows_read["Missing"] == first.missing
@@ -152,7 +157,7 @@ def test_legal_status_episodes_and_care_endings(tmp_path: Path) -> None:
         + "8,01/01/2018,S,C2,N1,U1,PR1,01/02/2018,E8,CARPL,,,\n"
         + "8,01/02/2018,P,C2,N1,U3,PR1,01/04/2018,X1,,,,\n",
     )
-    result = read_ssda903(folder, agency=AGENCY)
+    result = read_ssda903(folder, agency=AGENCY, id_secret=ID_SECRET)
     events = result.collect()
     got = [
         (

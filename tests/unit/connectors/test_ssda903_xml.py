@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from connector_data import AGENCY, read_table, write_table
+from connector_data import AGENCY, ID_SECRET, read_table, write_table
 
 from connectors.council import read_ssda903
 from connectors.council.exceptions import Ssda903Error
@@ -88,8 +88,8 @@ def _subset(sample: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 def test_xml_gives_the_same_events_as_csv(sample: Path, tmp_path: Path) -> None:
     folder, xml_path = _subset(sample, tmp_path)
-    from_csv = read_ssda903(folder, agency=AGENCY)
-    from_xml = read_ssda903(xml_path, agency=AGENCY)
+    from_csv = read_ssda903(folder, agency=AGENCY, id_secret=ID_SECRET)
+    from_xml = read_ssda903(xml_path, agency=AGENCY, id_secret=ID_SECRET)
     csv_events = sorted(from_csv.collect(), key=lambda e: e["event_id"])
     xml_events = sorted(from_xml.collect(), key=lambda e: e["event_id"])
     assert from_xml.form == "xml"
@@ -117,7 +117,7 @@ def test_xml_problems_name_table_element_and_column(tmp_path: Path) -> None:
         "<AMISSING><MISSING>M</MISSING><MIS_START>03/01/2018</MIS_START><MIS_END /></AMISSING>"
         "</CHILD></EXPSSDA903>"
     )
-    result = read_ssda903(path, agency=AGENCY)
+    result = read_ssda903(path, agency=AGENCY, id_secret=ID_SECRET)
     events = result.collect()
     assert [e["event_type"] for e in events] == ["child.care.started", "child.missing.started"]
     assert [(p.table, p.row, p.column, p.rejected) for p in result.problems] == [
@@ -130,13 +130,13 @@ def test_not_xml_or_wrong_root_is_a_file_error(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.xml"
     wrong.write_text("<Return><CHILD /></Return>")
     with pytest.raises(Ssda903Error, match="EXPSSDA903"):
-        read_ssda903(wrong, agency=AGENCY)
+        read_ssda903(wrong, agency=AGENCY, id_secret=ID_SECRET)
     junk = tmp_path / "junk.xml"
     junk.write_text("CHILD,DOB\n1,2\n")
     with pytest.raises(Ssda903Error, match="not an XML file"):
-        read_ssda903(junk, agency=AGENCY)
+        read_ssda903(junk, agency=AGENCY, id_secret=ID_SECRET)
     broken = tmp_path / "broken.xml"
     broken.write_text("<EXPSSDA903><CHILD><HEADER><CHILDID>1</CHILDID></HEADER></CHILD><CHILD>")
-    result = read_ssda903(broken, agency=AGENCY)
+    result = read_ssda903(broken, agency=AGENCY, id_secret=ID_SECRET)
     with pytest.raises(Ssda903Error, match="not well-formed"):
         result.collect()
