@@ -425,16 +425,20 @@ def _latency(
     reader.seek_to_end(*partitions)
     for tp in partitions:
         reader.position(tp)
-    sent: dict[bytes, float] = {}
-    seen: dict[bytes, float] = {}
+    # Matched by event id: feed record keys are per-recipient pseudonyms, not the subject.
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
     stop = threading.Event()
 
     def read() -> None:
+        from broker.envelope import ForwardedEnvelope
+
         while not stop.is_set():
             for records in reader.poll(timeout_ms=20).values():
                 now = time.monotonic()
                 for record in records:
-                    seen.setdefault(record.key, now)
+                    event_id = ForwardedEnvelope.from_bytes(record.value).header.event_id
+                    seen.setdefault(event_id, now)
 
     router = subprocess.Popen(
         [sys.executable, "-m", "broker.cli", "route", "--config", str(config_path)],
@@ -445,9 +449,7 @@ def _latency(
     reader_thread.start()
     try:
         # Warm up until the router (a process of its own) forwards.
-        warm = [f"bench-warm-{i:06d}".encode() for i in range(10)]
-        for number in range(len(warm)):
-            publisher.publish(_event(number, "warm"))
+        warm = [publisher.publish(_event(number, "warm")) for number in range(10)]
         publisher.producer.flush()
         deadline = time.monotonic() + 90
         while not all(k in seen for k in warm):
@@ -462,8 +464,8 @@ def _latency(
             if pause > 0:
                 time.sleep(pause)
             event = _event(number, "lat")
-            sent[event["subject"].encode()] = time.monotonic()
-            publisher.publish(event)
+            sent_at = time.monotonic()
+            sent[publisher.publish(event)] = sent_at
         publisher.producer.flush()
         deadline = time.monotonic() + 30
         while not all(k in seen for k in sent) and time.monotonic() < deadline:
