@@ -121,6 +121,10 @@ class RouterSettings(_Strict):
     transaction_timeout_ms: int = Field(default=15000, ge=1000)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    # No call into the Kafka client waits longer than this; then the producer is replaced.
+    kafka_timeout_s: float = Field(default=10.0, gt=0)
+    # No committed transaction for this long while there is work: the router reports stuck.
+    stuck_after_s: float = Field(default=30.0, gt=0)
 
 
 class BrokerConfig(_Strict):
