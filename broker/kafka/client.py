@@ -392,9 +392,45 @@ class TransactionalProducer:
         return self._producer is not None
 
     def start(self) -> None:
-        """Connect and initialise transactions (fencing any earlier producer of this id)."""
+        """Connect and initialise transactions (fencing any earlier producer of this id).
+
+        Runs in a helper thread awaited for at most the deadline (plus a second): kafka-python's
+        bootstrap checks its own deadline only between attempts, and one attempt against a
+        broker that accepts connections but never answers (a frozen process) can outlast it.
+        A producer that comes up after the deadline is abandoned by that thread.
+        """
         if self._producer is not None:
             return
+        guard = threading.Lock()
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def create() -> None:
+            try:
+                producer = self._create()
+            except BaseException as exc:
+                with guard:
+                    outcome["error"] = exc
+                    done.set()
+                return
+            with guard:
+                late = outcome.get("abandoned", False)
+                outcome["producer"] = producer
+                done.set()
+            if late:
+                _abandon(producer)
+
+        threading.Thread(target=create, name="kafka-producer-start", daemon=True).start()
+        done.wait(self.timeout_s + 1.0)
+        with guard:
+            if not done.is_set():
+                outcome["abandoned"] = True
+                raise KafkaDeadline("connecting and initialising transactions", self.timeout_s)
+        if "error" in outcome:
+            raise outcome["error"]
+        self._producer = outcome["producer"]
+
+    def _create(self) -> KafkaProducer:
         producer = self._clients.producer(transactional_id=self.transactional_id, **self._options)
         try:
             producer.init_transactions()  # bounded by max_block_ms
@@ -404,7 +440,7 @@ class TransactionalProducer:
         except BaseException:
             _abandon(producer)
             raise
-        self._producer = producer
+        return producer
 
     def renew(self) -> None:
         """Abandon the current producer without waiting for it, then start a fresh one."""
@@ -413,9 +449,12 @@ class TransactionalProducer:
         self.start()
 
     def abandon(self) -> None:
+        """Drop the producer at once; it is closed in the background (never waited for)."""
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            _abandon(producer)
+            threading.Thread(
+                target=_abandon, args=(producer,), name="kafka-producer-abandon", daemon=True
+            ).start()
 
     def _live(self) -> KafkaProducer:
         if self._producer is None:

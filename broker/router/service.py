@@ -11,6 +11,7 @@ transaction aborts.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -195,6 +196,8 @@ class RouterService:
             "(whatever it left open is aborted when it starts again)",
             self.stop_bound_s,
         )
+        if log.isEnabledFor(logging.DEBUG):  # -v: where it was stuck, for a bug report
+            faulthandler.dump_traceback(all_threads=True)
         logging.shutdown()
         os._exit(3)
 
@@ -290,7 +293,7 @@ class RouterService:
             producer.abandon()
             delay = RETRY_BACKOFF_S[min(self._retries, len(RETRY_BACKOFF_S) - 1)]
             self._retries += 1
-            if self._retries == 2:  # the first retry can fail on a coordinator moving
+            if self._retries == 2 and not self._stop.is_set():  # the first can fail on a move
                 log.warning(
                     "Kafka is unavailable (%s): retrying every %.0f s or so until it answers",
                     _describe(exc),
@@ -315,9 +318,13 @@ class RouterService:
         and the committed offsets (read as `read_committed`: stable) then say where to go on;
         the changelog replay that follows gives the state that goes with them.
         """
-        timeout_ms = int(self.config.router.kafka_timeout_s * 1000)
+        bound = self.config.router.kafka_timeout_s
+        deadline = time.monotonic() + bound
         for tp in consumer.assignment():
-            committed = consumer.committed(tp, timeout_ms=timeout_ms)
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                raise KafkaDeadline("reading the committed offsets", bound)
+            committed = consumer.committed(tp, timeout_ms=left_ms)
             if committed is None:
                 consumer.seek_to_beginning(tp)
             else:
