@@ -622,8 +622,11 @@ def _describe(exc: BaseException) -> str:
     """One line for a log: the error's message, else its type."""
     if isinstance(exc, KafkaUnavailable):
         return str(exc)
+    name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if text.startswith(name):  # kafka-python's messages often begin with their type
+        return text
+    return f"{name}: {text}" if text else name
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

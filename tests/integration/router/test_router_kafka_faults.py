@@ -266,6 +266,40 @@ def test_full_cluster_stop_and_start_mid_backlog(
     assert resumed[0] - ready_at < RESUME_BOUND_S, router.output()
 
 
+def test_idle_router_routes_the_first_event_soon_after_a_full_restart(
+    cluster: LocalKafka, tmp_path: Path, routers: list[RouterProcess]
+) -> None:
+    """Issue 14 saw the first event after a restart routed 37 s after Kafka was ready."""
+    dep = _deployment(tmp_path, cluster)
+    create_topics(dep)
+    seed = random.randrange(1 << 30)
+    records, permitted = _stream(dep, 20, duplicates=0, seed=seed)
+    errors: list[str] = []
+    _feed(dep, records[:10], 0.0, errors)
+    router = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
+    routers.append(router)
+    wait_for_decisions(dep, 10, timeout=180, router=router)
+    time.sleep(3)  # idle
+    stopped_at = time.time()
+    cluster.stop()
+    time.sleep(3)
+    cluster.start(timeout=240)
+    ready_at = time.time()
+    _feed(dep, records[10:], 0.0, errors)
+    assert not errors, errors
+    wait_for_decisions(dep, len(records), timeout=120, router=router)
+    routed_in = time.time() - ready_at
+    took = _stop(router, 60)
+    _no_traceback(router)
+    _check_exactly_once(dep, permitted, len(records), duplicates=0)
+    _audit_commands(dep)
+    print(
+        f"\n[idle router: down {ready_at - stopped_at:.1f} s; the next events were routed "
+        f"{routed_in:.1f} s after Kafka was ready; SIGTERM took {took:.1f} s]"
+    )
+    assert routed_in < RESUME_BOUND_S, router.output()
+
+
 def test_two_of_three_nodes_killed_mid_backlog_then_back(
     cluster: LocalKafka, tmp_path: Path, routers: list[RouterProcess]
 ) -> None:
