@@ -125,6 +125,10 @@ class RouterSettings(_Strict):
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
     # An event's issued_at may differ from the time the broker received it by at most this.
     max_clock_skew_s: float = Field(default=300.0, gt=0)
+    # No call into the Kafka client waits longer than this; then the producer is replaced.
+    kafka_timeout_s: float = Field(default=10.0, gt=0)
+    # No committed transaction for this long while there is work: the router reports stuck.
+    stuck_after_s: float = Field(default=30.0, gt=0)
 
 
 class BrokerConfig(_Strict):

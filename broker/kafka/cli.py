@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         if name == "start":
             action.add_argument("--nodes", type=int, choices=(1, 3), default=1)
             action.add_argument(
+                "--node",
+                type=int,
+                default=None,
+                metavar="N",
+                help="start only node N of an existing cluster (after a node fault)",
+            )
+            action.add_argument(
                 "--insecure",
                 action="store_true",
                 help="one plaintext listener, no authentication, no ACLs: experiments only",
@@ -110,8 +117,20 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     nodes = getattr(args, "nodes", 1)
     kafka = LocalKafka(args.data_dir, nodes=nodes, secure=not getattr(args, "insecure", False))
+    if args.action == "start" and args.node is not None:
+        took = kafka.start_node(args.node, timeout=args.timeout)
+        print(f"Kafka node {args.node} of {kafka.data_dir} ready in {took:.1f} s")
+        return _status(kafka)
     if args.action == "start":
+        before = {node.node_id for node in kafka.running_nodes()}
         took = kafka.start(port=args.port, timeout=args.timeout)
+        if before:
+            started = sorted({n.node_id for n in kafka.running_nodes()} - before)
+            print(
+                f"started the stopped node(s) {', '.join(map(str, started))} of "
+                f"{kafka.data_dir} in {took:.1f} s (the others were running)"
+            )
+            return _status(kafka)
         mode = "secured (SASL_SSL, SCRAM-SHA-512, ACLs)" if kafka.secure else "INSECURE"
         print(f"Kafka ready in {took:.1f} s: {nodes} node(s), {mode}, data in {kafka.data_dir}")
         print(f"bootstrap servers: {kafka.bootstrap_servers}")
@@ -132,18 +151,28 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(kafka: LocalKafka) -> int:
+    """Each node's state; exit 0 when all run, 1 when some do, 3 when none does."""
     state = kafka.load_state()
     running = {node.node_id for node in kafka.running_nodes()}
-    if state is None or not running:
+    if state is None:
         print(f"Kafka is not running (data dir {kafka.data_dir})")
         return 3
     for node in state.nodes:
         where = f"127.0.0.1:{node.broker_port}"
-        print(
-            f"node {node.node_id}: {'running' if node.node_id in running else 'stopped'} "
-            f"at {where} (pid {node.pid}, log {node.log_file})"
-        )
+        if node.node_id in running:
+            print(f"node {node.node_id}: running at {where} (pid {node.pid}, log {node.log_file})")
+        else:
+            print(f"node {node.node_id}: stopped (port {node.broker_port}, log {node.log_file})")
+    if not running:
+        print(f"Kafka is not running (data dir {kafka.data_dir})")
+        return 3
     print(f"bootstrap servers: {state.bootstrap_servers}")
+    if len(running) < len(state.nodes):
+        print(
+            f"{len(running)} of {len(state.nodes)} nodes running: "
+            "`broker kafka start --node N` starts a stopped one"
+        )
+        return 1
     return 0
 
 

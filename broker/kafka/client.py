@@ -50,6 +50,17 @@ class KafkaDenied(KafkaUnavailable):
     """Kafka authenticated the principal but its ACLs do not allow what was asked."""
 
 
+class KafkaDeadline(KafkaUnavailable):
+    """A call into the Kafka client did not finish within its deadline."""
+
+    def __init__(self, call: str, seconds: float) -> None:
+        super().__init__(
+            f"Kafka did not finish {call} within {seconds:g} s: check that the cluster is up "
+            "and its controller quorum and coordinators are available"
+        )
+        self.call = call
+
+
 def denied(principal: str | None, exc: AuthorizationError, doing: str) -> KafkaDenied:
     """One line for an ACL refusal: who, what, and the fix (never a traceback)."""
     kind = {
@@ -184,7 +195,9 @@ class KafkaClients:
                     socket.create_connection((host, int(port)), timeout=3) as raw,
                     context.wrap_socket(raw, server_hostname=host),
                 ):
-                    refused: BaseException = SaslAuthenticationFailedError("connection closed")
+                    refused: BaseException = SaslAuthenticationFailedError(
+                        "the broker closed the connection"
+                    )
                     return refused
             except ssl.SSLError as exc:
                 return exc
@@ -209,6 +222,12 @@ class KafkaClients:
         producer = self.producer(transactional_id=transactional_id, **overrides)
         producer.init_transactions()
         return producer
+
+    def bounded_transactional_producer(
+        self, transactional_id: str, *, timeout_s: float, **overrides: Any
+    ) -> TransactionalProducer:
+        """A transactional producer none of whose calls waits longer than `timeout_s`."""
+        return TransactionalProducer(self, transactional_id, timeout_s=timeout_s, **overrides)
 
     def consumer(self, *topics: str, **overrides: Any) -> KafkaConsumer:
         options: dict[str, Any] = {
@@ -338,3 +357,172 @@ class KafkaClients:
             admin.wait_for_topics([spec.name for spec in missing], timeout_ms=30000)
             log.info("created topics %s", ", ".join(spec.name for spec in missing))
             return [spec.name for spec in missing]
+
+
+class TransactionalProducer:
+    """A transactional producer whose every call has a deadline, and that can be renewed.
+
+    Workaround for kafka-python 3.0.12: its `send_offsets_to_transaction`, `commit_transaction`
+    and `abort_transaction` wait on the coordinator's answer with no timeout, so one request in
+    flight to a coordinator that died blocks the caller for ever. Here the same steps are taken
+    (the transaction manager's request, then a wake-up of the sender thread, exactly as
+    `KafkaProducer` does) but the result is awaited with a deadline; `init_transactions`,
+    metadata waits and full buffers are bounded by `max_block_ms` set to the same deadline.
+
+    When a deadline passes (or the producer fails), `renew()` abandons the producer without
+    waiting for it and starts a fresh one with the same transactional id: its
+    `init_transactions` fences the old one and has the coordinator abort whatever that left
+    open, so nothing of the abandoned transaction ever becomes visible to `read_committed`
+    readers.
+    """
+
+    def __init__(
+        self, clients: KafkaClients, transactional_id: str, *, timeout_s: float, **options: Any
+    ) -> None:
+        self._clients = clients
+        self.transactional_id = transactional_id
+        self.timeout_s = timeout_s
+        deadline_ms = int(timeout_s * 1000)
+        self._options = {
+            **options,
+            "max_block_ms": deadline_ms,
+            "bootstrap_timeout_ms": deadline_ms,
+            "request_timeout_ms": min(deadline_ms, 30000),
+        }
+        self._producer: KafkaProducer | None = None
+        self.renewals = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._producer is not None
+
+    def start(self) -> None:
+        """Connect and initialise transactions (fencing any earlier producer of this id).
+
+        Runs in a helper thread awaited for at most the deadline (plus a second): kafka-python's
+        bootstrap checks its own deadline only between attempts, and one attempt against a
+        broker that accepts connections but never answers (a frozen process) can outlast it.
+        A producer that comes up after the deadline is abandoned by that thread.
+        """
+        if self._producer is not None:
+            return
+        guard = threading.Lock()
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def create() -> None:
+            try:
+                producer = self._create()
+            except BaseException as exc:
+                with guard:
+                    outcome["error"] = exc
+                    done.set()
+                return
+            with guard:
+                late = outcome.get("abandoned", False)
+                outcome["producer"] = producer
+                done.set()
+            if late:
+                _abandon(producer)
+
+        threading.Thread(target=create, name="kafka-producer-start", daemon=True).start()
+        done.wait(self.timeout_s + 1.0)
+        with guard:
+            if not done.is_set():
+                outcome["abandoned"] = True
+                raise KafkaDeadline("connecting and initialising transactions", self.timeout_s)
+        if "error" in outcome:
+            raise outcome["error"]
+        self._producer = outcome["producer"]
+
+    def _create(self) -> KafkaProducer:
+        producer = self._clients.producer(transactional_id=self.transactional_id, **self._options)
+        try:
+            producer.init_transactions()  # bounded by max_block_ms
+        except KafkaTimeoutError:
+            _abandon(producer)
+            raise KafkaDeadline("initialising transactions", self.timeout_s) from None
+        except BaseException:
+            _abandon(producer)
+            raise
+        return producer
+
+    def renew(self) -> None:
+        """Abandon the current producer without waiting for it, then start a fresh one."""
+        self.abandon()
+        self.renewals += 1
+        self.start()
+
+    def abandon(self) -> None:
+        """Drop the producer at once; it is closed in the background (never waited for)."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            threading.Thread(
+                target=_abandon, args=(producer,), name="kafka-producer-abandon", daemon=True
+            ).start()
+
+    def _live(self) -> KafkaProducer:
+        if self._producer is None:
+            raise KafkaUnavailable("the transactional producer is not started")
+        return self._producer
+
+    def begin(self) -> None:
+        self._live().begin_transaction()
+
+    def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None
+    ) -> Any:
+        """Append a record to the open transaction (waits at most the deadline for metadata
+        or buffer space); delivery failures surface at `commit`."""
+        try:
+            return self._live().send(topic, value=value, key=key, headers=headers)
+        except KafkaTimeoutError:
+            raise KafkaDeadline(f"accepting a record for {topic}", self.timeout_s) from None
+
+    def send_offsets(self, offsets: Any, group_metadata: Any) -> None:
+        producer = self._live()
+        manager = producer._transaction_manager
+        self._await(
+            manager.send_offsets_to_transaction(offsets, group_metadata),
+            producer,
+            "adding the consumed offsets to the transaction",
+        )
+
+    def commit(self) -> None:
+        producer = self._live()
+        self._await(producer._transaction_manager.begin_commit(), producer, "the commit")
+
+    def abort(self) -> None:
+        producer = self._live()
+        self._await(producer._transaction_manager.begin_abort(), producer, "the abort")
+
+    def _await(self, result: Any, producer: KafkaProducer, call: str) -> None:
+        producer._sender.wakeup()
+        if not result.wait(timeout_ms=self.timeout_s * 1000):  # raises the call's error
+            raise KafkaDeadline(call, self.timeout_s)
+
+    def close(self) -> None:
+        """Close, waiting at most the deadline for what is in flight."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            try:
+                producer.close(timeout=self.timeout_s)
+            except KafkaError:
+                _abandon(producer)
+
+
+def _abandon(producer: KafkaProducer) -> None:
+    """Close a producer without waiting for anything it has in flight.
+
+    `KafkaProducer.close(timeout=0)` first flushes, which raises when batches are pending, and
+    then never stops the sender thread; so stop the sender first (it fails the pending batches
+    and closes its connections), then close.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(1.0)
+    try:
+        producer.close(timeout=0)
+    except Exception as exc:  # already failed: nothing of it is used again
+        log.debug("abandoned producer did not close cleanly: %s", exc)

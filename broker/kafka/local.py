@@ -336,16 +336,34 @@ class LocalKafka:
     # -- start ---------------------------------------------------------------------------------
 
     def start(self, *, port: int | None = None, timeout: float = DEFAULT_START_TIMEOUT) -> float:
-        """Start the cluster and wait until every broker answers; return the seconds it took."""
+        """Start the cluster and wait until every broker answers; return the seconds it took.
+
+        When some nodes of a multi-node data directory run and others are stopped (a node
+        fault), this starts only the stopped ones, with the data and configs they have, and
+        waits until every node is back; it refuses only when every node already runs.
+        """
         java = require_java()
-        if self.running_nodes():
-            raise KafkaRuntimeError(
-                f"a local Kafka is already running from {self.data_dir} "
-                f"(bootstrap {self.bootstrap_servers}): run `broker kafka stop` first"
+        running = self.running_nodes()
+        state = self.load_state()
+        if running and state is not None:
+            if len(running) == len(state.nodes):
+                raise KafkaRuntimeError(
+                    f"a local Kafka is already running from {self.data_dir} "
+                    f"(bootstrap {self.bootstrap_servers}): run `broker kafka stop` first"
+                )
+            if len(state.nodes) != self.nodes or state.secure != self.secure:
+                raise KafkaRuntimeError(
+                    f"{self.data_dir} holds a {len(state.nodes)}-node "
+                    f"{'secured' if state.secure else 'insecure'} cluster of which some nodes "
+                    "run: start its stopped nodes with the same --nodes (and --insecure) "
+                    "options, or `broker kafka stop` it first"
+                )
+            up = {node.node_id for node in running}
+            return self._start_nodes(
+                java, state, [n for n in state.nodes if n.node_id not in up], timeout
             )
         jars = resolve_jars()
         began = time.monotonic()
-        state = self.load_state()
         if state is None or len(state.nodes) != self.nodes or state.secure != self.secure:
             state = self._prepare(java, jars, port)
         else:
@@ -358,6 +376,48 @@ class LocalKafka:
             self._wait_ready(state, processes, timeout)
         except BaseException:
             self.stop()
+            raise
+        return time.monotonic() - began
+
+    def start_node(self, node_id: int, *, timeout: float = DEFAULT_START_TIMEOUT) -> float:
+        """Start one stopped node of an existing cluster (after `stop_node`, a crash or a
+        SIGKILL) and wait until the cluster lists it again; return the seconds it took."""
+        java = require_java()
+        state = self.load_state()
+        if state is None:
+            raise KafkaRuntimeError(f"no local Kafka has been started in {self.data_dir}")
+        node = next((n for n in state.nodes if n.node_id == node_id), None)
+        if node is None:
+            raise KafkaRuntimeError(
+                f"the cluster in {self.data_dir} has nodes "
+                f"{', '.join(str(n.node_id) for n in state.nodes)}, no node {node_id}"
+            )
+        if _process_is_ours(node.pid, node):
+            raise KafkaRuntimeError(f"Kafka node {node_id} already runs (pid {node.pid})")
+        return self._start_nodes(java, state, [node], timeout)
+
+    def _start_nodes(
+        self, java: str, state: ClusterState, nodes: list[NodeState], timeout: float
+    ) -> float:
+        """Launch `nodes` of an existing cluster and wait until every node is a broker again.
+
+        A failure stops only the nodes launched here: the ones already running carry on.
+        """
+        jars = resolve_jars()
+        began = time.monotonic()
+        for node in nodes:
+            self._check_ports_free(ClusterState(state.cluster_id, [node]))
+        processes = {node.node_id: self._launch(java, jars, node) for node in nodes}
+        for node in nodes:
+            node.pid = processes[node.node_id].pid
+        self._save_state(state)
+        try:
+            self._wait_ready(state, processes, timeout)
+        except BaseException:
+            _terminate(nodes, 30.0)
+            for node in nodes:
+                node.pid = None
+            self._save_state(state)
             raise
         return time.monotonic() - began
 
@@ -494,14 +554,23 @@ class LocalKafka:
     def _wait_ready(
         self, state: ClusterState, processes: dict[int, subprocess.Popen[bytes]], timeout: float
     ) -> None:
-        """Wait until the cluster reports every node as a broker in a metadata response."""
+        """Wait until the cluster reports every node as a broker in a metadata response.
+
+        `processes` are the nodes launched by this call; the others must keep running.
+        """
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaConfigurationError, KafkaError
 
         deadline = time.monotonic() + timeout
         while True:
             for node in state.nodes:
-                if processes[node.node_id].poll() is not None:
+                process = processes.get(node.node_id)
+                exited = (
+                    process.poll() is not None
+                    if process is not None
+                    else not _process_is_ours(node.pid, node)
+                )
+                if exited:
                     raise KafkaRuntimeError(
                         f"Kafka node {node.node_id} exited during start-up: see {node.log_file} "
                         f"and {node.stdout_file}"
@@ -554,6 +623,26 @@ class LocalKafka:
         _terminate([node], timeout)
         node.pid = None
         self._save_state(state)
+
+    def kill_node(self, node_id: int, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send `sig` to one node (fault tests: SIGKILL a crash, SIGSTOP/SIGCONT a hang).
+
+        After SIGKILL the node counts as stopped, and `start_node` starts it again.
+        """
+        state = self.load_state()
+        if state is None:
+            raise KafkaRuntimeError(f"no local Kafka has been started in {self.data_dir}")
+        node = next(n for n in state.nodes if n.node_id == node_id)
+        if node.pid is None or not _process_is_ours(node.pid, node):
+            raise KafkaRuntimeError(f"Kafka node {node_id} is not running")
+        os.killpg(node.pid, sig)
+        if sig == signal.SIGKILL:
+            deadline = time.monotonic() + 10.0
+            while _process_is_ours(node.pid, node) and time.monotonic() < deadline:
+                _reap(node.pid)
+                time.sleep(0.05)
+            node.pid = None
+            self._save_state(state)
 
 
 def _terminate(nodes: list[NodeState], timeout: float) -> int:

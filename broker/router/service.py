@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import faulthandler
 import logging
 import os
 import signal
@@ -46,7 +47,15 @@ from broker.config import (
 )
 from broker.envelope import KeyRegistry, load_signing_key
 from broker.envelope.keys import ROUTER_ROLES
-from broker.kafka.client import KafkaClients, TopicSpec
+from broker.kafka.client import (
+    KafkaAuthError,
+    KafkaClients,
+    KafkaDeadline,
+    KafkaDenied,
+    KafkaUnavailable,
+    TopicSpec,
+    TransactionalProducer,
+)
 from broker.kafka.credentials import principal_of
 from broker.router.changelog import ChangelogSeal, Ignored
 from broker.router.core import IngressRecord, RouterCore, RouteResult
@@ -65,6 +74,8 @@ log = logging.getLogger(__name__)
 CHANGELOG_STALL_S = 3.0
 # Ignored changelog records logged one by one at each replay (the rest only in the summary).
 IGNORED_LOGGED = 5
+# Waits between attempts to get going again while Kafka does not answer (then the last, again).
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 3.0)
 
 
 def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
@@ -120,6 +131,9 @@ def producer_options(settings: RouterSettings) -> dict[str, Any]:
         "linger_ms": 20,
         "batch_size": 512 * 1024,
         "retry_backoff_ms": 20,
+        # kafka-python backs reconnections off up to 30 s by default: after a cluster restart
+        # that alone kept the router idle for half a minute.
+        "reconnect_backoff_max_ms": 1000,
     }
 
 
@@ -129,6 +143,7 @@ def consumer_options(settings: RouterSettings) -> dict[str, Any]:
         "max_poll_records": settings.batch_max_records,
         "session_timeout_ms": 10000,
         "heartbeat_interval_ms": 2000,
+        "reconnect_backoff_max_ms": 1000,
     }
 
 
@@ -158,7 +173,7 @@ class RouterService:
         self.clients = KafkaClients(config.kafka, principal_of(config.router.id))
         self.core = build_core(config)
         self.seal = ChangelogSeal.from_secret(config.pseudonym_secret)
-        self.metrics = RouterMetrics()
+        self.metrics = RouterMetrics(config.router.stuck_after_s)
         self.states: dict[TopicPartition, PartitionState] = {}
         self.stats = RouterStats()
         self._stop = threading.Event()
@@ -168,17 +183,46 @@ class RouterService:
         # rebalance callback (a slow callback stalls the group and can get this member evicted).
         self._recovering: set[TopicPartition] = set()
         self._consumer: Any = None
+        self._failed_at: float | None = None  # when Kafka last failed us; None while routing
+        self._retries = 0
+
+    @property
+    def stop_bound_s(self) -> float:
+        """At most this long from SIGTERM to exit: the open transaction, the final checkpoint,
+        closing the consumer and the producer each wait at most `kafka_timeout_s`."""
+        return 4 * self.config.router.kafka_timeout_s + 5
 
     def stop(self, *_: Any) -> None:
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %d: finishing the open transaction, then stopping", signum)
+            if self._stop.is_set():
+                return
+            log.info(
+                "signal %d: finishing (or abandoning) the open transaction, then stopping "
+                "(within %.0f s)",
+                signum,
+                self.stop_bound_s,
+            )
             self.stop()
+            threading.Thread(target=self._stop_watchdog, name="stop-watchdog", daemon=True).start()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def _stop_watchdog(self) -> None:
+        """The last resort behind every deadline: exit if stopping takes longer than promised."""
+        time.sleep(self.stop_bound_s)
+        log.error(
+            "the router did not stop within %.0f s of the signal: exiting without finishing "
+            "(whatever it left open is aborted when it starts again)",
+            self.stop_bound_s,
+        )
+        if log.isEnabledFor(logging.DEBUG):  # -v: where it was stuck, for a bug report
+            faulthandler.dump_traceback(all_threads=True)
+        logging.shutdown()
+        os._exit(3)
 
     def run(self, *, idle_exit_s: float | None = None) -> RouterStats:
         """Route until stopped; with `idle_exit_s`, also stop after that long without input."""
@@ -187,9 +231,12 @@ class RouterService:
             self.metrics_port = self.metrics.serve(self.config.router.metrics_port)
             log.info("metrics at http://127.0.0.1:%d/metrics", self.metrics_port)
         settings = self.config.router
-        producer = self.clients.transactional_producer(
-            f"{settings.group_id}-{self.instance_id}", **producer_options(settings)
+        producer = self.clients.bounded_transactional_producer(
+            f"{settings.group_id}-{self.instance_id}",
+            timeout_s=settings.kafka_timeout_s,
+            **producer_options(settings),
         )
+        producer.start()
         consumer = self.clients.consumer(
             group_id=settings.group_id,
             # Static membership: an instance restarted under its id (after a crash, a deploy)
@@ -206,22 +253,107 @@ class RouterService:
         last_input = 0.0
         try:
             while not self._stop.is_set():
-                if self._recovering:
-                    self._recover(consumer)
-                    self._reseal_adopted(producer)
-                    self._final_checkpoints(producer)
-                polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
-                if polled:
-                    self._route_batch(producer, consumer, polled)
-                    last_input = time.monotonic()
-                    self._update_lag(consumer)
-                elif idle_exit_s is not None and self._idle_for(last_input) > idle_exit_s:
-                    break
-            self._final_checkpoints(producer)
+                try:
+                    if not producer.ready and not self._restart_producer(producer, consumer):
+                        continue  # Kafka still does not answer (or we are stopping)
+                    if self._recovering:
+                        self._recover(consumer)
+                        self._reseal_adopted(producer)
+                        self._final_checkpoints(producer)
+                    polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
+                    if polled:
+                        self._route_batch(producer, consumer, polled)
+                        last_input = time.monotonic()
+                        self._update_lag(consumer)
+                    elif not self._recovering:
+                        self.metrics.progress.idle()
+                        if idle_exit_s is not None and self._idle_for(last_input) > idle_exit_s:
+                            break
+                except Exception as exc:
+                    if not _recoverable(exc):
+                        raise
+                    self._kafka_failed(producer, consumer, exc)
+            if producer.ready:
+                self._final_checkpoints(producer)
         finally:
-            consumer.close(autocommit=False)
+            with contextlib.suppress(Exception):  # bounded; a dead cluster must not keep us
+                consumer.close(autocommit=False, timeout_ms=int(settings.kafka_timeout_s * 1000))
             producer.close()
         return self.stats
+
+    # -- Kafka failures ------------------------------------------------------------------------
+
+    def _kafka_failed(self, producer: TransactionalProducer, consumer: Any, exc: Exception) -> None:
+        """Give up the producer and the owned partitions' state; the loop starts afresh.
+
+        Logged once per outage (the first failure), not once per retry.
+        """
+        producer.abandon()
+        self._rebuild_states(consumer)
+        self.metrics.progress.begin()
+        if self._stop.is_set():
+            log.debug("stopping after: %s", _describe(exc))
+        elif self._failed_at is None:
+            self._failed_at = time.monotonic()
+            self._retries = 0
+            self.metrics.progress.kafka_down_since = time.time()
+            log.warning(
+                "routing paused: %s; abandoning the transactional producer and retrying with "
+                "back-off (uncommitted work is aborted and routed again; nothing is lost)",
+                _describe(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+        else:
+            log.debug("still failing: %s", _describe(exc))
+
+    def _restart_producer(self, producer: TransactionalProducer, consumer: Any) -> bool:
+        """One attempt at a fresh producer (fencing the abandoned one); on success, put every
+        owned partition back at its committed offset. False (after a back-off) if it failed."""
+        try:
+            producer.renew()
+            self._rewind_to_committed(consumer)
+        except Exception as exc:
+            if not _recoverable(exc):
+                raise
+            producer.abandon()
+            delay = RETRY_BACKOFF_S[min(self._retries, len(RETRY_BACKOFF_S) - 1)]
+            self._retries += 1
+            if self._retries == 2 and not self._stop.is_set():  # the first can fail on a move
+                log.warning(
+                    "Kafka is unavailable (%s): retrying every %.0f s or so until it answers",
+                    _describe(exc),
+                    RETRY_BACKOFF_S[-1],
+                )
+            else:
+                log.debug("retry %d failed: %s", self._retries, _describe(exc))
+            self._stop.wait(delay)
+            return False
+        if self._failed_at is not None:
+            log.info(
+                "Kafka answers again: fresh transactional producer ready %.1f s after the failure",
+                time.monotonic() - self._failed_at,
+            )
+        return True
+
+    def _rewind_to_committed(self, consumer: Any) -> None:
+        """Seek every assigned partition to the group's committed offset.
+
+        After a deadline the fate of the open transaction is unknown (the commit may have
+        reached the coordinator). The fresh producer's initialisation completes it either way,
+        and the committed offsets (read as `read_committed`: stable) then say where to go on;
+        the changelog replay that follows gives the state that goes with them.
+        """
+        bound = self.config.router.kafka_timeout_s
+        deadline = time.monotonic() + bound
+        for tp in consumer.assignment():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                raise KafkaDeadline("reading the committed offsets", bound)
+            committed = consumer.committed(tp, timeout_ms=left_ms)
+            if committed is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
 
     def _idle_for(self, last_input: float) -> float:
         """Seconds without input since the later of the last batch and the last assignment.
@@ -235,7 +367,9 @@ class RouterService:
 
     # -- one transaction ---------------------------------------------------------------------
 
-    def _route_batch(self, producer: Any, consumer: Any, polled: dict[Any, list[Any]]) -> None:
+    def _route_batch(
+        self, producer: TransactionalProducer, consumer: Any, polled: dict[Any, list[Any]]
+    ) -> None:
         received = time.monotonic()
         for tp in [tp for tp in polled if tp not in self.states]:
             # Fetched just before the partition was paused for recovery: read it again later.
@@ -244,7 +378,8 @@ class RouterService:
             return
         results: list[RouteResult] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        producer.begin_transaction()
+        self.metrics.progress.begin()
+        producer.begin()
         try:
             for tp, records in polled.items():
                 state = self.states[tp]
@@ -276,14 +411,21 @@ class RouterService:
             # committed decision is ever outside a signature (no "unsigned tail" for a forged
             # record to hide in). One per chain per transaction of up to batch_max_records.
             self._send_checkpoints(producer)
-            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
-            producer.commit_transaction()
-        except Exception:
-            log.exception("routing transaction failed; aborting and retrying the batch")
+            producer.send_offsets(offsets, consumer.group_metadata())
+            producer.commit()
+        except Exception as exc:
             self.metrics.transactions.labels("abort").inc()
-            self._abort(producer, consumer, polled)
+            self._abort(producer, consumer, polled, exc)
             return
         self.metrics.transactions.labels("commit").inc()
+        self.metrics.progress.committed()
+        if self._failed_at is not None:
+            log.info(
+                "routing resumed: first transaction committed %.1f s after the failure",
+                time.monotonic() - self._failed_at,
+            )
+            self._failed_at = None
+            self.metrics.progress.kafka_down_since = None
         self._count(results, received)
 
     def _send_state(self, producer: Any, key: bytes, payload: bytes) -> None:
@@ -315,47 +457,71 @@ class RouterService:
             count += 1
         return count
 
-    def _final_checkpoints(self, producer: Any) -> None:
+    def _final_checkpoints(self, producer: TransactionalProducer) -> None:
         """Cover everything routed with a signed checkpoint: at a clean stop, and after taking
         over partitions whose chains a router before per-transaction checkpoints left with an
         unsigned tail."""
         if not any(state.uncheckpointed for state in self.states.values()):
             return
-        producer.begin_transaction()
+        producer.begin()
         try:
             self._send_checkpoints(producer)
-            producer.commit_transaction()
-        except Exception:
-            log.exception("final checkpoint failed; the next run will write it")
-            producer.abort_transaction()
+            producer.commit()
+        except Exception as exc:
+            log.warning(
+                "final checkpoint failed (%s); the next run will write it",
+                _describe(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            try:
+                producer.abort()
+            except Exception:
+                producer.abandon()  # the next run's producer aborts what this one left open
             self._rebuild_states(self._consumer)
 
-    def _reseal_adopted(self, producer: Any) -> None:
+    def _reseal_adopted(self, producer: TransactionalProducer) -> None:
         """Write back, sealed and under the same keys, the unsealed records adopted at the
         replay, so that compaction replaces them and later starts need no adoption."""
         if not self._adopted:
             return
-        adopted, self._adopted = self._adopted, {}
-        producer.begin_transaction()
+        adopted = self._adopted
+        producer.begin()
         try:
             for key, payload in adopted.items():
                 self._send_state(producer, key, payload)
-            producer.commit_transaction()
+            producer.commit()
         except Exception:
-            log.exception("writing the adopted state back sealed failed; adopting again")
-            producer.abort_transaction()
-            self._rebuild_states(self._consumer)
-            return
+            # Kept for the next attempt; the run loop's fault handling abandons the producer
+            # (aborting this transaction) and rebuilds the partitions' state.
+            log.warning("writing the adopted state back sealed failed; will try again")
+            raise
+        self._adopted = {}
         log.warning("adopted and sealed %d unsealed %s record(s)", len(adopted), TOPIC_ROUTER_STATE)
 
-    def _abort(self, producer: Any, consumer: Any, polled: dict[Any, list[Any]]) -> None:
-        from kafka.errors import KafkaError
+    def _abort(
+        self,
+        producer: TransactionalProducer,
+        consumer: Any,
+        polled: dict[Any, list[Any]],
+        exc: Exception,
+    ) -> None:
+        """Abort the failed transaction and route the batch again from rebuilt state.
 
-        try:
-            producer.abort_transaction()
-        except KafkaError:
-            log.exception("abort failed")
-            raise
+        When the abort itself cannot be done in time (or the outcome of the commit is unknown:
+        a deadline), the failure goes up to the loop, which abandons the producer, starts a
+        fresh one and goes on from the committed offsets (`_kafka_failed`).
+        """
+        if isinstance(exc, KafkaDeadline) or not _recoverable(exc):
+            if not _recoverable(exc):  # not Kafka's doing: leave nothing open, then stop
+                with contextlib.suppress(Exception):
+                    producer.abort()
+            raise exc
+        log.warning(
+            "routing transaction failed (%s); aborting and routing the batch again",
+            _describe(exc),
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        producer.abort()  # bounded; a failure goes up to the loop
         for tp, records in polled.items():
             consumer.seek(tp, records[0].offset)
         self._rebuild_states(consumer)
@@ -397,6 +563,7 @@ class RouterService:
                 m.event_age_seconds.observe((now - result.issued_at).total_seconds())
 
     def _update_lag(self, consumer: Any) -> None:
+        lag = 0
         for tp in self.states:
             highwater = consumer.highwater(tp)
             if highwater is None:
@@ -408,6 +575,8 @@ class RouterService:
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
                 max(0, highwater - position)
             )
+            lag += max(0, highwater - position)
+        self.metrics.progress.lag = lag
 
     # -- partition ownership -----------------------------------------------------------------
 
@@ -454,6 +623,8 @@ class RouterService:
                 TopicPartition(TOPIC_ROUTER_STATE, p)
                 for p in sorted(reader.partitions_for_topic(TOPIC_ROUTER_STATE) or [])
             ]
+            if not partitions:  # no metadata (Kafka not answering): never recover from nothing
+                raise KafkaUnavailable(f"no partitions of {TOPIC_ROUTER_STATE} known yet")
             reader.assign(partitions)
             reader.seek_to_beginning(*partitions)
             ends = reader.end_offsets(partitions)
@@ -463,7 +634,11 @@ class RouterService:
             adopt = self._adopted if self.adopt_unsealed_state else None
             pending = {tp for tp in partitions if ends[tp] > 0}
             progress_at = time.monotonic()
+            stall_bound = 3 * self.config.router.kafka_timeout_s
+            last_record_at = time.monotonic()
             while pending:
+                if time.monotonic() - last_record_at > stall_bound or self._stop.is_set():
+                    raise KafkaDeadline(f"replaying {TOPIC_ROUTER_STATE}", stall_bound)
                 for records in reader.poll(timeout_ms=200).values():
                     for record in records:
                         reason = apply_changelog(
@@ -472,7 +647,7 @@ class RouterService:
                         if reason is not None:
                             ignored.add(reason, record.topic, record.partition, record.offset)
                         count += 1
-                    progress_at = time.monotonic()
+                    progress_at = last_record_at = time.monotonic()
                 for tp in list(pending):
                     if reader.position(tp) >= ends[tp]:
                         pending.discard(tp)
@@ -547,6 +722,30 @@ class IgnoredRecords:
                 self.by_reason[Ignored.UNAUTHENTICATED],
                 self.first[0],
             )
+
+
+def _recoverable(exc: BaseException) -> bool:
+    """Whether the loop should wait for Kafka and go on after `exc` (else the router stops).
+
+    Refusals (credentials, ACLs) and this instance being replaced in its group (another process
+    runs with the same instance id) do not go away by retrying; nor does a bug.
+    """
+    from kafka.errors import AuthorizationError, FencedInstanceIdError, KafkaError
+
+    if isinstance(exc, (KafkaDenied, KafkaAuthError, AuthorizationError, FencedInstanceIdError)):
+        return False
+    return isinstance(exc, (KafkaError, KafkaUnavailable, OSError))
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a log: the error's message, else its type."""
+    if isinstance(exc, KafkaUnavailable):
+        return str(exc)
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if text.startswith(name):  # kafka-python's messages often begin with their type
+        return text
+    return f"{name}: {text}" if text else name
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -153,6 +153,25 @@ def test_three_nodes_survive_one_node_down(tmp_path: Path) -> None:
         values = [record.value.decode() for record in consumer]
         consumer.close()
         assert values == [f"before-{i}" for i in range(50)] + [f"after-{i}" for i in range(50)]
+
+        # Node-level control: status names each node; one stopped node starts again alone.
+        data = str(tmp_path / "kafka3")
+        status = _broker("kafka", "status", "--data-dir", data)
+        assert status.returncode == 1, status.stdout
+        assert "node 2: stopped" in status.stdout and "node 1: running" in status.stdout
+        again = _broker("kafka", "start", "--node", "2", "--data-dir", data)
+        assert again.returncode == 0, again.stderr
+        assert "node 2: running" in again.stdout
+        assert {n.node_id for n in kafka.running_nodes()} == {1, 2, 3}
+        # A crashed node: `start` on the data directory starts only the stopped one.
+        kafka.kill_node(3)
+        assert {n.node_id for n in kafka.running_nodes()} == {1, 2}
+        restarted = _broker("kafka", "start", "--nodes", "3", "--data-dir", data)
+        assert restarted.returncode == 0, restarted.stderr
+        assert "started the stopped node(s) 3" in restarted.stdout
+        assert {n.node_id for n in kafka.running_nodes()} == {1, 2, 3}
+        refused = _broker("kafka", "start", "--nodes", "3", "--data-dir", data)
+        assert refused.returncode != 0 and "already running" in refused.stderr
     finally:
         kafka.stop()
     assert _java_processes_for(tmp_path) == []

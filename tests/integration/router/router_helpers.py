@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kafka import TopicPartition
 
 from broker.audit import DecisionRecord
@@ -109,8 +110,12 @@ def make_deployment(
     *,
     partitions: int = 3,
     router: Mapping[str, object] | None = None,
+    replication: int = 1,
 ) -> Deployment:
-    """Write a deployment whose agencies and consumer group no other test uses."""
+    """Write a deployment whose agencies and consumer group no other test uses.
+
+    `replication` is the replication factor of the topics it creates (3 on a three-node
+    cluster, so that losing a node loses no partition)."""
     suffix = uuid.uuid4().hex[:8]
     agreements = directory / "agreements"
     agreements.mkdir(parents=True)
@@ -125,6 +130,10 @@ def make_deployment(
         partitions=partitions,
         router={"group_id": f"router-{suffix}", "checkpoint_interval_s": 2.0, **(router or {})},
     )
+    if replication != 1:
+        raw = yaml.safe_load(config_path.read_text())
+        raw["kafka"]["topics"]["replication_factor"] = replication
+        config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     provision(load_config(config_path))  # credentials, topics and ACLs, as the operator
     return Deployment(directory, config_path, suffix)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka.errors import KafkaError
 from router_helpers import (
     BASE_AGENCIES,
     LAMBETH,
@@ -46,7 +47,7 @@ from router_helpers import (
 from broker.audit import Outcome, verify_log
 from broker.config import topic_ingress
 from broker.envelope import KeyRegistry
-from broker.kafka.client import KafkaClients
+from broker.kafka.client import KafkaClients, TransactionalProducer
 from broker.kafka.credentials import OPERATOR
 from broker.kafka.local import ClusterAccess
 
@@ -250,22 +251,15 @@ def test_aborted_transactions_are_retried_without_repeats(
     create_topics(dep)
     records, permitted = _stream(dep, 400, duplicates=5, seed=2)
     commits = Counter[str]()
-    make_producer = KafkaClients.transactional_producer
+    commit = TransactionalProducer.commit
 
-    def failing_producer(self: KafkaClients, transactional_id: str, **overrides: Any) -> Any:
-        producer = make_producer(self, transactional_id, **overrides)
-        commit = producer.commit_transaction
+    def failing_commit(self: TransactionalProducer) -> None:
+        commits["calls"] += 1
+        if commits["calls"] in (2, 3):  # the second and third commits fail
+            raise KafkaError("injected commit failure")
+        commit(self)
 
-        def commit_transaction() -> None:
-            commits["calls"] += 1
-            if commits["calls"] in (2, 3):  # the second and third commits fail
-                raise RuntimeError("injected commit failure")
-            commit()
-
-        producer.commit_transaction = commit_transaction
-        return producer
-
-    monkeypatch.setattr(KafkaClients, "transactional_producer", failing_producer)
+    monkeypatch.setattr(TransactionalProducer, "commit", failing_commit)
     with router_thread(dep) as service:
         _produce_slowly(dep, records, 2.0)
         wait_for_decisions(dep, len(records))

@@ -38,6 +38,7 @@ from router_helpers import (
 from broker.agreements import SubjectContext
 from broker.audit import Outcome, verify_log
 from broker.audit.chain import chain_id
+from broker.audit.cli import key_lookup
 from broker.config import TOPIC_ROUTER_STATE, topic_ingress
 from broker.envelope import KeyRegistry
 from broker.router.changelog import MAGIC, ChangelogSeal
@@ -269,7 +270,7 @@ def test_state_from_before_sealing_is_adopted_once_on_request(
     report = verify_log(
         [(r.partition, r.offset, r.value or b"") for r in read_audit(dep)],
         [(r.partition, r.offset, r.value or b"") for r in read_checkpoints(dep)],
-        lambda agency, key_id, at: keys.lookup(agency, key_id, at).public_key,
+        key_lookup(keys, dep.config.router.id),
     )
     assert report.ok, report.findings
     assert _ignored(service, "unauthenticated") >= 1  # the unsealed originals, until compacted
