@@ -38,6 +38,8 @@ from broker.config import (
     TOPIC_AUDIT,
     TOPIC_CHECKPOINTS,
     TOPIC_QUARANTINE,
+    TOPIC_REGISTRY_AGREEMENTS,
+    TOPIC_REGISTRY_KEYS,
     TOPIC_ROUTER_STATE,
     BrokerConfig,
     RouterSettings,
@@ -48,6 +50,7 @@ from broker.envelope import KeyRegistry, load_signing_key
 from broker.envelope.keys import ROUTER_ROLES
 from broker.kafka.client import KafkaClients, TopicSpec
 from broker.kafka.credentials import principal_of
+from broker.registry.live import LiveKeys, RegistryFollower
 from broker.router.changelog import ChangelogSeal, Ignored
 from broker.router.core import IngressRecord, RouterCore, RouteResult
 from broker.router.metrics import RouterMetrics
@@ -79,6 +82,10 @@ def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
         TopicSpec(TOPIC_CHECKPOINTS, 1),
         TopicSpec(TOPIC_QUARANTINE, 1),
         TopicSpec(TOPIC_ROUTER_STATE, 1, compacted=True),
+        # One partition each: a total order of registry records. Append time: a record's
+        # timestamp (when its signer key is judged) is the broker's, not the publisher's.
+        TopicSpec(TOPIC_REGISTRY_KEYS, 1, compacted=True, append_time=True),
+        TopicSpec(TOPIC_REGISTRY_AGREEMENTS, 1, compacted=True, append_time=True),
     ]
     return specs
 
@@ -168,6 +175,14 @@ class RouterService:
         # rebalance callback (a slow callback stalls the group and can get this member evicted).
         self._recovering: set[TopicPartition] = set()
         self._consumer: Any = None
+        # The live key registry: revocations and new keys reach `core.keys` between batches.
+        self.live_keys: LiveKeys | None = None
+        self._follower: RegistryFollower | None = None
+        if config.registry is not None:
+            self.live_keys = LiveKeys.from_config(config, self.core.keys)
+            self.live_keys.on_ignored = lambda reason: self.metrics.registry_ignored.labels(
+                reason
+            ).inc()
 
     def stop(self, *_: Any) -> None:
         self._stop.set()
@@ -187,6 +202,13 @@ class RouterService:
             self.metrics_port = self.metrics.serve(self.config.router.metrics_port)
             log.info("metrics at http://127.0.0.1:%d/metrics", self.metrics_port)
         settings = self.config.router
+        if self.live_keys is not None:
+            self._follower = RegistryFollower(self.clients, self.live_keys)
+            read = self._follower.catch_up()
+            self.metrics.registry_position.set(self.live_keys.position)
+            log.info(
+                "registry.keys: %d record(s) read up to offset %d", read, self.live_keys.position
+            )
         producer = self.clients.transactional_producer(
             f"{settings.group_id}-{self.instance_id}", **producer_options(settings)
         )
@@ -206,6 +228,7 @@ class RouterService:
         last_input = 0.0
         try:
             while not self._stop.is_set():
+                self._follow_registry()
                 if self._recovering:
                     self._recover(consumer)
                     self._reseal_adopted(producer)
@@ -221,7 +244,20 @@ class RouterService:
         finally:
             consumer.close(autocommit=False)
             producer.close()
+            if self._follower is not None:
+                self._follower.close()
         return self.stats
+
+    def _follow_registry(self) -> None:
+        """Between batches: apply new registry.keys records (a revocation takes effect for the
+        next batch routed, no restart)."""
+        if self._follower is None or self.live_keys is None:
+            return
+        try:
+            if self._follower.poll():
+                self.metrics.registry_position.set(self.live_keys.position)
+        except Exception:  # the registry never stops routing; the next poll tries again
+            log.exception("reading registry.keys failed; routing on with the keys known")
 
     def _idle_for(self, last_input: float) -> float:
         """Seconds without input since the later of the last batch and the last assignment.
