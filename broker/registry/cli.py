@@ -101,6 +101,14 @@ def _admin_key(config: BrokerConfig) -> SigningKey:
         )
     env = config.registry.passphrase_env
     key = load_signing_key(config.registry.signing_key, os.environ.get(env) if env else None)
+    # Its roles are those of its public half pinned in keys_dir (where every verifier looks).
+    pinned = KeyRegistry.from_dir(config.keys_dir).get(key.agency_id, key.key_id)
+    if pinned is None or not pinned.same_key(key.public_key_info()):
+        raise RegistryError(
+            f"{config.registry.signing_key}: its public half is not in keys_dir "
+            f"{config.keys_dir}: copy its .pub.json there (verifiers pin it from there)"
+        )
+    key.roles = pinned.roles
     if key.agency_id != config.registry.id or ROLE_REGISTRY_ADMIN not in key.roles:
         raise RegistryError(
             f"{config.registry.signing_key} is not a registry-admin key of {config.registry.id}: "
