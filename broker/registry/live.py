@@ -96,8 +96,8 @@ class LiveKeys:
         """Apply one record; return None, or the reason it was ignored."""
         self.position = max(self.position, offset + 1)
         try:
-            record = self._check(kafka_key, value, timestamp_ms)
-            self._merge(record.key)
+            record, received = self._check(kafka_key, value, timestamp_ms)
+            self._merge(record.key, received)
         except RegistryRecordError as exc:
             self._ignore(exc.reason, offset)
             return exc.reason
@@ -106,7 +106,7 @@ class LiveKeys:
 
     def _check(
         self, kafka_key: bytes | None, value: bytes | None, timestamp_ms: int | None
-    ) -> KeyRecord:
+    ) -> tuple[KeyRecord, datetime]:
         if not value:
             raise RegistryRecordError(MALFORMED, "empty record (a tombstone is not a revocation)")
         record = KeyRecord.from_bytes(value)
@@ -116,9 +116,13 @@ class LiveKeys:
         verify_record(record, self.admin_keys, self.authority, at)
         if ROLE_REGISTRY_ADMIN in record.key.roles:
             raise RegistryRecordError(ADMIN_KEY, "registry-admin keys are pinned in keys_dir")
-        return record
+        return record, at
 
-    def _merge(self, key: PublicKeyInfo) -> None:
+    def _merge(self, key: PublicKeyInfo, received: datetime) -> None:
+        if key.revoked_at is not None and key.revoked_at < received:
+            # A revocation takes effect when Kafka received it, never earlier: what was judged
+            # before it arrived stays judged (the router and replay agree on every record).
+            key = dataclasses.replace(key, revoked_at=received)
         existing = self.keys.get(key.agency_id, key.key_id)
         if existing is not None:
             if not existing.same_key(key):
@@ -154,9 +158,21 @@ class RegistryFollower:
         self._consumer.assign(self._partitions)
         self._consumer.seek_to_beginning(*self._partitions)
         self._last_poll = 0.0
+        # Wall-clock ms before the last time the end of the topic was read up to: every record
+        # Kafka appended before then has been applied.
+        self.confirmed_ms = 0
+
+    def sync_for(self, newest_ms: int | None) -> None:
+        """Make sure every registry record Kafka received before `newest_ms` (the timestamp of
+        the newest record about to be judged) is applied: one end-offsets request when the
+        view was last confirmed earlier than that."""
+        if newest_ms is None or newest_ms < self.confirmed_ms:
+            return
+        self.catch_up()
 
     def catch_up(self, timeout_s: float = 30.0) -> int:
         """Apply every record up to the topic's current end; return how many were read."""
+        asked_ms = int(time.time() * 1000)
         ends = self._consumer.end_offsets(self._partitions) if self._partitions else {}
         count = 0
         deadline = time.monotonic() + timeout_s
@@ -165,6 +181,8 @@ class RegistryFollower:
                 log.warning("%s: not at its end after %.0f s", TOPIC_REGISTRY_KEYS, timeout_s)
                 break
             count += self._apply(self._consumer.poll(timeout_ms=200))
+        else:
+            self.confirmed_ms = asked_ms
         self._last_poll = time.monotonic()
         return count
 

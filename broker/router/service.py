@@ -248,6 +248,19 @@ class RouterService:
                 self._follower.close()
         return self.stats
 
+    def _sync_registry(self, polled: dict[Any, list[Any]]) -> None:
+        """Before judging a batch: apply every registry record Kafka received before the
+        batch's newest ingress record, so a key revoked before an event arrived is refused
+        for that event, exactly as replay judges it."""
+        if self._follower is None or self.live_keys is None:
+            return
+        stamps = [r.timestamp for records in polled.values() for r in records if r.timestamp]
+        try:
+            self._follower.sync_for(max(stamps, default=None))
+        except Exception:
+            log.exception("reading registry.keys failed; routing on with the keys known")
+        self.metrics.registry_position.set(self.live_keys.position)
+
     def _follow_registry(self) -> None:
         """Between batches: apply new registry.keys records (a revocation takes effect for the
         next batch routed, no restart)."""
@@ -278,6 +291,7 @@ class RouterService:
             consumer.seek(tp, polled.pop(tp)[0].offset)
         if not polled:
             return
+        self._sync_registry(polled)
         results: list[RouteResult] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         producer.begin_transaction()
