@@ -4,7 +4,9 @@ the router runs stops being accepted within seconds, without a restart, and `aud
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from pathlib import Path
 
 import pytest
 from router_helpers import (
@@ -13,6 +15,7 @@ from router_helpers import (
     Deployment,
     decisions,
     event,
+    produce_raw,
     publish,
     read_feed,
     router_thread,
@@ -21,7 +24,12 @@ from router_helpers import (
 
 from broker.audit import Outcome
 from broker.cli import main
+from broker.config import TOPIC_REGISTRY_KEYS, topic_ingress
+from broker.envelope import issue
+from broker.envelope.keys import generate_key, load_public_key, load_signing_key
 from broker.registry.live import follow
+from broker.registry.records import KeyRecord
+from broker.router.service import RouterService
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +99,61 @@ def test_a_key_revoked_through_the_registry_is_refused_within_5_s_and_replay_agr
     status, out = _run(capsys, "keys", "list", "--config", config, "--agency", council)
     assert status == 0, out
     assert key_id in out and "registry.keys: position" in out
+
+
+def _ignored(service: RouterService, reason: str) -> float:
+    value = service.metrics.registry.get_sample_value(
+        "broker_registry_ignored_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+def test_a_registry_record_forged_with_an_issuer_key_adds_no_key(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Someone who can write `registry.keys` (here the operator, a super user; the ACLs stop
+    everyone else) adds a key for Westminster, signed with the police's issuer key. The router
+    ignores and counts it; an event signed with that key is quarantined as `unknown_key`."""
+    dep = deployment
+    council = dep.id(WESTMINSTER)
+    private, public = generate_key(council, tmp_path, key_id="stolen")
+    forged = KeyRecord.sign(load_public_key(public), dep.key(MET))
+    unsigned = dataclasses.replace(forged, signer="registry.main", signature=bytes(64))
+    produce_raw(
+        dep,
+        TOPIC_REGISTRY_KEYS,
+        [(forged.kafka_key, forged.to_bytes()), (unsigned.kafka_key, unsigned.to_bytes())],
+    )
+    evt = event("child.missing.started", "child-forged", f"{dep.suffix}-forged", missing_type="M")
+    envelope = issue(evt, issuer=council, key=load_signing_key(private))
+
+    with router_thread(dep) as service:
+        produce_raw(dep, topic_ingress(council), [(b"child-forged", envelope.to_bytes())])
+        wait_for_decisions(dep, 1)
+        assert service.live_keys is not None
+        assert service.live_keys.keys.get(council, "stolen") is None
+        assert _ignored(service, "unknown_signer") >= 1
+        assert _ignored(service, "bad_signature") >= 1
+
+    (record,) = decisions(dep)
+    assert record.outcome == Outcome.QUARANTINED and record.reason == "unknown_key"
+
+
+def test_rotate_publishes_a_new_key_with_the_same_roles(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    dep = deployment
+    council = dep.id(WESTMINSTER)
+    old = dep.key(WESTMINSTER)
+    status, out = _run(
+        capsys, "keys", "rotate", "--config", str(dep.config_path), council, "--out", str(tmp_path)
+    )
+    assert status == 0, out
+    key_id = out.split("key id:", 1)[1].split()[0]
+    assert key_id != old.key_id
+    assert "private key: " + str(tmp_path) in out
+    live = follow(dep.config, "auditor")
+    new = live.keys.get(council, key_id)
+    assert new is not None and new.roles == ("issuer",)
+    assert live.applied >= 1
+    assert (dep.keys_dir / f"{council}.{key_id}.pub.json").is_file()

@@ -206,3 +206,30 @@ def test_records_judge_the_admin_key_at_kafka_receipt_time(
     record = KeyRecord.sign(police_key(config), admin, published_at=T0)
     live = LiveKeys.from_config(config)
     assert live.apply(record.kafka_key, record.to_bytes(), 0, 0) == "signer_not_valid"
+
+
+def test_a_revocation_cannot_reach_back_before_kafka_received_it(
+    config: BrokerConfig, admin: SigningKey
+) -> None:
+    """Stated an hour earlier, it takes effect when the broker got it: events judged in
+    between stay judged (router and replay agree)."""
+    live = LiveKeys.from_config(config)
+    key = police_key(config)
+    stated = T0 - timedelta(hours=1)
+    record = KeyRecord.sign(dataclasses.replace(key, revoked_at=stated), admin, published_at=T0)
+    assert live.apply(record.kafka_key, record.to_bytes(), 0, ms(T0)) is None
+    entry = live.keys.get(POLICE, key.key_id)
+    assert entry is not None and entry.revoked_at == T0
+    live.keys.lookup(POLICE, key.key_id, T0 - timedelta(minutes=30), role=ROLE_ISSUER)
+
+
+def test_a_record_sign_verify_round_trip_has_a_fixed_domain(
+    config: BrokerConfig, admin: SigningKey
+) -> None:
+    """The signed input starts with the registry's own context string, so no other signature
+    of a registry-admin key (nor of any other kind) can pass for a registry record."""
+    record = KeyRecord.sign(police_key(config), admin, published_at=T0)
+    signed = record.signed_bytes()
+    assert signed.startswith(b"uk.safeguarding.registry.key.v1\x00\xc3\x01")
+    assert admin.public_key_info().verify(record.signature, signed)
+    assert not admin.public_key_info().verify(record.signature, signed[1:])
