@@ -38,7 +38,7 @@ from broker.registry.records import (
 from broker.scaffold import REGISTRY_ID, write_deployment
 
 POLICE = "police.met"
-T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
 
 
 @pytest.fixture(scope="module")
