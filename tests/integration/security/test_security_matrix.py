@@ -149,7 +149,7 @@ def expected(role: str, operation: str, resource: str) -> str:
     Nobody else deletes records, alters topics, creates topics or ACLs, or touches a group
     or transactional id that is not its own."""
     if role == OPERATORS:
-        if operation == DELETE_RECORDS and resource == TOPIC_ROUTER_STATE:
+        if operation == DELETE_RECORDS and resource in (TOPIC_ROUTER_STATE, *REGISTRY_TOPICS):
             return POLICY  # Kafka deletes no records from a compacted topic, for anyone
         return ALLOW
     allowed = {
