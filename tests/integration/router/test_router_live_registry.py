@@ -118,7 +118,12 @@ def test_a_registry_record_forged_with_an_issuer_key_adds_no_key(
     council = dep.id(WESTMINSTER)
     private, public = generate_key(council, tmp_path, key_id="stolen")
     forged = KeyRecord.sign(load_public_key(public), dep.key(MET))
-    unsigned = dataclasses.replace(forged, signer="registry.main", signature=bytes(64))
+    # Names the authority's real key, but carries no signature of it.
+    assert dep.config.registry is not None and dep.config.registry.signing_key is not None
+    admin = load_signing_key(dep.config.registry.signing_key)
+    unsigned = dataclasses.replace(
+        forged, signer=admin.agency_id, signer_key_id=admin.key_id, signature=bytes(64)
+    )
     produce_raw(
         dep,
         TOPIC_REGISTRY_KEYS,
