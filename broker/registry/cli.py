@@ -87,7 +87,7 @@ def _require_registry(config: BrokerConfig) -> None:
     if config.registry is None:
         raise RegistryError(
             f"{config.source}: no `registry` section: add `registry: {{id: registry.main, "
-            "signing_key: ...}}` and put its registry-admin .pub.json in keys_dir"
+            "signing_key: ...}` and put its registry-admin .pub.json in keys_dir"
         )
 
 
