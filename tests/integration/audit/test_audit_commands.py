@@ -266,7 +266,7 @@ def test_forged_well_linked_decision_after_the_last_checkpoint_fails_verify(
         decided_at=last.decided_at + timedelta(seconds=1),
     )
     values.append(forged.to_bytes())
-    topic = write_copy(deployment, partitions, "audit-copy")
+    topic = write_copy(deployment, partitions, "audit.copy")
     status, out = run(
         capsys, "audit", "verify", "--config", str(deployment.config_path), "--audit-topic", topic
     )
@@ -280,7 +280,7 @@ def test_forged_well_linked_decision_after_the_last_checkpoint_fails_verify(
     ], out
     # The same copy without the forged record verifies: the router left no unsigned tail.
     values.pop()
-    clean = write_copy(deployment, partitions, "audit-copy")
+    clean = write_copy(deployment, partitions, "audit.copy")
     status, out = run(
         capsys, "audit", "verify", "--config", str(deployment.config_path), "--audit-topic", clean
     )
@@ -444,7 +444,7 @@ def received_from_feeds(deployment: Deployment, subject: str, issuer: str) -> se
 
     By the ids of the events about it on the issuer's ingress topic: a recipient not granted the
     subject (the statistics collection) receives no subject to match on."""
-    with TopicReader(KafkaClients(deployment.config.kafka)) as ingress:
+    with TopicReader(KafkaClients(deployment.config.kafka, OPERATOR)) as ingress:
         records = list(ingress.read_topic(topic_ingress(issuer)))
     issued = [Envelope.from_bytes(r.value or b"") for r in records]
     about = {e.header.event_id for e in issued if e.subject == subject}
