@@ -269,7 +269,7 @@ def test_state_from_before_sealing_is_adopted_once_on_request(
     report = verify_log(
         [(r.partition, r.offset, r.value or b"") for r in read_audit(dep)],
         [(r.partition, r.offset, r.value or b"") for r in read_checkpoints(dep)],
-        lambda agency, key_id, at: keys.lookup(agency, key_id, at).public_key,
+        lambda agency, key_id, at: keys.lookup(agency, key_id, at, role="checkpoint").public_key,
     )
     assert report.ok, report.findings
     assert _ignored(service, "unauthenticated") >= 1  # the unsealed originals, until compacted
