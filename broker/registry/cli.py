@@ -68,11 +68,19 @@ def register(commands: Any) -> None:
         "revoke it.",
     )
     rotate.add_argument("agency_id", metavar="AGENCY_ID")
-    rotate.add_argument(
-        "--out", required=True, type=Path, help="directory for the new private key"
-    )
+    rotate.add_argument("--out", required=True, type=Path, help="directory for the new private key")
     rotate.add_argument("--key-id", help="key id (default: hash of the public key)")
     rotate.set_defaults(func=_rotate)
+
+    export = add(
+        "export",
+        "write the live view as *.pub.json files",
+        "Write every key of the live view (keys_dir with registry.keys applied, revocations "
+        "included) to DIR as <agency>.<key_id>.pub.json: a snapshot to archive or to seed "
+        "another deployment's keys_dir.",
+    )
+    export.add_argument("--out", required=True, type=Path, help="directory to write into")
+    export.set_defaults(func=_export)
 
     listing = add(
         "list",
@@ -230,5 +238,22 @@ def _list(args: argparse.Namespace) -> int:
     print(
         f"{TOPIC_REGISTRY_KEYS}: position {live.position}, {live.applied} record(s) applied, "
         f"ignored: {ignored}"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+
+    config = load_config(args.config)
+    live = live_view(config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    keys = summary(live.keys.keys())
+    for key in keys:
+        path = args.out / f"{key.agency_id}.{key.key_id}{PUBLIC_SUFFIX}"
+        path.write_text(json.dumps(key.to_json(), indent=2) + "\n", encoding="utf-8")
+    print(
+        f"wrote {len(keys)} key file(s) to {args.out} ({TOPIC_REGISTRY_KEYS} position "
+        f"{live.position})"
     )
     return 0

@@ -100,6 +100,13 @@ def test_a_key_revoked_through_the_registry_is_refused_within_5_s_and_replay_agr
     assert status == 0, out
     assert key_id in out and "registry.keys: position" in out
 
+    # Export: the files carry the revocation the registry holds.
+    exported = dep.directory / "export"
+    status, out = _run(capsys, "keys", "export", "--config", config, "--out", str(exported))
+    assert status == 0, out
+    revoked_file = load_public_key(exported / f"{council}.{key_id}.pub.json")
+    assert revoked_file.revoked_at == entry.revoked_at
+
 
 def _ignored(service: RouterService, reason: str) -> float:
     value = service.metrics.registry.get_sample_value(

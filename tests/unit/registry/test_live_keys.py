@@ -120,9 +120,7 @@ def _issuer_key_named_as_authority(tmp_path: Path, key: PublicKeyInfo) -> tuple[
 
 
 def _unsigned(admin: SigningKey, key: PublicKeyInfo) -> tuple[bytes, bytes]:
-    record = dataclasses.replace(
-        KeyRecord.sign(key, admin, published_at=T0), signature=bytes(64)
-    )
+    record = dataclasses.replace(KeyRecord.sign(key, admin, published_at=T0), signature=bytes(64))
     return record.kafka_key, record.to_bytes()
 
 
