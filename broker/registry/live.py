@@ -150,17 +150,29 @@ class RegistryFollower:
     def __init__(self, clients: Any, live: LiveKeys, *, interval_s: float = POLL_INTERVAL_S):
         from kafka import TopicPartition
 
-        self.live = live
-        self.interval_s = interval_s
-        self._consumer = clients.consumer(isolation_level="read_committed")
-        partitions = sorted(self._consumer.partitions_for_topic(TOPIC_REGISTRY_KEYS) or [])
-        self._partitions = [TopicPartition(TOPIC_REGISTRY_KEYS, p) for p in partitions]
-        self._consumer.assign(self._partitions)
-        self._consumer.seek_to_beginning(*self._partitions)
-        self._last_poll = 0.0
         # Wall-clock ms before the last time the end of the topic was read up to: every record
         # Kafka appended before then has been applied.
         self.confirmed_ms = 0
+        self.live = live
+        self.interval_s = interval_s
+        self._consumer = clients.consumer(isolation_level="read_committed")
+        self._partitions: list[TopicPartition] = []
+        self._assign()
+        self._last_poll = 0.0
+
+    def _assign(self) -> bool:
+        """Assign the topic's partitions from the beginning; False while it has none (a topic
+        just created may not be in the metadata yet: tried again at the next poll)."""
+        from kafka import TopicPartition
+
+        if self._partitions:
+            return True
+        partitions = sorted(self._consumer.partitions_for_topic(TOPIC_REGISTRY_KEYS) or [])
+        self._partitions = [TopicPartition(TOPIC_REGISTRY_KEYS, p) for p in partitions]
+        if self._partitions:
+            self._consumer.assign(self._partitions)
+            self._consumer.seek_to_beginning(*self._partitions)
+        return bool(self._partitions)
 
     def sync_for(self, newest_ms: int | None) -> None:
         """Make sure every registry record Kafka received before `newest_ms` (the timestamp of
@@ -173,7 +185,9 @@ class RegistryFollower:
     def catch_up(self, timeout_s: float = 30.0) -> int:
         """Apply every record up to the topic's current end; return how many were read."""
         asked_ms = int(time.time() * 1000)
-        ends = self._consumer.end_offsets(self._partitions) if self._partitions else {}
+        if not self._assign():
+            return 0  # no partitions known yet: not confirmed, tried again next time
+        ends = self._consumer.end_offsets(self._partitions)
         count = 0
         deadline = time.monotonic() + timeout_s
         while any(self._consumer.position(tp) < end for tp, end in ends.items()):
@@ -191,6 +205,8 @@ class RegistryFollower:
         if time.monotonic() - self._last_poll < self.interval_s:
             return 0
         self._last_poll = time.monotonic()
+        if not self._assign():
+            return 0
         return self._apply(self._consumer.poll(timeout_ms=0))
 
     def _apply(self, polled: dict[Any, list[Any]]) -> int:
