@@ -131,6 +131,16 @@ class RouterSettings(_Strict):
     stuck_after_s: float = Field(default=30.0, gt=0)
 
 
+class RegistrySettings(_Strict):
+    """The registry authority: who signs `registry.keys` records (docs/wire-format.md, "The
+    key registry"). Its `registry-admin` public key is pinned from `keys_dir`, never taken from
+    the topic; `signing_key` is only needed where `broker keys publish|revoke|rotate` run."""
+
+    id: AgencyId = "registry.main"
+    signing_key: Path | None = None
+    passphrase_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] | None = None
+
+
 class BrokerConfig(_Strict):
     """The whole deployment config file."""
 
@@ -139,6 +149,8 @@ class BrokerConfig(_Strict):
     agreements_dir: Path
     agencies: list[Agency] = Field(min_length=1)
     router: RouterSettings
+    # Without it, keys come from keys_dir alone (no live registry is followed).
+    registry: RegistrySettings | None = None
     source: Path = Field(default=Path("config.yaml"), exclude=True)
 
     def agency(self, agency_id: str) -> Agency:
@@ -187,6 +199,8 @@ TOPIC_AUDIT = "audit.decisions"
 TOPIC_CHECKPOINTS = "audit.checkpoints"
 TOPIC_QUARANTINE = "quarantine"
 TOPIC_ROUTER_STATE = "router.state"
+TOPIC_REGISTRY_KEYS = "registry.keys"
+TOPIC_REGISTRY_AGREEMENTS = "registry.agreements"
 _INGRESS = re.compile(r"^ingress\.(.+)$")
 
 
@@ -200,6 +214,7 @@ _PATH_FIELDS = (
     ("agreements_dir",),
     ("router", "signing_key"),
     ("router", "pseudonym_secret_file"),
+    ("registry", "signing_key"),
     ("kafka", "ssl_cafile"),
     ("kafka", "credentials_dir"),
 )
@@ -284,7 +299,8 @@ def _check_consistency(config: BrokerConfig, path: Path) -> None:
     from broker.kafka.credentials import RESERVED, principal_of
 
     owners: dict[str, str] = {}
-    for owner in [*(agency.id for agency in config.agencies), config.router.id]:
+    registry = [config.registry.id] if config.registry is not None else []
+    for owner in [*(agency.id for agency in config.agencies), config.router.id, *registry]:
         principal = principal_of(owner)
         if principal in RESERVED or principal in owners:
             other = owners.get(principal, "a built-in principal")

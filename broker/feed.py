@@ -25,6 +25,7 @@ from broker.errors import BrokerError
 from broker.ingress import record_time
 from broker.kafka.client import KafkaClients, KafkaDenied
 from broker.kafka.credentials import principal_of
+from broker.registry.live import LiveKeys, RegistryFollower
 from broker.schemas import SchemaRegistry
 
 
@@ -100,6 +101,12 @@ class FeedReader:
         self.group_id = group_id or f"feed-{agency_id}"
         self.principal = principal or principal_of(agency_id)
         clients = KafkaClients(config.kafka, self.principal)
+        # The live key registry: a revocation reaches this reader between polls.
+        self.follower: RegistryFollower | None = None
+        if config.registry is not None:
+            live = LiveKeys.from_config(config, self.verifier.keys)
+            self.follower = RegistryFollower(clients, live)
+            self.follower.catch_up()
         self.consumer = clients.consumer(group_id=None if from_beginning else self.group_id)
         partitions = sorted(self.consumer.partitions_for_topic(self.topic) or [])
         if not partitions:
@@ -127,6 +134,8 @@ class FeedReader:
         ends = None if follow else self.consumer.end_offsets(self.partitions)
         while True:
             polled = self.consumer.poll(timeout_ms=poll_ms)
+            if self.follower is not None:
+                self.follower.poll()
             batch = [
                 self.verify(tp.partition, record.offset, record.value, record.timestamp)
                 for tp, records in sorted(polled.items())
@@ -156,6 +165,8 @@ class FeedReader:
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
+        if self.follower is not None:
+            self.follower.close()
 
 
 def emit_jsonl(

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from broker.envelope import generate_key
-from broker.envelope.keys import ROLE_ISSUER, ROUTER_ROLES
+from broker.envelope.keys import ROLE_ISSUER, ROLE_REGISTRY_ADMIN, ROUTER_ROLES
 from broker.kafka.local import ClusterAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +27,7 @@ DEMO_AGENCIES: dict[str, str] = {
     "stats.national": "National statistics (children looked after)",
 }
 ROUTER_ID = "router.main"
+REGISTRY_ID = "registry.main"  # the registry authority: signs registry.keys records
 
 
 def write_deployment(
@@ -63,8 +64,9 @@ def write_deployment(
     keys.mkdir(parents=True, exist_ok=True)
     private.mkdir(parents=True, exist_ok=True)
     signing: dict[str, Path] = {}
-    for agency_id in [*agencies, ROUTER_ID]:
-        roles = ROUTER_ROLES if agency_id == ROUTER_ID else (ROLE_ISSUER,)
+    special = {ROUTER_ID: ROUTER_ROLES, REGISTRY_ID: (ROLE_REGISTRY_ADMIN,)}
+    for agency_id in [*agencies, ROUTER_ID, REGISTRY_ID]:
+        roles = special.get(agency_id, (ROLE_ISSUER,))
         private_path, public_path = generate_key(agency_id, private, roles=roles)
         signing[agency_id] = private_path
         public_path.rename(keys / public_path.name)
@@ -93,6 +95,10 @@ def write_deployment(
             "signing_key": str(signing[ROUTER_ID].relative_to(directory)),
             "pseudonym_secret_file": "private/pseudonym.secret",
             **(router or {}),
+        },
+        "registry": {
+            "id": REGISTRY_ID,
+            "signing_key": str(signing[REGISTRY_ID].relative_to(directory)),
         },
     }
     path = directory / "config.yaml"

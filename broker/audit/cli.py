@@ -76,12 +76,20 @@ def _when(value: datetime | None) -> str:
     return "-" if value is None else format_time(value)
 
 
+def live_keys(config: BrokerConfig, principal: str = AUDITOR) -> KeyRegistry:
+    """`keys_dir` with every signed `registry.keys` record applied, read up to its end: the
+    registry as it stands now (docs/wire-format.md, "The key registry")."""
+    from broker.registry.live import follow
+
+    return follow(config, principal).keys
+
+
 # -- verify --------------------------------------------------------------------------------------
 
 
 def run_verify(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    keys = KeyRegistry.from_dir(config.keys_dir)
+    keys = live_keys(config)
     with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
         decisions = read_values(reader, args.audit_topic)
         report = _verify_read(args, reader, decisions, keys, config.router.id)
@@ -227,7 +235,7 @@ def replay_log(
     from broker.audit.replay import Judge, Replay, WorkerPool, index_decisions
 
     judge = Judge(
-        keys=KeyRegistry.from_dir(config.keys_dir),
+        keys=live_keys(config),
         agreements=load_agreements(config.agreements_dir),
         agencies=config.agency_ids,
         max_skew=timedelta(seconds=config.router.max_clock_skew_s),
@@ -316,7 +324,7 @@ def run_disclosures(args: argparse.Namespace) -> int:
                 for batch in reader.read([span]):
                     for m in batch:
                         ingress[(m.topic, m.partition, m.offset)] = m.value
-            rows = add_values(rows, ingress, KeyRegistry.from_dir(config.keys_dir))
+            rows = add_values(rows, ingress, live_keys(config))
     if args.format == "json":
         sys.stdout.write(to_json(rows, args.subject, args.issuer))
     elif args.format == "csv":
@@ -360,7 +368,7 @@ def run_proof(args: argparse.Namespace) -> int:
     from broker.audit.proof import dump_proof, export_proof
 
     config = load_config(args.config)
-    keys = key_lookup(KeyRegistry.from_dir(config.keys_dir), config.router.id)
+    keys = key_lookup(live_keys(config), config.router.id)
     with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
         decisions = read_values(reader, args.audit_topic)
         checkpoints = read_values(reader, args.checkpoints_topic)
@@ -459,7 +467,10 @@ def run_dump(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     start = parse_when(args.start) if args.start else None
     end = parse_when(args.end) if args.end else None
-    keys = KeyRegistry.from_dir(config.keys_dir)
+    # Auditors may not read feeds: an agency dumps (and verifies) its own feed as itself.
+    owner = next((a for a in config.agency_ids if args.topic == topic_feed(a)), None)
+    principal = principal_of(owner) if owner else AUDITOR
+    keys = live_keys(config, principal)
     dumper = Dumper(
         args.topic,
         keys,
@@ -468,9 +479,6 @@ def run_dump(args: argparse.Namespace) -> int:
         agencies=config.agency_ids,
         with_values=args.with_values,
     )
-    # Auditors may not read feeds: an agency dumps (and verifies) its own feed as itself.
-    owner = next((a for a in config.agency_ids if args.topic == topic_feed(a)), None)
-    principal = principal_of(owner) if owner else AUDITOR
     with TopicReader(KafkaClients(config.kafka, principal)) as reader:
         for message in reader.read_topic(args.topic, start=start, end=end):
             sys.stdout.write(json.dumps(dumper.line(message), sort_keys=True) + "\n")

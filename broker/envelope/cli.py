@@ -42,6 +42,10 @@ def register(subparsers: Any) -> None:
     generate.add_argument("--valid-until", help="ISO 8601 UTC time (default: no expiry)")
     generate.set_defaults(func=_generate)
 
+    from broker.registry.cli import register as register_registry
+
+    register_registry(commands)
+
 
 def _time(value: str | None, option: str) -> datetime | None:
     if value is None:

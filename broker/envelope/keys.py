@@ -396,6 +396,10 @@ class KeyRegistry:
             raise KeyFileError(f"no key {agency_id}/{key_id} to revoke; check the ids")
         self._keys[(agency_id, key_id)] = replace(key, revoked_at=_utc(at, "revocation time"))
 
+    def get(self, agency_id: str, key_id: str) -> PublicKeyInfo | None:
+        """The key `(agency_id, key_id)` with its current terms, if known."""
+        return self._keys.get((agency_id, key_id))
+
     def keys(self, agency_id: str | None = None) -> list[PublicKeyInfo]:
         """All keys, or those of one agency."""
         return [k for k in self._keys.values() if agency_id in (None, k.agency_id)]

@@ -12,6 +12,8 @@ records, touch another principal's groups, or create or alter topics and ACLs.
   `quarantine`; read and write `router.state`; its group; transactional ids `<group>-*`;
 - `auditor`: read `audit.*`, `quarantine`, `ingress.*`;
 - `stats`: read `feed.<s>` of each `stats.*` agency; groups `stats-*`;
+- `registry` (the registry authority): read and write `registry.keys`, `registry.agreements`;
+  every other principal reads them (each verifies keys itself);
 - `operator`: everything (a super user, as the brokers are).
 
 The same rules render to Strimzi `KafkaUser` resources, so a production cluster gets exactly the
@@ -28,12 +30,14 @@ from broker.config import (
     TOPIC_AUDIT,
     TOPIC_CHECKPOINTS,
     TOPIC_QUARANTINE,
+    TOPIC_REGISTRY_AGREEMENTS,
+    TOPIC_REGISTRY_KEYS,
     TOPIC_ROUTER_STATE,
     BrokerConfig,
     topic_feed,
     topic_ingress,
 )
-from broker.kafka.credentials import AUDITOR, STATS, principal_of
+from broker.kafka.credentials import AUDITOR, REGISTRY, STATS, principal_of
 
 TOPIC = "topic"
 GROUP = "group"
@@ -94,6 +98,15 @@ def registry_acls(config: BrokerConfig) -> list[Acl]:
     rules += _topic(AUDITOR, "ingress.", READ, pattern=PREFIXED)
 
     rules.append(Acl(STATS, GROUP, PREFIXED, "stats-", READ))
+
+    # Signed keys and agreements: written by the registry authority alone, read by everyone
+    # who verifies (the router, auditors, statistics and every agency). No groups: readers
+    # assign the partitions and read from the beginning.
+    readers = {principal_of(a.id) for a in config.agencies} | {router, AUDITOR, STATS}
+    for topic in (TOPIC_REGISTRY_KEYS, TOPIC_REGISTRY_AGREEMENTS):
+        rules += _topic(REGISTRY, topic, READ, WRITE)
+        for reader in sorted(readers):
+            rules += _topic(reader, topic, READ)
     return sorted(set(rules))
 
 

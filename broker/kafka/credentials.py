@@ -2,10 +2,11 @@
 
 Every client of the broker authenticates to Kafka as one principal (SASL_SSL, SCRAM-SHA-512):
 one per agency (its id), one for the router (its id, e.g. `router.main`, shared by all its
-instances), `auditor`, `stats` (the statistics collection) and `operator` (the only super user
-besides the brokers). A credential is a JSON file `<principal>.json` holding the user name and
-password, mode 0600, in the directory the config names (`kafka.credentials_dir`); it is never
-inline in the config. `broker kafka credentials issue|revoke|list` manages them.
+instances), `auditor`, `stats` (the statistics collection), `registry` (the registry
+authority, sole writer of `registry.keys` and `registry.agreements`) and `operator` (the only
+super user besides the brokers). A credential is a JSON file `<principal>.json` holding the
+user name and password, mode 0600, in the directory the config names (`kafka.credentials_dir`);
+it is never inline in the config. `broker kafka credentials issue|revoke|list` manages them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from broker.errors import BrokerError
 OPERATOR = "operator"
 AUDITOR = "auditor"
 STATS = "stats"
+REGISTRY = "registry"  # the registry authority: the only writer of registry.keys/agreements
 BROKER = "kafka-broker"  # the brokers' own principal (their certificate's CN), a super user
-RESERVED = frozenset({OPERATOR, AUDITOR, STATS, BROKER})
+RESERVED = frozenset({OPERATOR, AUDITOR, STATS, REGISTRY, BROKER})
 MECHANISM = "SCRAM-SHA-512"
 SUFFIX = ".json"
 

@@ -140,6 +140,17 @@ class RouterMetrics:
             ["reason"],
             registry=r,
         )
+        self.registry_ignored = Counter(
+            "broker_registry_ignored",
+            "registry.keys records not applied: unsigned, forged, malformed or conflicting",
+            ["reason"],
+            registry=r,
+        )
+        self.registry_position = Gauge(
+            "broker_registry_position",
+            "Offset after the last registry.keys record the router has read",
+            registry=r,
+        )
         self.partitions_owned = Gauge(
             "broker_partitions_owned", "Ingress partitions owned by this instance", registry=r
         )

@@ -39,6 +39,8 @@ from broker.config import (
     TOPIC_AUDIT,
     TOPIC_CHECKPOINTS,
     TOPIC_QUARANTINE,
+    TOPIC_REGISTRY_AGREEMENTS,
+    TOPIC_REGISTRY_KEYS,
     TOPIC_ROUTER_STATE,
     BrokerConfig,
     RouterSettings,
@@ -57,6 +59,7 @@ from broker.kafka.client import (
     TransactionalProducer,
 )
 from broker.kafka.credentials import principal_of
+from broker.registry.live import LiveKeys, RegistryFollower
 from broker.router.changelog import ChangelogSeal, Ignored
 from broker.router.core import IngressRecord, RouterCore, RouteResult
 from broker.router.metrics import RouterMetrics
@@ -90,6 +93,10 @@ def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
         TopicSpec(TOPIC_CHECKPOINTS, 1),
         TopicSpec(TOPIC_QUARANTINE, 1),
         TopicSpec(TOPIC_ROUTER_STATE, 1, compacted=True),
+        # One partition each: a total order of registry records. Append time: a record's
+        # timestamp (when its signer key is judged) is the broker's, not the publisher's.
+        TopicSpec(TOPIC_REGISTRY_KEYS, 1, compacted=True, append_time=True),
+        TopicSpec(TOPIC_REGISTRY_AGREEMENTS, 1, compacted=True, append_time=True),
     ]
     return specs
 
@@ -185,6 +192,14 @@ class RouterService:
         self._consumer: Any = None
         self._failed_at: float | None = None  # when Kafka last failed us; None while routing
         self._retries = 0
+        # The live key registry: revocations and new keys reach `core.keys` between batches.
+        self.live_keys: LiveKeys | None = None
+        self._follower: RegistryFollower | None = None
+        if config.registry is not None:
+            self.live_keys = LiveKeys.from_config(config, self.core.keys)
+            self.live_keys.on_ignored = lambda reason: self.metrics.registry_ignored.labels(
+                reason
+            ).inc()
 
     @property
     def stop_bound_s(self) -> float:
@@ -231,6 +246,13 @@ class RouterService:
             self.metrics_port = self.metrics.serve(self.config.router.metrics_port)
             log.info("metrics at http://127.0.0.1:%d/metrics", self.metrics_port)
         settings = self.config.router
+        if self.live_keys is not None:
+            self._follower = RegistryFollower(self.clients, self.live_keys)
+            read = self._follower.catch_up()
+            self.metrics.registry_position.set(self.live_keys.position)
+            log.info(
+                "registry.keys: %d record(s) read up to offset %d", read, self.live_keys.position
+            )
         producer = self.clients.bounded_transactional_producer(
             f"{settings.group_id}-{self.instance_id}",
             timeout_s=settings.kafka_timeout_s,
@@ -254,6 +276,7 @@ class RouterService:
         try:
             while not self._stop.is_set():
                 try:
+                    self._follow_registry()
                     if not producer.ready and not self._restart_producer(producer, consumer):
                         continue  # Kafka still does not answer (or we are stopping)
                     if self._recovering:
@@ -279,6 +302,8 @@ class RouterService:
             with contextlib.suppress(Exception):  # bounded; a dead cluster must not keep us
                 consumer.close(autocommit=False, timeout_ms=int(settings.kafka_timeout_s * 1000))
             producer.close()
+            if self._follower is not None:
+                self._follower.close()
         return self.stats
 
     # -- Kafka failures ------------------------------------------------------------------------
@@ -355,6 +380,30 @@ class RouterService:
             else:
                 consumer.seek(tp, committed)
 
+    def _sync_registry(self, polled: dict[Any, list[Any]]) -> None:
+        """Before judging a batch: apply every registry record Kafka received before the
+        batch's newest ingress record, so a key revoked before an event arrived is refused
+        for that event, exactly as replay judges it."""
+        if self._follower is None or self.live_keys is None:
+            return
+        stamps = [r.timestamp for records in polled.values() for r in records if r.timestamp]
+        try:
+            self._follower.sync_for(max(stamps, default=None))
+        except Exception:
+            log.exception("reading registry.keys failed; routing on with the keys known")
+        self.metrics.registry_position.set(self.live_keys.position)
+
+    def _follow_registry(self) -> None:
+        """Between batches: apply new registry.keys records (a revocation takes effect for the
+        next batch routed, no restart)."""
+        if self._follower is None or self.live_keys is None:
+            return
+        try:
+            if self._follower.poll():
+                self.metrics.registry_position.set(self.live_keys.position)
+        except Exception:  # the registry never stops routing; the next poll tries again
+            log.exception("reading registry.keys failed; routing on with the keys known")
+
     def _idle_for(self, last_input: float) -> float:
         """Seconds without input since the later of the last batch and the last assignment.
 
@@ -376,6 +425,7 @@ class RouterService:
             consumer.seek(tp, polled.pop(tp)[0].offset)
         if not polled:
             return
+        self._sync_registry(polled)
         results: list[RouteResult] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         self.metrics.progress.begin()

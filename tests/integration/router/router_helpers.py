@@ -43,7 +43,7 @@ from broker.config import (
 )
 from broker.envelope import Envelope, SigningKey, issue
 from broker.feed import FeedItem, FeedReader
-from broker.kafka.client import KafkaClients
+from broker.kafka.client import KafkaClients, TopicSpec
 from broker.kafka.credentials import OPERATOR
 from broker.kafka.local import ClusterAccess
 from broker.kafka.operator import provision
@@ -466,3 +466,21 @@ def now_utc() -> datetime:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+def copy_to_audit_topic(dep: Deployment, messages: list[Message], name: str) -> str:
+    """This deployment's records of a shared topic, copied partition by partition (with their
+    keys and times) into `audit.<name>-<suffix>`, which auditors may read."""
+    clients = KafkaClients(dep.config.kafka, OPERATOR)
+    topic = f"audit.{name}-{dep.suffix}"
+    clients.ensure_topics([TopicSpec(topic, max([m.partition for m in messages] + [0]) + 1)])
+    producer = clients.producer()
+    try:
+        for m in messages:
+            producer.send(
+                topic, key=m.key, value=m.value, partition=m.partition, timestamp_ms=m.timestamp
+            )
+        producer.flush()
+    finally:
+        producer.close()
+    return topic

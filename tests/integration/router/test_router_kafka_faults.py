@@ -31,6 +31,7 @@ from router_helpers import (
     AuditTail,
     Deployment,
     RouterProcess,
+    copy_to_audit_topic,
     create_topics,
     make_deployment,
     metric,
@@ -41,8 +42,7 @@ from router_helpers import (
 )
 from test_router_exactly_once import _check_exactly_once, _stream
 
-from broker.audit.reader import Message
-from broker.kafka.client import KafkaClients, TopicSpec
+from broker.kafka.client import KafkaClients
 from broker.kafka.credentials import OPERATOR
 from broker.kafka.local import LocalKafka
 
@@ -128,29 +128,11 @@ def _log_times(router: RouterProcess, phrase: str) -> list[float]:
     return times
 
 
-def _copy(dep: Deployment, messages: list[Message], name: str) -> str:
-    """This deployment's records of a shared topic, copied partition by partition (with their
-    keys and times) into `audit.<name>-<suffix>`, which auditors may read."""
-    clients = KafkaClients(dep.config.kafka, OPERATOR)
-    topic = f"audit.{name}-{dep.suffix}"
-    clients.ensure_topics([TopicSpec(topic, max([m.partition for m in messages] + [0]) + 1)])
-    producer = clients.producer()
-    try:
-        for m in messages:
-            producer.send(
-                topic, key=m.key, value=m.value, partition=m.partition, timestamp_ms=m.timestamp
-            )
-        producer.flush()
-    finally:
-        producer.close()
-    return topic
-
-
 def _audit_commands(dep: Deployment) -> None:
     """`broker audit verify` and `broker audit replay` on this deployment's chains (the other
     tests' deployments on the module's cluster have router keys this config does not know)."""
-    audit = _copy(dep, read_audit(dep), "decisions")
-    checkpoints = _copy(dep, read_checkpoints(dep), "checkpoints")
+    audit = copy_to_audit_topic(dep, read_audit(dep), "decisions")
+    checkpoints = copy_to_audit_topic(dep, read_checkpoints(dep), "checkpoints")
     config = str(dep.config_path)
     for args in (
         ["verify", "--config", config, "--audit-topic", audit, "--checkpoints-topic", checkpoints],

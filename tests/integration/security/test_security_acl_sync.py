@@ -142,6 +142,11 @@ def test_plan_apply_keep_the_cluster_equal_to_the_registry(
         Acl(new_principal, GROUP, PREFIXED, f"feed-{new}.", "read"),
         Acl(new_principal, TOPIC, LITERAL, "audit.checkpoints", "read"),
         Acl(new_principal, TOPIC, LITERAL, "audit.checkpoints", "describe"),
+        # Signed public keys and agreements: every agency verifies them itself.
+        Acl(new_principal, TOPIC, LITERAL, "registry.keys", "read"),
+        Acl(new_principal, TOPIC, LITERAL, "registry.keys", "describe"),
+        Acl(new_principal, TOPIC, LITERAL, "registry.agreements", "read"),
+        Acl(new_principal, TOPIC, LITERAL, "registry.agreements", "describe"),
     }
     assert _plan(capsys, config_path)[0] == 0
     with KafkaClients(load_config(config_path).kafka, OPERATOR).admin() as admin:

@@ -29,6 +29,8 @@ from broker.config import (
     TOPIC_AUDIT,
     TOPIC_CHECKPOINTS,
     TOPIC_QUARANTINE,
+    TOPIC_REGISTRY_AGREEMENTS,
+    TOPIC_REGISTRY_KEYS,
     TOPIC_ROUTER_STATE,
     topic_feed,
     topic_ingress,
@@ -39,6 +41,7 @@ from broker.kafka.client import KafkaAuthError, KafkaClients
 from broker.kafka.credentials import (
     AUDITOR,
     OPERATOR,
+    REGISTRY,
     Credential,
     principal_of,
     write_credential,
@@ -53,15 +56,16 @@ pytestmark = pytest.mark.integration
 
 # -- the contract, written out ----------------------------------------------------------------
 
-COUNCIL, POLICE, ROUTER, AUDITORS, STATISTICS, OPERATORS = (
+COUNCIL, POLICE, ROUTER, AUDITORS, STATISTICS, REGISTRY_AUTHORITY, OPERATORS = (
     "council",
     "police",
     "router",
     "auditor",
     "stats",
+    "registry",
     "operator",
 )
-ROLES = (COUNCIL, POLICE, ROUTER, AUDITORS, STATISTICS, OPERATORS)
+ROLES = (COUNCIL, POLICE, ROUTER, AUDITORS, STATISTICS, REGISTRY_AUTHORITY, OPERATORS)
 
 # Topic families, by the names of DESIGN.md's table, for one council, one police force and the
 # national statistics agency (a `stats.*` agency whose feed the `stats` principal collects).
@@ -77,7 +81,12 @@ TOPICS = (
     TOPIC_CHECKPOINTS,
     TOPIC_QUARANTINE,
     TOPIC_ROUTER_STATE,
+    TOPIC_REGISTRY_KEYS,
+    TOPIC_REGISTRY_AGREEMENTS,
 )
+# Registry topics are not in SHARED: the registry authority's allowed produce writes a junk
+# record there, which every live view ignores (malformed) and counts; nobody else may write.
+REGISTRY_TOPICS = (TOPIC_REGISTRY_KEYS, TOPIC_REGISTRY_AGREEMENTS)
 SHARED = (TOPIC_AUDIT, TOPIC_CHECKPOINTS, TOPIC_QUARANTINE, TOPIC_ROUTER_STATE)
 
 # "written by" = the only principal with write.
@@ -91,6 +100,9 @@ WRITERS: dict[str, set[str]] = {
     TOPIC_CHECKPOINTS: {ROUTER},
     TOPIC_QUARANTINE: {ROUTER},
     TOPIC_ROUTER_STATE: {ROUTER},  # the router's changelog (DESIGN "The routing service")
+    # DESIGN: "written by registry authority".
+    TOPIC_REGISTRY_KEYS: {REGISTRY_AUTHORITY},
+    TOPIC_REGISTRY_AGREEMENTS: {REGISTRY_AUTHORITY},
 }
 # "read by" = the only principals with read.
 READERS: dict[str, set[str]] = {
@@ -108,6 +120,12 @@ READERS: dict[str, set[str]] = {
     # quarantine records to auditors, who may read every ingress record anyway.
     TOPIC_QUARANTINE: {AUDITORS},
     TOPIC_ROUTER_STATE: {ROUTER},
+    # DESIGN says "read by router"; Security model: every recipient and auditor verifies keys
+    # itself, so all of them follow the registry (and the authority reads its own topic).
+    **{
+        t: {REGISTRY_AUTHORITY, ROUTER, AUDITORS, STATISTICS, COUNCIL, POLICE}
+        for t in REGISTRY_TOPICS
+    },
 }
 # Groups "prefixed by their owner": (group, the topic its offsets are for) -> owner.
 FEED_GROUP_COUNCIL, FEED_GROUP_POLICE = "feed-<council>", "feed-<police>"
@@ -131,7 +149,7 @@ def expected(role: str, operation: str, resource: str) -> str:
     Nobody else deletes records, alters topics, creates topics or ACLs, or touches a group
     or transactional id that is not its own."""
     if role == OPERATORS:
-        if operation == DELETE_RECORDS and resource == TOPIC_ROUTER_STATE:
+        if operation == DELETE_RECORDS and resource in (TOPIC_ROUTER_STATE, *REGISTRY_TOPICS):
             return POLICY  # Kafka deletes no records from a compacted topic, for anyone
         return ALLOW
     allowed = {
@@ -168,7 +186,8 @@ def test_the_table_is_least_privilege() -> None:
     for agency in (COUNCIL, POLICE):
         readable = {t for t in TOPICS if table[(agency, CONSUME, t)] == ALLOW}
         own = FEED_COUNCIL if agency == COUNCIL else FEED_POLICE
-        assert readable == {own, TOPIC_CHECKPOINTS}  # checkpoints: signed heads, no values
+        # checkpoints: signed heads, no values; registry: public keys and agreements
+        assert readable == {own, TOPIC_CHECKPOINTS, *REGISTRY_TOPICS}
     for (role, operation, _), outcome in table.items():
         if operation in (DELETE_RECORDS, ALTER_RETENTION, CREATE_TOPIC, CREATE_ACL):
             assert (outcome != DENY) == (role == OPERATORS)
@@ -192,7 +211,7 @@ def _names(dep: Deployment) -> dict[str, str]:
         FEED_COUNCIL: topic_feed(council),
         FEED_POLICE: topic_feed(police),
         FEED_STATS: topic_feed(stats),
-        **{t: t for t in SHARED},
+        **{t: t for t in (*SHARED, *REGISTRY_TOPICS)},
         FEED_GROUP_COUNCIL: f"feed-{council}",
         FEED_GROUP_POLICE: f"feed-{police}",
         ROUTER_GROUP: config.router.group_id,
@@ -202,6 +221,7 @@ def _names(dep: Deployment) -> dict[str, str]:
         ROUTER: principal_of(config.router.id),
         AUDITORS: AUDITOR,
         STATISTICS: STATS_PRINCIPAL,
+        REGISTRY_AUTHORITY: REGISTRY,
         OPERATORS: OPERATOR,
     }
 

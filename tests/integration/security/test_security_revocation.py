@@ -79,9 +79,9 @@ def test_a_revoked_agency_is_refused_in_one_line_and_the_others_are_still_routed
         already_open = Publisher(config, lambeth)  # a connector that keeps running
 
         withdrawn = operator.revoke(clients, principal)
-        # Its eight rules: ingress write+describe, feed and checkpoints read+describe, its two
-        # group patterns.
-        assert withdrawn == 8
+        # Its twelve rules: ingress write+describe; feed, checkpoints and the two registry
+        # topics read+describe; its two group patterns.
+        assert withdrawn == 12
         with clients.admin() as admin:
             bindings, _ = admin.describe_acls(any_filter())
         assert not [b for b in bindings if str(b.principal) == f"User:{principal}"]

@@ -8,7 +8,7 @@ import pytest
 
 from broker.config import BrokerConfig, load_config
 from broker.kafka.acl import GROUP, PREFIXED, READ, TOPIC, WRITE, Acl, diff, registry_acls
-from broker.kafka.credentials import AUDITOR, STATS
+from broker.kafka.credentials import AUDITOR, REGISTRY, STATS
 from broker.scaffold import write_deployment
 
 
@@ -33,6 +33,7 @@ def _allowed(rules: list[Acl], principal: str, resource: str, name: str, op: str
 def test_every_topic_is_written_and_read_only_by_its_owners(config: BrokerConfig) -> None:
     rules = registry_acls(config)
     principals = {rule.principal for rule in rules}
+    assert REGISTRY in principals
     router = config.router.id
     topics = {
         **{f"ingress.{a}": ({a.lower()}, {router, AUDITOR}) for a in config.agency_ids},
@@ -44,6 +45,14 @@ def test_every_topic_is_written_and_read_only_by_its_owners(config: BrokerConfig
         "audit.checkpoints": ({router}, {AUDITOR, *(a.lower() for a in config.agency_ids)}),
         "quarantine": ({router}, {AUDITOR}),
         "router.state": ({router}, {router}),
+        # Written by the registry authority alone; read by everyone who verifies signatures.
+        **{
+            topic: (
+                {REGISTRY},
+                {REGISTRY, router, AUDITOR, STATS, *(a.lower() for a in config.agency_ids)},
+            )
+            for topic in ("registry.keys", "registry.agreements")
+        },
     }
     for topic, (writers, readers) in topics.items():
         for principal in principals:
