@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint unit integration bench clean
+.PHONY: setup demo test lint unit integration faults bench clean
 
 setup: $(STAMP)
 	$(BIN)/broker kafka jars
@@ -26,14 +26,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The three-broker fault tests take several minutes each: `make faults` runs them.
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not faults"
 
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
 
 integration: setup
-	$(BIN)/pytest -m integration
+	$(BIN)/pytest -m "integration and not faults"
+
+faults: setup
+	$(BIN)/pytest -m faults
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

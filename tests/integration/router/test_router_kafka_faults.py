@@ -46,7 +46,8 @@ from broker.kafka.client import KafkaClients
 from broker.kafka.credentials import OPERATOR
 from broker.kafka.local import LocalKafka
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Several minutes on three brokers: `make faults` runs them; `make test` leaves them out.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 
 EVENTS = 3000
 DUPLICATES = 30
