@@ -140,7 +140,7 @@ def _forged_router_section(config: BrokerConfig) -> bool:
     import dataclasses
 
     from broker.audit.reader import TopicReader
-    from broker.envelope import ForwardedEnvelope, VerificationError, canonical
+    from broker.envelope import ForwardedEnvelope, VerificationError
     from broker.feed import FeedVerifier
     from broker.publish import agency_key
 
@@ -159,20 +159,7 @@ def _forged_router_section(config: BrokerConfig) -> bool:
         router=key.agency_id,
         router_key_id=key.key_id,
     )
-    signed = key.sign(
-        canonical.router_signing_input(
-            event_id=copy.header.event_id,
-            issuer=copy.header.issuer,
-            issuer_signature=copy.signature,
-            disclosed_digests=canonical.disclosure_digests(copy.disclosures),
-            derived=derived.values,
-            agreements=derived.agreements,
-            recipient=derived.recipient,
-            router=derived.router,
-            router_key_id=derived.router_key_id,
-            forwarded_at=derived.forwarded_at,
-        )
-    )
+    signed = key.sign(copy.router_signing_input(derived))
     forged = dataclasses.replace(copy, derived=dataclasses.replace(derived, signature=signed))
     item = FeedVerifier.from_config(config, "nrm.sca").verify(0, 0, forged.to_bytes())
     error: VerificationError | None = item.error

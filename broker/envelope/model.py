@@ -341,6 +341,25 @@ class ForwardedEnvelope:
         """The wire-format version (the header's)."""
         return self.header.version
 
+    def router_signing_input(self, derived: Derived | None = None) -> bytes:
+        """The bytes a router signs for this forward with `derived` (default: its own section)."""
+        derived = derived or self.derived
+        subject = self.subject_disclosure
+        return canonical.router_signing_input(
+            event_id=self.header.event_id,
+            issuer=self.header.issuer,
+            issuer_signature=self.signature,
+            disclosed_digests=canonical.disclosure_digests(self.disclosures),
+            derived=derived.values,
+            agreements=derived.agreements,
+            recipient=derived.recipient,
+            router=derived.router,
+            router_key_id=derived.router_key_id,
+            forwarded_at=derived.forwarded_at,
+            version=self.header.version,
+            subject_digest=None if subject is None else self.header.subject_digest,
+        )
+
     def field_values(self, registry: SchemaRegistry | None = None) -> PersonalDict:
         """Decoded values of the disclosures carried; text form redacted."""
         return _field_values(self.header, self.disclosures, registry)

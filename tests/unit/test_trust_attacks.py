@@ -26,7 +26,6 @@ from broker.envelope import (
     ForwardedEnvelope,
     KeyRegistry,
     SigningKey,
-    canonical,
     issue,
     load_signing_key,
 )
@@ -93,21 +92,7 @@ def _resign_derived(forwarded: ForwardedEnvelope, key: SigningKey, **changes: ob
     derived = dataclasses.replace(
         forwarded.derived, router=key.agency_id, router_key_id=key.key_id, **changes
     )  # type: ignore[arg-type]
-    header = forwarded.header
-    signature = key.sign(
-        canonical.router_signing_input(
-            event_id=header.event_id,
-            issuer=header.issuer,
-            issuer_signature=forwarded.signature,
-            disclosed_digests=canonical.disclosure_digests(forwarded.disclosures),
-            derived=derived.values,
-            agreements=derived.agreements,
-            recipient=derived.recipient,
-            router=derived.router,
-            router_key_id=derived.router_key_id,
-            forwarded_at=derived.forwarded_at,
-        )
-    )
+    signature = key.sign(forwarded.router_signing_input(derived))
     signed = dataclasses.replace(derived, signature=signature)
     return dataclasses.replace(forwarded, derived=signed).to_bytes()
 

@@ -22,6 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastavro import parse_schema, schemaless_writer
 
+from broker.ids import SUBJECT_FIELD
 from broker.envelope import (
     Disclosure,
     Envelope,
@@ -99,7 +100,7 @@ def _salts() -> dict[str, bytes]:
 def golden_envelope(key: Key = ISSUER, issued_at: str = INPUT["issued_at"],
                     issuer: str | None = None) -> Envelope:  # fmt: skip
     return issue(INPUT["event"], issuer=issuer or key.agency, key=key.signing,
-                 now=_time(issued_at), salts=_salts())  # fmt: skip
+                 now=_time(issued_at), salts=_salts(), version=1)  # fmt: skip
 
 
 def golden_forward(envelope: Envelope | None = None, key: Key = ROUTER,
@@ -107,7 +108,7 @@ def golden_forward(envelope: Envelope | None = None, key: Key = ROUTER,
     fwd = INPUT["forward"]
     return disclose(
         envelope or golden_envelope(),
-        fwd["fields"],
+        [*fwd["fields"], SUBJECT_FIELD],  # v1: forwarded only with its subject
         derived=fwd["derived"] if derived is None else derived,
         agreements=fwd["agreements"],
         recipient=fwd["recipient"],
@@ -140,21 +141,7 @@ def resign_derived(forwarded: ForwardedEnvelope, key: Key = ROUTER, **changes: A
     derived = dataclasses.replace(
         forwarded.derived, router=key.agency, router_key_id=key.key_id, **changes
     )
-    header = forwarded.header
-    signature = key.signing.sign(
-        canonical.router_signing_input(
-            event_id=header.event_id,
-            issuer=header.issuer,
-            issuer_signature=forwarded.signature,
-            disclosed_digests=canonical.disclosure_digests(forwarded.disclosures),
-            derived=derived.values,
-            agreements=derived.agreements,
-            recipient=derived.recipient,
-            router=derived.router,
-            router_key_id=derived.router_key_id,
-            forwarded_at=derived.forwarded_at,
-        )
-    )
+    signature = key.signing.sign(forwarded.router_signing_input(derived))
     signed = dataclasses.replace(derived, signature=signature)
     return dataclasses.replace(forwarded, derived=signed).to_bytes()
 
