@@ -22,7 +22,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastavro import parse_schema, schemaless_writer
 
-from broker.ids import SUBJECT_FIELD
 from broker.envelope import (
     Disclosure,
     Envelope,
@@ -33,6 +32,7 @@ from broker.envelope import (
     issue,
 )
 from broker.envelope.keys import ROLE_ISSUER, ROLE_ROUTER, ROUTER_ROLES
+from broker.ids import SUBJECT_FIELD
 from broker.personal import PersonalDict
 from broker.schemas import SchemaRegistry
 
