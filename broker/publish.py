@@ -26,6 +26,7 @@ from broker.inbound import (
     Limits,
     LineSource,
     Rejection,
+    check_event,
     parse_line,
     read_lines,
 )
@@ -92,7 +93,13 @@ class Publisher:
         self._pending: list[tuple[str, str, Any]] = []
 
     def publish(self, event: Mapping[str, Any], *, where: str = "event") -> str:
-        """Sign and send one event; raises a `BrokerError` naming the problem when invalid."""
+        """Sign and send one event; raises a `BrokerError` naming the problem when invalid.
+
+        The text rules of `broker.inbound` apply here too, so no connector (SSDA903, NRM, live)
+        can publish what `broker publish` would refuse."""
+        problem = check_event(event) if isinstance(event, dict) else None
+        if problem is not None:
+            raise BrokerError(f"{problem.message} [{problem.code}]")
         envelope = issue(event, issuer=self.agency_id, key=self.key, registry=self.registry)
         header = envelope.header
         subject = envelope.subject or ""  # issue() always sets one

@@ -110,8 +110,13 @@ def csv_columns(path: Path) -> list[str]:
 
 
 def csv_rows(table: str, path: Path, counter: ByteCounter) -> Iterator[SourceRow]:
-    """Rows of one CSV table; `row` is the spreadsheet row (column names are row 1)."""
-    with io.TextIOWrapper(_open_counted(path, counter), encoding="utf-8-sig", newline="") as text:
+    """Rows of one CSV table; `row` is the spreadsheet row (column names are row 1).
+
+    A byte that is not UTF-8 becomes a lone surrogate (surrogateescape) that the cell check
+    refuses (invalid_text), so one bad row costs that row, not the rest of the table."""
+    with io.TextIOWrapper(
+        _open_counted(path, counter), encoding="utf-8-sig", errors="surrogateescape", newline=""
+    ) as text:
         reader = csv.reader(text)
         try:
             header = [name.strip().upper() for name in next(reader, [])]
