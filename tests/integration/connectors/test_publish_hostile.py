@@ -31,7 +31,9 @@ def missing(tag: str, **fields: Any) -> dict[str, Any]:
     return event("child.missing.started", f"child-{tag}", tag, **{"first_name": NAME, **fields})
 
 
-def publish_cli(dep: Deployment, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+def publish_cli(
+    dep: Deployment, *args: str, stdin: bytes = b""
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "broker.cli", "publish", "--config", str(dep.config_path)]
     command += ["--agency", dep.id(WESTMINSTER), *args]
     return subprocess.run(
@@ -81,7 +83,9 @@ def test_mixed_binary_and_stdin_input_publishes_every_good_line(
     binary.write_bytes(bytes(range(256)).replace(b"\n", b"") * 8 + b"\n\xff\xd8\xff\xe0\x00")
     stdin = line(missing("d")) + b"\n{not json\n" + line(missing("e")) + b"\n"
 
-    done = publish_cli(dep, str(mixed), str(binary), "-", stdin=stdin)
+    absent = tmp_path / "absent.jsonl"
+
+    done = publish_cli(dep, str(mixed), str(binary), str(absent), "-", stdin=stdin)
 
     err = done.stderr
     assert done.returncode == 1, err
@@ -95,6 +99,7 @@ def test_mixed_binary_and_stdin_input_publishes_every_good_line(
         f"rejected {mixed}:7",
         f"rejected {binary}:1",
         f"rejected {binary}:2",
+        f"rejected {absent}: cannot read it (No such file or directory)",
         "rejected stdin:2",
     ]
     assert f"over the limit of {DEFAULT_LIMITS.max_line_bytes} bytes" in rejected[0]
@@ -102,7 +107,7 @@ def test_mixed_binary_and_stdin_input_publishes_every_good_line(
     assert "not UTF-8" in rejected[1]
     assert "U+0000 NUL" in rejected[2] and "first_name" in rejected[2]
     assert "identifiers may not hold" in rejected[3] and "subject" in rejected[3]
-    assert lines[-1].startswith("published 5 event(s)") and lines[-1].endswith("rejected 7")
+    assert lines[-1].startswith("published 5 event(s)") and lines[-1].endswith("rejected 8")
     assert published_ids(dep) == {f"evt-{t}" for t in "abcde"}
 
 
