@@ -171,6 +171,12 @@ def register_deploy(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     render.add_argument("--router-replicas", type=int, default=3)
     render.add_argument("--user", default="broker", help="systemd: the account the units run as")
     render.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="systemd: where the deployment directory is on the host (default: the config's)",
+    )
+    render.add_argument(
         "--broker-bin", default="/opt/safeguarding-broker/.venv/bin/broker",
         help="systemd: the installed `broker` command",
     )
@@ -186,8 +192,11 @@ def _render(args: argparse.Namespace) -> int:
     if args.target == "systemd":
         from broker.ops import single_host
 
+        config_path = args.config.resolve()
+        if args.home is not None:
+            config_path = args.home / config_path.name
         written = single_host.write_units(
-            config, args.config.resolve(), out, user=args.user, broker=args.broker_bin
+            config, config_path, out, user=args.user, broker=args.broker_bin
         )
     else:
         target = render.Target(

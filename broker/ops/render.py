@@ -598,29 +598,38 @@ def _network_policies(config: BrokerConfig, target: Target) -> list[dict[str, An
 
 
 def secret_commands(config: BrokerConfig, target: Target) -> list[str]:
-    """The `kubectl create secret` commands that put the private material in the cluster
-    (run where `broker init` wrote it; the manifests only reference these Secrets)."""
+    """The `kubectl create secret` commands that put the private material in the cluster, run
+    in the directory `broker init` wrote (the manifests only reference these Secrets)."""
+    home = config.source.resolve().parent
     ns = target.namespace
+
+    def rel(path: Path | None, default: str) -> str:
+        if path is None:
+            return default
+        try:
+            return shlex.quote(str(path.resolve().relative_to(home)))
+        except ValueError:
+            return shlex.quote(str(path))
+
     commands = []
     for agency in config.agencies:
         if agency.kind not in ("council", "police", "nrm", "alerts"):
             continue
-        files = [f"--from-file=signing.key.pem={agency.signing_key or 'PRIVATE_KEY'}"]
-        files.append(f"--from-file=event-id.secret={agency.event_id_secret_file or 'SECRET'}")
+        files = [f"--from-file=signing.key.pem={rel(agency.signing_key, 'PRIVATE_KEY')}"]
+        files.append(f"--from-file=event-id.secret={rel(agency.event_id_secret_file, 'SECRET')}")
         if agency.kind in ("council", "police"):
-            files.append("--from-file=live-tokens.txt=live-tokens.txt")
+            files.append(f"--from-file=live-tokens.txt=live-tokens/{agency.id}.txt")
         commands.append(
             f"kubectl -n {ns} create secret generic {_k8s_name(agency.id)}-private "
-            + " ".join(shlex.quote(f) for f in files)
+            + " ".join(files)
         )
     commands.append(
         f"kubectl -n {ns} create secret generic {_k8s_name(config.router.id)}-private "
-        f"--from-file=signing.key.pem={shlex.quote(str(config.router.signing_key))}"
+        f"--from-file=signing.key.pem={rel(config.router.signing_key, 'PRIVATE_KEY')}"
     )
-    secret_file = config.router.pseudonym_secret_file or "pseudonym.secret"
+    secret = rel(config.router.pseudonym_secret_file, "private/pseudonym.secret")
     commands.append(
-        f"kubectl -n {ns} create secret generic router-pseudonym-secret "
-        f"--from-file=secret={shlex.quote(str(secret_file))}"
+        f"kubectl -n {ns} create secret generic router-pseudonym-secret --from-file=secret={secret}"
     )
     return commands
 
