@@ -101,6 +101,10 @@ def init_deployment(
         known = set(agencies) | {agency_id.split(".", 1)[0] for agency_id in agencies}
         if _parties(source) <= known:
             _copy_once(source, agreements / source.name, 0o644, made, kept)
+    if not any(agreements.glob("*.yaml")):
+        # No example concerns these agencies: a template to start from, not loaded (its name
+        # does not end in .yaml) because a default that shares data would be wrong.
+        _write_once(agreements / "TEMPLATE.yaml.example", _template(agencies), made, kept)
     events = directory / "events"
     for source in sorted(EXAMPLE_EVENTS.glob("*.jsonl")):
         if source.stem in agencies:
@@ -160,6 +164,45 @@ def _copy_once(source: Path, target: Path, mode: int, made: list[Path], kept: li
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as handle, source.open("rb") as original:
         shutil.copyfileobj(original, handle)
+    made.append(target)
+
+
+def _template(agencies: dict[str, str]) -> str:
+    ids = list(agencies)
+    provider = ids[0]
+    recipient = ids[1] if len(ids) > 1 else "RECIPIENT.ID"
+    return f"""\
+# A data-sharing agreement to start from: fill in every field, rename to <name>.v1.yaml, check
+# with `broker agreements check agreements/`, and `broker agreements explain` an event.
+# docs/agreements.md explains each field. Nothing is shared without an agreement in force.
+id: dsa.{provider.split(".", 1)[0]}-{recipient.split(".", 1)[0]}.example
+version: 1
+title: WHAT IS SHARED, BY WHOM, WITH WHOM
+providers: [{provider}]
+recipient: {recipient}
+purpose: >
+  WHY the recipient needs it.
+lawful_basis:
+  - "UK GDPR Art 6(1)(e): public task (THE STATUTE)"
+valid_from: 2026-01-01
+retention: P6Y
+contacts:
+  - role: Data Protection Officer
+    agency: {provider}
+    email: dpo@example.org
+rules:
+  - name: missing-children
+    event_types: [child.missing.started]
+    when: missing_type == "M"
+    share: [subject, missing_type, missing_since, age_band]
+"""
+
+
+def _write_once(target: Path, text: str, made: list[Path], kept: list[Path]) -> None:
+    if target.exists():
+        kept.append(target)
+        return
+    target.write_text(text)
     made.append(target)
 
 

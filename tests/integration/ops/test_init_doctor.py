@@ -23,9 +23,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kafka.errors import AuthorizationError
 from ops_tools import FAKETIME, require
 
 from broker.config import load_config
+from broker.errors import BrokerError
 from broker.kafka import acl as acls
 from broker.kafka.client import KafkaClients
 from broker.kafka.credentials import OPERATOR
@@ -108,6 +110,17 @@ def test_init_then_the_printed_commands_route_the_examples_and_doctor_names_each
     # 1. doctor: healthy.
     code, out = broker(*shlex.split(commands[0])[1:])
     assert code == 0 and "healthy: no problem found" in out, out
+
+    # Doctor's probe topic is the operator's alone: an agency may not write or read it.
+    police = KafkaClients(deployment.kafka, "police.met")
+    producer = police.producer(max_block_ms=10000)
+    try:
+        with pytest.raises(AuthorizationError):
+            producer.send("ops.clock", b"probe").get(timeout=20)
+    finally:
+        producer.close(timeout=5)
+    with pytest.raises(BrokerError, match=r"police\.met reading ops\.clock"):
+        raise police.explain_missing("ops.clock")
 
     # 2. the router, 3. publish the example events; then the police's feed has them.
     route = shlex.split(commands[1].rstrip("& "))[1:]

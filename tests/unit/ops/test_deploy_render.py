@@ -186,6 +186,11 @@ def test_the_manifests_carry_the_registry_topics_and_settings(config: BrokerConf
     assert "PRIVATE KEY" not in text
     for secret in (config.pseudonym_secret.decode(),):
         assert secret not in text
+    # The pods' config is a valid config (paths are the mounts), with no secret inline.
+    (settings,) = [c for c in by_kind["ConfigMap"] if c["metadata"]["name"] == "broker-config"]
+    in_pod = BrokerConfig.model_validate(yaml.safe_load(settings["data"]["config.yaml"]))
+    assert in_pod.kafka.secured and in_pod.kafka.topics.replication_factor == 3
+    assert in_pod.router.metrics_host == "0.0.0.0" and in_pod.router.pseudonym_secret_file is None
     pod = router["spec"]["template"]["spec"]
     secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
     assert secrets == {"router.main", "safeguarding-cluster-ca-cert", "router.main-private"}
