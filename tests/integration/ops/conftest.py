@@ -16,7 +16,7 @@ from broker.kafka.local import LocalKafka
 @pytest.fixture(scope="package")
 def ops_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     kafka = LocalKafka(tmp_path_factory.mktemp("ops-kafka"), nodes=1)
-    took = kafka.start()
+    took = kafka.start(timeout=180)  # a loaded shared machine can take minutes
     print(f"\n[operations: secured local Kafka ready in {took:.1f} s at {kafka.bootstrap_servers}]")
     try:
         yield kafka
