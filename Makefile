@@ -13,11 +13,32 @@ STAMP := $(VENV)/.installed-stamp
 LOCK := requirements.lock
 UV_VERSION := 0.13.8
 
-.PHONY: setup demo test lint unit integration faults bench clean lock
+.PHONY: setup tools demo test lint unit integration faults bench clean lock
+
+# Tools the deployment tests run, in a project-local folder (nothing installed system-wide):
+# kubeconform (Go module proxy) validates the rendered Strimzi resources against the CRDs;
+# promtool and prometheus (Debian's `prometheus` package, unpacked) check and run the alert
+# rules; libfaketime (Debian) gives `broker doctor` a skewed clock in its test.
+TOOLS := .tools
+KUBECONFORM_VERSION := v0.8.0
+KUBECONFORM := $(TOOLS)/bin/kubeconform
+PROMTOOL := $(TOOLS)/prometheus/usr/bin/promtool
+FAKETIME := $(TOOLS)/faketime/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 
 setup: $(STAMP)
 	$(BIN)/broker kafka jars
 	sh scripts/ensure_chromium.sh >/dev/null
+
+tools: $(KUBECONFORM) $(PROMTOOL) $(FAKETIME)
+
+$(KUBECONFORM):
+	GOBIN=$(abspath $(TOOLS))/bin go install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+
+$(PROMTOOL):
+	sh scripts/fetch_deb_tool.sh prometheus $(TOOLS)/prometheus
+
+$(FAKETIME):
+	sh scripts/fetch_deb_tool.sh libfaketime $(TOOLS)/faketime
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -41,17 +62,17 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The three-broker fault tests take several minutes each: `make faults` runs them.
-test: setup lint
+test: setup tools lint
 	$(BIN)/pytest -m "not faults"
 
-unit: $(STAMP)
+unit: $(STAMP) tools
 	$(BIN)/pytest -m "not integration"
 
-integration: setup
+integration: setup tools
 	$(BIN)/pytest -m "integration and not faults"
 
-faults: setup
+faults: setup tools
 	$(BIN)/pytest -m faults
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

@@ -122,6 +122,9 @@ class RouterSettings(_Strict):
     poll_timeout_ms: int = Field(default=50, ge=1)
     transaction_timeout_ms: int = Field(default=15000, ge=1000)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Where /metrics and /healthz listen: loopback unless a scraper elsewhere needs them (in a
+    # Kubernetes pod, 0.0.0.0 with a NetworkPolicy that admits only Prometheus).
+    metrics_host: str = "127.0.0.1"
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
     # An event's issued_at may differ from the time the broker received it by at most this.
     max_clock_skew_s: float = Field(default=300.0, gt=0)

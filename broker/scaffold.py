@@ -6,12 +6,18 @@ tests start from this; it is also a worked example of docs/config.md.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from broker.envelope import generate_key
-from broker.envelope.keys import ROLE_ISSUER, ROLE_REGISTRY_ADMIN, ROUTER_ROLES
+from broker.envelope.keys import (
+    PRIVATE_SUFFIX,
+    ROLE_ISSUER,
+    ROLE_REGISTRY_ADMIN,
+    ROUTER_ROLES,
+)
 from broker.kafka.local import ClusterAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +51,43 @@ def write_deployment(
     CA certificate and credentials directory (where `broker.kafka.operator.provision` issues
     each principal's credential); a bare address gives a PLAINTEXT config.
     """
+    return ensure_deployment(
+        directory,
+        bootstrap_servers=bootstrap_servers,
+        agencies=agencies,
+        agreements_dir=agreements_dir,
+        partitions=partitions,
+        router=router,
+    ).config
+
+
+@dataclass
+class Written:
+    """What `ensure_deployment` made and what it found there already (and kept)."""
+
+    config: Path
+    made: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+
+
+def ensure_deployment(
+    directory: Path,
+    *,
+    bootstrap_servers: str | ClusterAccess,
+    agencies: dict[str, str] | None = None,
+    agreements_dir: Path = EXAMPLE_AGREEMENTS,
+    partitions: int = 3,
+    replication: int = 1,
+    router: dict[str, object] | None = None,
+    keep_config: bool = False,
+) -> Written:
+    """Make `directory` a deployment: a signing key per agency (issuer), the router (router and
+    checkpoint) and the registry authority (registry-admin), secrets, and `config.yaml`.
+
+    Never overwrites a key or a secret: an id that already has a private key in `private/` keeps
+    it (and its public half in `keys/`), a secret file that exists is kept. With `keep_config`
+    an existing `config.yaml` is left as it is. Private files are mode 0600 in a 0700 folder.
+    """
     access = (
         bootstrap_servers
         if isinstance(bootstrap_servers, ClusterAccess)
@@ -59,25 +102,51 @@ def write_deployment(
             credentials_dir=str(access.credentials_dir),
         )
     agencies = agencies or DEMO_AGENCIES
+    written = Written(directory / "config.yaml")
     keys = directory / "keys"
     private = directory / "private"
     keys.mkdir(parents=True, exist_ok=True)
     private.mkdir(parents=True, exist_ok=True)
+    private.chmod(0o700)
     signing: dict[str, Path] = {}
     special = {ROUTER_ID: ROUTER_ROLES, REGISTRY_ID: (ROLE_REGISTRY_ADMIN,)}
     for agency_id in [*agencies, ROUTER_ID, REGISTRY_ID]:
+        # The newest key (a rotation writes a new one beside the old).
+        existing = sorted(
+            private.glob(f"{agency_id}.*{PRIVATE_SUFFIX}"), key=lambda p: p.stat().st_mtime
+        )
+        if existing:
+            signing[agency_id] = existing[-1]
+            written.kept.append(existing[-1])
+            continue
         roles = special.get(agency_id, (ROLE_ISSUER,))
         private_path, public_path = generate_key(agency_id, private, roles=roles)
         signing[agency_id] = private_path
         public_path.rename(keys / public_path.name)
-    secret = directory / "private" / "pseudonym.secret"
-    secret.write_bytes(os.urandom(32).hex().encode())
-    secret.chmod(0o600)
-    id_secrets = {agency_id: _write_secret(private, agency_id) for agency_id in agencies}
+        written.made += [private_path, keys / public_path.name]
+    secret = private / "pseudonym.secret"
+    if secret.exists():
+        written.kept.append(secret)
+    else:
+        _write_new_secret(secret)
+        written.made.append(secret)
+    id_secrets: dict[str, Path] = {}
+    for agency_id in agencies:
+        path = private / f"{agency_id}.event-id.secret"
+        if path.exists():
+            written.kept.append(path)
+        else:
+            _write_secret(private, agency_id)
+            written.made.append(path)
+        id_secrets[agency_id] = path
     config = {
         "kafka": {
             **kafka,
-            "topics": {"create": True, "partitions": partitions, "replication_factor": 1},
+            "topics": {
+                "create": True,
+                "partitions": partitions,
+                "replication_factor": replication,
+            },
         },
         "keys_dir": "keys",
         "agreements_dir": str(agreements_dir),
@@ -101,9 +170,18 @@ def write_deployment(
             "signing_key": str(signing[REGISTRY_ID].relative_to(directory)),
         },
     }
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    if keep_config and written.config.exists():
+        written.kept.append(written.config)
+    else:
+        written.config.write_text(yaml.safe_dump(config, sort_keys=False))
+        written.made.append(written.config)
+    return written
+
+
+def _write_new_secret(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(os.urandom(32).hex())
 
 
 def _write_secret(private: Path, agency_id: str) -> Path:

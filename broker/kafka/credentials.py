@@ -7,6 +7,8 @@ authority, sole writer of `registry.keys` and `registry.agreements`) and `operat
 super user besides the brokers). A credential is a JSON file `<principal>.json` holding the
 user name and password, mode 0600, in the directory the config names (`kafka.credentials_dir`);
 it is never inline in the config. `broker kafka credentials issue|revoke|list` manages them.
+On Kubernetes the Secret Strimzi makes for a `KafkaUser` may be mounted instead, as the folder
+`<principal>/` holding its `password` key (the user name is the principal).
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ def write_credential(directory: Path, credential: Credential) -> Path:
 def read_credential(directory: Path, principal: str) -> Credential:
     """Read a principal's credential; refuse a file others may read, as ssh does for keys."""
     path = credential_path(directory, principal)
+    strimzi = directory / principal / "password"
+    if not path.exists() and strimzi.is_file():
+        return _read_strimzi_secret(strimzi, principal)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -107,3 +112,18 @@ def read_credential(directory: Path, principal: str) -> Credential:
             "put each principal's credential in its own <principal>.json"
         )
     return credential
+
+
+def _read_strimzi_secret(path: Path, principal: str) -> Credential:
+    """The `password` key of the Secret Strimzi's user operator makes for a KafkaUser, mounted
+    as the directory `<credentials_dir>/<principal>/` (docs/operations.md, Kubernetes)."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) & ~stat.S_IRGRP:
+        raise CredentialError(
+            f"the Kafka credential {path} can be read by other users "
+            f"(mode {stat.S_IMODE(mode):o}): mount the secret with defaultMode 0400 (or 0440)"
+        )
+    password = path.read_text().strip()
+    if not password:
+        raise CredentialError(f"the Kafka credential {path} is empty: check the KafkaUser secret")
+    return Credential(username=principal, password=password)

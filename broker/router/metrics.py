@@ -8,9 +8,12 @@ call still shows as stuck (a gauge the loop itself sets would keep its last, hea
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -21,6 +24,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 # Buckets around the live-path objective: a missing child reaches the police in well under 1 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -88,6 +92,39 @@ class Progress:
             "kafka_unavailable_since": self.kafka_down_since,
             "stuck_after_s": self.stuck_after_s,
         }
+
+
+class _ExpiryCollector:
+    def __init__(self, keys: Callable[[], Iterable[Any]], ca_file: Path | None) -> None:
+        self.keys = keys
+        self.ca_file = ca_file
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "broker_key_expiry_timestamp_seconds",
+            "Unix time a signing key stops being valid (+Inf: no end); revoked keys left out",
+            labels=["agency", "role", "key_id"],
+        )
+        for key in self.keys():
+            if key.revoked_at is not None:
+                continue
+            ends = math.inf if key.valid_until is None else key.valid_until.timestamp()
+            for role in key.roles:
+                family.add_metric([key.agency_id, role, key.key_id], ends)
+        yield family
+        if self.ca_file is not None:
+            certificate = GaugeMetricFamily(
+                "broker_tls_certificate_expiry_timestamp_seconds",
+                "Unix time the Kafka CA certificate (kafka.ssl_cafile) expires",
+            )
+            try:
+                from cryptography import x509
+
+                loaded = x509.load_pem_x509_certificates(self.ca_file.read_bytes())
+                certificate.add_metric([], min(c.not_valid_after_utc.timestamp() for c in loaded))
+            except (OSError, ValueError):
+                pass  # unreadable: no sample, and the rule on absence says so
+            yield certificate
 
 
 class RouterMetrics:
@@ -177,8 +214,15 @@ class RouterMetrics:
             registry=r,
         ).set_function(lambda: float(progress.stuck()))
 
-    def serve(self, port: int) -> int:
-        """Serve /metrics and /healthz on 127.0.0.1:port (0 picks a free port); return the port.
+    def watch_expiry(self, keys: Callable[[], Iterable[Any]], ca_file: Path | None) -> None:
+        """Export, computed at each scrape, when each signing role's newest key stops being
+        valid (`broker_key_expiry_timestamp_seconds`, +Inf for a key without an end) and when
+        the Kafka CA certificate expires (`broker_tls_certificate_expiry_timestamp_seconds`).
+        Revoked keys are left out. Labels: the agency id, role and key id only."""
+        self.registry.register(_ExpiryCollector(keys, ca_file))
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve /metrics and /healthz on host:port (0 picks a free port); return the port.
 
         /healthz answers 200 with a JSON status `idle` or `busy`, or 503 with `stuck`.
         """
@@ -205,7 +249,7 @@ class RouterMetrics:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # scrapes every few seconds are not worth a log line
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server = ThreadingHTTPServer((host, port), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         return int(server.server_port)

@@ -181,6 +181,7 @@ class RouterService:
         self.core = build_core(config)
         self.seal = ChangelogSeal.from_secret(config.pseudonym_secret)
         self.metrics = RouterMetrics(config.router.stuck_after_s)
+        self.metrics.watch_expiry(lambda: self.core.keys.keys(), config.kafka.ssl_cafile)
         self.states: dict[TopicPartition, PartitionState] = {}
         self.stats = RouterStats()
         self._stop = threading.Event()
@@ -243,8 +244,9 @@ class RouterService:
         """Route until stopped; with `idle_exit_s`, also stop after that long without input."""
         self.clients.ensure_topics(topic_specs(self.config))
         if self.config.router.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(self.config.router.metrics_port)
-            log.info("metrics at http://127.0.0.1:%d/metrics", self.metrics_port)
+            host = self.config.router.metrics_host
+            self.metrics_port = self.metrics.serve(self.config.router.metrics_port, host)
+            log.info("metrics at http://%s:%d/metrics", host, self.metrics_port)
         settings = self.config.router
         if self.live_keys is not None:
             self._follower = RegistryFollower(self.clients, self.live_keys)

@@ -25,7 +25,9 @@ from router_helpers import (
 )
 
 from broker.config import topic_ingress
+from broker.envelope.keys import ROLES
 from broker.kafka.local import ClusterAccess
+from broker.scaffold import REGISTRY_ID
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +114,17 @@ def test_metrics_endpoint_during_a_run(tmp_path: Path, kafka_access: ClusterAcce
         )
         assert lag in (None, 0.0)  # reported for partitions it read from, and caught up
 
+    # Key and certificate expiry (the alert rules' BrokerKeyExpiringSoon and
+    # BrokerCertificateExpiringSoon): the router's own key has no end, the local CA's is ahead.
+    router_key = [
+        value
+        for (name, labels), value in samples.items()
+        if name == "broker_key_expiry_timestamp_seconds"
+        and dict(labels).get("agency") == dep.config.router.id
+    ]
+    assert router_key and all(v == float("inf") for v in router_key), router_key
+    assert metric(samples, "broker_tls_certificate_expiry_timestamp_seconds") > time.time()
+
     # Labels hold agency ids, event types, reason codes, topics and numbers only.
     allowed = {
         *(dep.id(a) for a in BASE_AGENCIES),
@@ -123,6 +136,12 @@ def test_metrics_endpoint_during_a_run(tmp_path: Path, kafka_access: ClusterAcce
                 assert value in allowed
             elif label == "event_type":
                 assert value.count(".") >= 1 and " " not in value
+            elif label == "agency":  # key expiry: agencies, the router, the registry authority
+                assert value in allowed | {dep.config.router.id, REGISTRY_ID}, value
+            elif label == "role":
+                assert value in ROLES
+            elif label == "key_id":
+                assert re.fullmatch(r"[0-9a-f]{16}", value), value
             else:
                 assert label in ("reason", "result", "partition", "le", "quantile"), label
             assert "child-" not in value and not re.search(r"-m\d", value)  # subjects, values
