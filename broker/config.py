@@ -222,7 +222,7 @@ _PATH_FIELDS = (
 
 def load_config(path: Path) -> BrokerConfig:
     """Read and validate a config file; relative paths are taken from the file's directory."""
-    from broker.agreements.loader import line_of, parse_yaml
+    from broker.agreements.loader import YamlLimitError, line_of, parse_yaml
 
     try:
         text = path.read_text()
@@ -235,6 +235,8 @@ def load_config(path: Path) -> BrokerConfig:
     except Exception as exc:  # yaml.YAMLError and its marks
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        if isinstance(exc, YamlLimitError):
+            raise ConfigError(f"{where}: refused: {exc.problem}") from None
         raise ConfigError(f"{where}: not valid YAML: fix the syntax at that line") from None
     if duplicates:
         key, line = duplicates[0]

@@ -66,7 +66,7 @@ def _scenario(access: ClusterAccess, work: Path) -> int:
         agency = path.stem
         publisher = Publisher(config, agency)
         try:
-            with path.open() as stream:
+            with path.open("rb") as stream:
                 report = publisher.publish_all(read_jsonl(stream, path.name))
         finally:
             publisher.close()

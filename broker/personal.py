@@ -7,7 +7,9 @@ site, values travel in containers that refuse to turn into text: like Faust's `S
 
 from __future__ import annotations
 
-from typing import Any, Generic, NoReturn, TypeVar
+import os
+from pathlib import Path
+from typing import IO, Any, Generic, NoReturn, TypeVar
 
 REDACTED = "<redacted>"
 
@@ -65,3 +67,19 @@ class PersonalDict(dict[str, Any]):
     def copy(self) -> PersonalDict:
         """A shallow copy that keeps the guard."""
         return PersonalDict(self)
+
+
+PRIVATE_FILE_MODE = 0o600
+
+
+def open_private(path: Path, *, append: bool = True) -> IO[str]:
+    """Open (creating it 0600) a text file that will hold personal data; an existing file is
+    narrowed to 0600 too, so a file first made by someone's umask does not stay world-readable."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    descriptor = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(descriptor, PRIVATE_FILE_MODE)
+    except OSError:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "a" if append else "w", encoding="utf-8")

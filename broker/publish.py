@@ -7,7 +7,6 @@ is reported (line number and reason, never a value) and the rest still goes thro
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
@@ -16,11 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from kafka.errors import AuthorizationError
+from kafka.errors import AuthorizationError, KafkaError, MessageSizeTooLargeError
 
 from broker.config import BrokerConfig, ConfigError, load_config, topic_ingress
 from broker.envelope import SigningKey, issue, load_signing_key
 from broker.errors import BrokerError
+from broker.inbound import (
+    DEFAULT_LIMITS,
+    KAFKA_MAX_RECORD_BYTES,
+    Limits,
+    LineSource,
+    Rejection,
+    parse_line,
+    read_lines,
+)
 from broker.kafka.client import KafkaClients, KafkaUnavailable, TopicSpec, denied
 from broker.kafka.credentials import principal_of
 from broker.schemas import SchemaRegistry
@@ -36,6 +44,12 @@ class PublishReport:
     published: Counter[str] = field(default_factory=Counter)  # per event type
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
     event_ids: list[str] = field(default_factory=list)
+    on_reject: Callable[[str, str], None] | None = None  # told of each rejection as it happens
+
+    def reject(self, where: str, reason: str) -> None:
+        self.rejected.append((where, reason))
+        if self.on_reject is not None:
+            self.on_reject(where, reason)
 
     @property
     def total_published(self) -> int:
@@ -82,37 +96,47 @@ class Publisher:
         envelope = issue(event, issuer=self.agency_id, key=self.key, registry=self.registry)
         header = envelope.header
         subject = envelope.subject or ""  # issue() always sets one
+        value = envelope.to_bytes(self.registry)
         try:
-            future = self.producer.send(
-                self.topic, key=subject.encode(), value=envelope.to_bytes(self.registry)
-            )
+            future = self.producer.send(self.topic, key=subject.encode(), value=value)
         except AuthorizationError as exc:  # kafka-python repeats a refusal on the next send
             raise denied(self.principal, exc, f"writing to {self.topic}") from None
+        except MessageSizeTooLargeError:
+            raise BrokerError(
+                f"signed event of {len(value)} bytes is larger than Kafka takes per record "
+                f"(at most {KAFKA_MAX_RECORD_BYTES} bytes): shorten its fields"
+            ) from None
+        except KafkaError as exc:  # refused for this record only
+            raise BrokerError(f"Kafka did not accept it ({type(exc).__name__})") from None
         self._pending.append((where, header.event_type, future))
         return header.event_id
 
     def publish_all(
         self,
-        events: Iterable[tuple[str, Mapping[str, Any] | BrokerError]],
+        events: Iterable[tuple[str, Mapping[str, Any] | BrokerError | Rejection]],
         *,
         flush_every: int = FLUSH_EVERY,
         on_flush: Callable[[], None] | None = None,
+        report: PublishReport | None = None,
     ) -> PublishReport:
         """Publish `(where, event)` pairs; an error in place of an event is reported as such.
 
         Waits for Kafka every `flush_every` events, so memory stays bounded on large inputs.
+        No bad event stops the run: only Kafka being unavailable or refusing the principal does.
         """
-        report = PublishReport()
+        report = report if report is not None else PublishReport()
         for count, (where, event) in enumerate(events, start=1):
-            if isinstance(event, BrokerError):
-                report.rejected.append((where, str(event)))
+            if isinstance(event, BrokerError | Rejection):
+                report.reject(where, _reason(event))
             else:
                 try:
                     report.event_ids.append(self.publish(event, where=where))
                 except KafkaUnavailable:
                     raise
                 except BrokerError as exc:  # invalid event: schema, format, key terms
-                    report.rejected.append((where, str(exc)))
+                    report.reject(where, str(exc))
+                except Exception as exc:  # a bug must not lose the lines after this one
+                    report.reject(where, f"could not be signed ({type(exc).__name__}): report it")
             if count % flush_every == 0:
                 self.flush(report)
                 if on_flush is not None:
@@ -132,7 +156,7 @@ class Publisher:
                 self._pending.clear()
                 raise denied(self.principal, exc, f"writing to {self.topic}") from None
             except Exception as exc:  # a Kafka failure for this record only
-                report.rejected.append((where, f"Kafka did not accept it ({type(exc).__name__})"))
+                report.reject(where, f"Kafka did not accept it ({type(exc).__name__})")
             else:
                 report.published[event_type] += 1
         self._pending.clear()
@@ -141,26 +165,34 @@ class Publisher:
         self.producer.close()
 
 
-def read_jsonl(stream: IO[str], name: str) -> Iterable[tuple[str, Mapping[str, Any] | BrokerError]]:
-    """Events of a JSON-lines stream as `(name:line, event)`, or an error for a bad line."""
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        where = f"{name}:{number}"
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield where, BrokerError(f"not valid JSON (column {exc.colno}): fix the line")
-            continue
-        if not isinstance(event, dict):
-            yield where, BrokerError("not a JSON object: one event object per line")
-            continue
-        yield where, event
+def _reason(problem: BrokerError | Rejection) -> str:
+    if isinstance(problem, Rejection):
+        return f"{problem.message} [{problem.code}]"
+    return str(problem)
 
 
-def print_report(report: PublishReport, out: IO[str] = sys.stderr) -> None:
-    for where, reason in report.rejected:
-        print(f"rejected {where}: {reason}", file=out)
+def read_jsonl(
+    stream: LineSource, name: str, limits: Limits = DEFAULT_LIMITS
+) -> Iterable[tuple[str, Mapping[str, Any] | Rejection]]:
+    """Events of a binary JSON-lines stream as `(name:line, event)`, or a `Rejection` for a bad
+    line (broker.inbound: size, UTF-8, JSON, text rules), line by line, in bounded memory."""
+    for number, raw in read_lines(stream, limits):
+        event = raw if isinstance(raw, Rejection) else parse_line(raw, number, limits)
+        yield f"{name}:{number}", event
+
+
+def print_rejection(where: str, reason: str, out: IO[str] | None = None) -> None:
+    """One rejection, printed as it happens."""
+    print(f"rejected {where}: {reason}", file=out or sys.stderr, flush=True)
+
+
+def print_report(
+    report: PublishReport, out: IO[str] = sys.stderr, *, rejections: bool = True
+) -> None:
+    """The summary; with `rejections`, each rejected line first (when not printed already)."""
+    if rejections:
+        for where, reason in report.rejected:
+            print_rejection(where, reason, out)
     types = ", ".join(f"{n} {t}" for t, n in sorted(report.published.items())) or "none"
     print(
         f"published {report.total_published} event(s) ({types}); rejected {len(report.rejected)}",
@@ -174,23 +206,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--agency", required=True, help="issuing agency id, e.g. police.met")
-    parser.add_argument("events", help="JSON-lines file of events, or - for standard input")
+    parser.add_argument(
+        "events", nargs="+", help="JSON-lines file(s) of events, or - for standard input"
+    )
+    parser.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=DEFAULT_LIMITS.max_line_bytes,
+        help=f"longest line accepted, in bytes ({DEFAULT_LIMITS.max_line_bytes}; below "
+        f"Kafka's {KAFKA_MAX_RECORD_BYTES} per record)",
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        limits = Limits(max_line_bytes=args.max_line_bytes)
+    except ValueError as exc:
+        raise BrokerError(f"--max-line-bytes: {exc}") from None
     config = load_config(args.config)
     publisher = Publisher(config, args.agency)
+    report = PublishReport(on_reject=print_rejection)
     try:
-        if args.events == "-":
-            report = publisher.publish_all(read_jsonl(sys.stdin, "stdin"))
-        else:
+        for name in args.events:
+            if name == "-":
+                publisher.publish_all(read_jsonl(sys.stdin.buffer, "stdin", limits), report=report)
+                continue
             try:
-                with open(args.events) as stream:
-                    report = publisher.publish_all(read_jsonl(stream, args.events))
+                stream = open(name, "rb")  # noqa: SIM115 - closed below, errors told per file
             except OSError as exc:
-                raise BrokerError(f"cannot read {args.events} ({exc.strerror})") from None
+                report.reject(name, f"cannot read it ({exc.strerror}): check the path")
+                continue
+            with stream:
+                try:
+                    publisher.publish_all(read_jsonl(stream, name, limits), report=report)
+                except OSError as exc:  # a read error part-way (a directory, a device)
+                    report.reject(name, f"cannot read it ({exc.strerror}): check the path")
     finally:
         publisher.close()
-    print_report(report)
+    print_report(report, rejections=False)
     return 1 if report.rejected else 0

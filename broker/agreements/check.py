@@ -16,6 +16,7 @@ from broker.agreements.conditions import (
     CONTEXT_NAMES,
     KNOWN_FUNCTIONS,
     ConditionSyntaxError,
+    ConditionTooCostly,
     compile_condition,
 )
 from broker.agreements.evaluate import AgreementSet
@@ -207,7 +208,9 @@ def _check_rule(
                                 f"derived name `{derivation.name}` is defined two ways",
                                 "use one transform and field per derived name"))
     if rule.when is not None:
-        problems.extend(_check_condition(one, (*here, "when"), rule.when, known, types))
+        problems.extend(
+            _check_condition(one, (*here, "when"), rule.when, known, types, rule.name)
+        )
     return problems
 
 
@@ -217,9 +220,13 @@ def _check_condition(
     source: str,
     known: list[dict[str, str]],
     types: str,
+    rule_name: str = "",
 ) -> list[Problem]:
     try:
         condition = compile_condition(source)
+    except ConditionTooCostly as exc:
+        return [_at(one, loc, f"rule `{rule_name}`: condition refused: {exc}",
+                    "simplify the condition (see docs/agreements.md, Conditions: cost limit)")]
     except ConditionSyntaxError as exc:
         return [_at(one, loc, f"condition does not compile: {exc}",
                     "correct the CEL expression (see docs/agreements.md, Conditions)")]

@@ -2,6 +2,12 @@
 
 PyYAML nodes carry their position, so every key and list item is mapped to its line and any
 problem (a pydantic error location or a later semantic check) can name the line to fix.
+
+Every YAML file the broker reads (agreements, the config, the SSDA903 specification) is parsed
+by `NoAliasLoader`: aliases (`*name`, and so `<<: *name` merges) are refused, because a few
+hundred bytes of nested aliases expand to gigabytes ("billion laughs"); files are at most
+`MAX_YAML_BYTES` and nest at most as deep as the parser's stack allows, each limit a clear error
+naming the file and line.
 """
 
 from __future__ import annotations
@@ -19,6 +25,33 @@ from broker.agreements.model import Agreement
 
 Loc = tuple[str | int, ...]
 SUFFIXES = (".yaml", ".yml")
+MAX_YAML_BYTES = 1024 * 1024
+
+
+class YamlLimitError(yaml.MarkedYAMLError):
+    """A YAML text over one of the loader's limits (alias, size, depth); `problem` says which."""
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases where the composer would follow them."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise YamlLimitError(
+                None,
+                None,
+                f"uses an alias (*{event.anchor}); aliases and merge keys are not allowed: "
+                "write the values out in full",
+                event.start_mark,
+            )
+        node: yaml.Node | None = super().compose_node(parent, index)
+        return node
+
+
+def load_yaml(text: str) -> Any:
+    """One YAML document through `NoAliasLoader` and the size and depth limits."""
+    return parse_yaml(text)[0]
 
 
 @dataclass(frozen=True)
@@ -78,6 +111,10 @@ def read_file(path: Path) -> tuple[SourcedAgreement | None, list[Problem]]:
                               "make it a readable UTF-8 text file")]
     try:
         data, lines, duplicates = parse_yaml(text)
+    except YamlLimitError as exc:
+        mark = exc.problem_mark
+        return None, [Problem(path, mark.line + 1 if mark is not None else None,
+                              f"refused: {exc.problem}", "simplify the file (docs/bad-input.md)")]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -87,6 +124,9 @@ def read_file(path: Path) -> tuple[SourcedAgreement | None, list[Problem]]:
     except yaml.YAMLError as exc:
         return None, [Problem(path, None, f"not valid YAML: {exc.__class__.__name__}",
                               "correct the YAML syntax")]
+    except RecursionError:  # the line walk of a composed document
+        return None, [Problem(path, None, "not valid YAML: nested too deeply",
+                              "flatten the structure")]
     problems = [
         Problem(path, line, f"key `{key}` appears twice", "keep one of them")
         for key, line in duplicates
@@ -105,14 +145,23 @@ def read_file(path: Path) -> tuple[SourcedAgreement | None, list[Problem]]:
 def parse_yaml(text: str) -> tuple[Any, dict[Loc, int], list[tuple[str, int]]]:
     """Parse one YAML document: (data, line of every key and item, duplicated keys with lines).
 
-    Raises `yaml.YAMLError` (with a mark naming the line) when the text is not valid YAML.
+    Raises `yaml.YAMLError` (with a mark naming the line) when the text is not valid YAML, and
+    `YamlLimitError` for an alias, a text over `MAX_YAML_BYTES` or nesting too deep.
     """
-    loader = yaml.SafeLoader(text)
+    if len(text) > MAX_YAML_BYTES:
+        raise YamlLimitError(
+            None, None, f"file of {len(text)} characters is over the limit of {MAX_YAML_BYTES}"
+        )
+    loader = NoAliasLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}, []
         data = loader.construct_document(node)
+    except RecursionError:
+        raise YamlLimitError(
+            None, None, "nested too deeply: flatten the structure", loader.get_mark()
+        ) from None
     finally:
         loader.dispose()
     lines: dict[Loc, int] = {}

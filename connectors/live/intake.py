@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from broker.errors import BrokerError
+from broker.inbound import Rejection
 from broker.kafka.client import KafkaUnavailable
 from broker.publish import PublishReport
 
@@ -62,6 +63,7 @@ class EventResult:
     index: int
     event_id: str | None = None
     reason: str | None = None
+    code: str | None = None  # the broker.inbound reason code, when that refused it
 
     @property
     def accepted(self) -> bool:
@@ -70,7 +72,10 @@ class EventResult:
     def to_json(self) -> dict[str, Any]:
         if self.accepted:
             return {"index": self.index, "status": "accepted", "event_id": self.event_id}
-        return {"index": self.index, "status": "rejected", "reason": self.reason}
+        answer: dict[str, Any] = {"index": self.index, "status": "rejected", "reason": self.reason}
+        if self.code is not None:
+            answer["code"] = self.code
+        return answer
 
 
 class Intake:
@@ -94,7 +99,11 @@ class Intake:
         return None
 
     def submit(self, events: Sequence[Any], *, client: str) -> list[EventResult]:
-        """Publish each valid event; return one result per event, in order."""
+        """Publish each valid event; return one result per event, in order.
+
+        An entry may be a `broker.inbound.Rejection` (what `parse_body`/`parse_line` give for
+        a bad one): it is answered as rejected with its code, and the others still go through.
+        """
         if len(events) > MAX_BATCH:
             return [
                 EventResult(i, reason=f"batch larger than {MAX_BATCH} events: split it")
@@ -105,6 +114,9 @@ class Intake:
         with self._lock:
             unavailable = False
             for index, event in enumerate(events):
+                if isinstance(event, Rejection):
+                    results[index] = EventResult(index, reason=event.message, code=event.code)
+                    continue
                 problem = self._check(event)
                 if problem is None and unavailable:
                     problem = KAFKA_UNAVAILABLE
@@ -118,6 +130,11 @@ class Intake:
                     results[index] = EventResult(index, reason=KAFKA_UNAVAILABLE)
                 except BrokerError as exc:  # names the field, never its value
                     results[index] = EventResult(index, reason=str(exc))
+                except Exception as exc:  # a bug must not cost the other events their answer
+                    log.error("event %d could not be signed (%s)", index, type(exc).__name__)
+                    results[index] = EventResult(
+                        index, reason=f"could not be signed ({type(exc).__name__}): report it"
+                    )
                 else:
                     results[index] = EventResult(index, event_id=event_id)
                     sent[str(index)] = index

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from broker.errors import BrokerError
+from broker.personal import open_private
 from connectors.subscriber.signing import MIN_SECRET_BYTES, SIGNATURE_HEADER, sign
 
 # HTTP statuses after which the same request may succeed later.
@@ -43,7 +44,10 @@ class Target(Protocol):
 
 
 class FileTarget:
-    """Appends one JSON line per event and syncs it to disk before the offset is committed."""
+    """Appends one JSON line per event and syncs it to disk before the offset is committed.
+
+    The file holds personal data, so it is created (or narrowed to) mode 0600, and a symlink in
+    its place is refused rather than followed."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -54,7 +58,7 @@ class FileTarget:
         if self._handle is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = self.path.open("a", encoding="utf-8")
+                self._handle = open_private(self.path)  # names and dates of birth: 0600
             except OSError as exc:
                 raise DeliveryError(
                     f"cannot open {self.path} for appending ({exc.strerror})", retryable=True

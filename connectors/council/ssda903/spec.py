@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from broker.agreements.loader import YamlLimitError, load_yaml
 from connectors.council.exceptions import Ssda903Error
 from connectors.council.ssda903.problems import Reason, RowProblem, safe_code
 
@@ -74,7 +75,11 @@ class Ssda903Spec:
                 f"(schema_path) or set {SCHEMA_ENV}"
             ) from None
         try:
-            raw = yaml.safe_load(text)
+            raw = load_yaml(text)  # aliases refused, size and depth bounded
+        except YamlLimitError as exc:
+            mark = exc.problem_mark
+            line = f" at line {mark.line + 1}" if mark is not None else ""
+            raise Ssda903Error(f"{path}{line}: refused: {exc.problem}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f" at line {mark.line + 1}" if mark is not None else ""

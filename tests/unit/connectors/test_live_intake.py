@@ -168,7 +168,9 @@ def test_drop_folder_waits_for_files_to_settle_and_for_kafka(
     old = time.time() - 120
     os.utime(path, (old, old))
     publisher.unavailable = True
-    assert folder.poll_once() == [] and path.exists()  # tried again at the next poll
+    claimed = drop / "processing" / "new.jsonl"
+    assert folder.poll_once() == [] and claimed.exists()  # kept claimed, tried again next poll
     publisher.unavailable = False
     (report,) = folder.poll_once()
-    assert len(report.accepted) == 1 and not path.exists()
+    assert len(report.accepted) == 1 and not claimed.exists() and not path.exists()
+    assert (drop / "done" / "new.jsonl").exists()
