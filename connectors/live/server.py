@@ -10,7 +10,9 @@ a JSON object. Nothing a client sends is logged: only the client name and counts
 
 The HTTP work is Hypercorn's (an asyncio ASGI server; why it, in docs/security.md "HTTP
 intake"): header parsing and its size limit, the time allowed to send complete headers, TLS.
-This module is the ASGI application and the limits around it:
+This module is the ASGI application and the limits around it; what a body may hold (JSON depth,
+number length, control characters) is `broker.inbound.parse_body`'s, the same rules as
+`broker publish` and the drop folder:
 
 - **Before the body is read**: the token is resolved from the headers alone; an unknown caller
   gets 401 and the connection is closed without a byte of its body being read. A known caller
@@ -48,6 +50,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.utils import wrap_app
 
+from broker.inbound import DEFAULT_LIMITS, TOO_LARGE, Limits, Rejection, parse_body
 from connectors.live.exceptions import LiveError
 from connectors.live.intake import Intake
 from connectors.live.tokens import TokenStore
@@ -73,8 +76,8 @@ class ServerLimits:
     read_timeout_s: float = 10.0  # any single read (TLS handshake included)
     max_in_flight: int = 32  # requests being read or processed at once
     workers: int = 4  # threads that decode and publish
-    max_depth: int = 8  # JSON nesting
-    max_number_digits: int = 40  # digits of one JSON number
+    # JSON depth, number length and text rules: the one validation path of every inbound event
+    inbound: Limits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)
@@ -318,9 +321,14 @@ class IntakeApp:
 
     def _process(self, raw: bytes, client: str) -> tuple[int, dict[str, Any]]:
         """Decode and publish (on a worker thread): the status and the JSON answer."""
-        decoded = decode_body(raw, self.limits)
-        if isinstance(decoded, str):
-            return HTTPStatus.BAD_REQUEST, {"error": decoded}
+        decoded = parse_body(raw, self.limits.inbound, max_bytes=self.limits.max_body_bytes)
+        if isinstance(decoded, Rejection):
+            status = (
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+                if decoded.code == TOO_LARGE
+                else HTTPStatus.BAD_REQUEST
+            )
+            return status, {"error": f"body: {decoded.message}", "code": decoded.code}
         results = self.intake.submit(decoded, client=client)
         accepted = sum(1 for r in results if r.accepted)
         if accepted == len(results):
@@ -334,59 +342,6 @@ class IntakeApp:
             "rejected": len(results) - accepted,
             "results": [r.to_json() for r in results],
         }
-
-
-class _TooLarge(ValueError):
-    pass
-
-
-def decode_body(raw: bytes, limits: ServerLimits) -> list[Any] | str:
-    """The events of a body (an object or an array of them), or why the body is refused.
-
-    Bounded: nesting deeper than `max_depth` and numbers longer than `max_number_digits` are
-    refused before Python's parser could recurse or convert without limit."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"body is not UTF-8 (bad byte at offset {exc.start})"
-    depth = _max_depth(text)
-    if depth > limits.max_depth:
-        return f"body nested too deeply (at most {limits.max_depth} levels)"
-
-    def number(digits: str) -> Any:
-        if len(digits) > limits.max_number_digits:
-            raise _TooLarge
-        return float(digits) if any(c in digits for c in ".eE") else int(digits)
-
-    try:
-        body = json.loads(text, parse_int=number, parse_float=number)
-    except json.JSONDecodeError as exc:
-        return f"body is not valid JSON (line {exc.lineno}, column {exc.colno})"
-    except (_TooLarge, ValueError, RecursionError):
-        return f"a number in the body has more than {limits.max_number_digits} characters"
-    return body if isinstance(body, list) else [body]
-
-
-def _max_depth(text: str) -> int:
-    """The deepest nesting of arrays and objects outside strings (a linear scan)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
 
 
 def _headers(scope: Scope) -> dict[str, str]:

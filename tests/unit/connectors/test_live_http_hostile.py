@@ -337,3 +337,31 @@ def test_stop_frees_the_port(publisher: FakePublisher, token_file: tuple[Path, s
     server.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_http_events_pass_the_shared_inbound_rules(
+    publisher: FakePublisher, token_file: tuple[Path, str]
+) -> None:
+    """The HTTP intake validates through `broker.inbound` (the publish and drop-folder rules):
+    a NUL, escape or bidi override is refused per event; the good event still goes through."""
+    server = start(publisher, token_file)
+    hostile_name = "Bob\u0000\u202e\u001b[31m"
+    batch = [
+        missing_started("C1"),
+        missing_started("X\u0000'; DROP TABLE--"),
+        missing_started("C3", risk_level=hostile_name),
+    ]
+    raw = json.dumps(batch).encode()
+    try:
+        status, _, answer = request(server.port, post_head(token_file[1], len(raw)), raw)
+        dup = b'{"event_type": "a", "event_type": "b"}'
+        dup_status, _, dup_answer = request(server.port, post_head(token_file[1], len(dup)), dup)
+    finally:
+        server.stop()
+    assert status == 207
+    assert [r["status"] for r in answer["results"]] == ["accepted", "rejected", "rejected"]
+    assert answer["results"][1]["code"] == "bad_identifier"
+    assert answer["results"][2]["code"] in ("bad_text", "bad_identifier")
+    assert "Bob" not in json.dumps(answer) and "DROP" not in json.dumps(answer)
+    assert len(publisher.published) == 1
+    assert dup_status == 400 and dup_answer["code"] == "duplicate_key"
