@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ _BIDI_CONTROLS = frozenset(
     chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
 )
 _TEXT_ALLOWED_CONTROLS = frozenset("\t\n\r")
+# Fast paths for ASCII text (nearly all of it): the only characters the rules refuse there.
+_ASCII_IDENTIFIER_BAD = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_TEXT_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +302,20 @@ def _check_value(where: str, value: Any, identifier: bool) -> Rejection | None:
     return None
 
 
+def text_problem(text: str, *, identifier: bool) -> str | None:
+    """Why `text` breaks the identifier (or free-text) rules, naming the code point and never
+    the text; None when it passes. For connectors that report problems their own way."""
+    problem = _check_text("value", text, identifier)
+    return None if problem is None else problem.message.removeprefix("value: ")
+
+
 def _check_text(where: str, text: str, identifier: bool) -> Rejection | None:
     """The first character the rules refuse in `text`, named by code point (never the text)."""
+    if text.isascii():
+        bad = (_ASCII_IDENTIFIER_BAD if identifier else _ASCII_TEXT_BAD).search(text)
+        if bad is None:
+            return None
+        text = bad.group(0)
     for char in text:
         category = unicodedata.category(char)
         if category == "Cs":

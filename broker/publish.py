@@ -18,7 +18,7 @@ from typing import IO, Any
 from kafka.errors import AuthorizationError, KafkaError, MessageSizeTooLargeError
 
 from broker.config import BrokerConfig, ConfigError, load_config, topic_ingress
-from broker.envelope import SigningKey, issue, load_signing_key
+from broker.envelope import Envelope, SigningKey, issue, load_signing_key
 from broker.errors import BrokerError
 from broker.inbound import (
     DEFAULT_LIMITS,
@@ -26,6 +26,7 @@ from broker.inbound import (
     Limits,
     LineSource,
     Rejection,
+    check_event,
     parse_line,
     read_lines,
 )
@@ -68,6 +69,18 @@ def agency_key(config: BrokerConfig, agency_id: str) -> SigningKey:
     return load_signing_key(agency.signing_key, passphrase)
 
 
+def sign_event(
+    event: Mapping[str, Any], agency_id: str, key: SigningKey, registry: SchemaRegistry
+) -> Envelope:
+    """The checks and signing of every published event, before Kafka: the text rules of
+    `broker.inbound` (so no connector, SSDA903, NRM or live, can publish what `broker publish`
+    would refuse), then the schema and envelope checks of `issue`. Raises `BrokerError`."""
+    problem = check_event(dict(event)) if isinstance(event, Mapping) else None
+    if problem is not None:
+        raise BrokerError(f"{problem.message} [{problem.code}]")
+    return issue(event, issuer=agency_id, key=key, registry=registry)
+
+
 class Publisher:
     """Signs events as one agency and produces them, keyed by subject, idempotently.
 
@@ -93,7 +106,7 @@ class Publisher:
 
     def publish(self, event: Mapping[str, Any], *, where: str = "event") -> str:
         """Sign and send one event; raises a `BrokerError` naming the problem when invalid."""
-        envelope = issue(event, issuer=self.agency_id, key=self.key, registry=self.registry)
+        envelope = sign_event(event, self.agency_id, self.key, self.registry)
         header = envelope.header
         subject = envelope.subject or ""  # issue() always sets one
         value = envelope.to_bytes(self.registry)

@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from broker.errors import BrokerError
+from broker.inbound import Limits, Rejection, parse_body
 
 if TYPE_CHECKING:
     from broker.publish import Publisher, PublishReport
 
 DEFAULT_PORT = 8903
+NRM_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+NRM_LIMITS = Limits(max_depth=16)  # the NRM payload nests objects a little deeper than events
 SHOW_PROBLEMS = 50
 
 
@@ -384,17 +387,20 @@ def _run_referral(args: argparse.Namespace) -> int:
             raise BrokerError(f"--agency-name expects NAME=ID, got {item!r}")
         names[name.strip()] = agency_id.strip()
     try:
-        data = json.loads(args.payload.read_text(encoding="utf-8-sig"))
+        raw = args.payload.read_bytes()
     except OSError as exc:
         raise BrokerError(f"cannot read {args.payload} ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise BrokerError(
-            f"{args.payload}: not valid JSON (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    payloads = data if isinstance(data, list) else [data]
+    # The same bounded parsing and text rules as every other intake (broker/inbound.py).
+    parsed = parse_body(raw, NRM_LIMITS, max_bytes=NRM_MAX_PAYLOAD_BYTES)
+    if isinstance(parsed, Rejection):
+        raise BrokerError(f"{args.payload}: {parsed.message} [{parsed.code}]")
+    is_list = raw.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
     events: list[tuple[str, Any]] = []
-    for index, payload in enumerate(payloads):
-        where = f"{args.payload}" + (f"[{index}]" if isinstance(data, list) else "")
+    for index, payload in enumerate(parsed):
+        where = f"{args.payload}" + (f"[{index}]" if is_list else "")
+        if isinstance(payload, Rejection):
+            events.append((where, BrokerError(f"{payload.message} [{payload.code}]")))
+            continue
         try:
             event = referral_to_event(
                 payload,

@@ -172,19 +172,19 @@ class DropFolder:
             descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             return self._refuse(path, report, _not_regular(path) or f"cannot open ({exc.strerror})")
+        info = os.fstat(descriptor)
+        refusal = None
+        if not stat.S_ISREG(info.st_mode):
+            refusal = _not_regular(path) or "not a regular file"
+        elif info.st_size > self.max_file_bytes:
+            refusal = (
+                f"file of {info.st_size} bytes is over the limit of {self.max_file_bytes} "
+                "bytes: split it into smaller files"
+            )
+        if refusal is not None:
+            os.close(descriptor)
+            return self._refuse(path, report, refusal)
         with os.fdopen(descriptor, "rb") as handle:
-            info = os.fstat(descriptor)
-            if not stat.S_ISREG(info.st_mode):
-                handle.close()
-                return self._refuse(path, report, _not_regular(path) or "not a regular file")
-            if info.st_size > self.max_file_bytes:
-                handle.close()
-                return self._refuse(
-                    path,
-                    report,
-                    f"file of {info.st_size} bytes is over the limit of {self.max_file_bytes} "
-                    "bytes: split it into smaller files",
-                )
             last_line = 0
             numbers: list[int] = []
             events: list[Any] = []

@@ -29,6 +29,7 @@ class Reason(StrEnum):
     REQUIRED_FOR_EVENT = "required_for_event"
     EPISODE_SUPERSEDED = "episode_superseded"
     REC_INCONSISTENT = "rec_inconsistent"
+    INVALID_TEXT = "invalid_text"  # control/format characters or bytes that are not UTF-8
 
 
 @dataclass(frozen=True, slots=True)

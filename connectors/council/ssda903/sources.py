@@ -100,8 +100,9 @@ def find_tables(folder: Path) -> dict[str, Path]:
 def csv_columns(path: Path) -> list[str]:
     """The column names of a CSV file (upper-cased, trimmed); checks it is readable text."""
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            first = next(csv.reader(handle), [])
+        with path.open("rb") as handle:  # only the first line: a bad byte later costs a row
+            line = handle.readline(1 << 20).decode("utf-8-sig")
+        first = next(csv.reader([line]), [])
     except UnicodeDecodeError:
         raise Ssda903Error(f"{path} is not UTF-8 text; save it as 'CSV UTF-8' and retry") from None
     except (OSError, csv.Error) as exc:
@@ -110,8 +111,13 @@ def csv_columns(path: Path) -> list[str]:
 
 
 def csv_rows(table: str, path: Path, counter: ByteCounter) -> Iterator[SourceRow]:
-    """Rows of one CSV table; `row` is the spreadsheet row (column names are row 1)."""
-    with io.TextIOWrapper(_open_counted(path, counter), encoding="utf-8-sig", newline="") as text:
+    """Rows of one CSV table; `row` is the spreadsheet row (column names are row 1).
+
+    A byte that is not UTF-8 becomes a lone surrogate (surrogateescape) that the cell check
+    refuses (invalid_text), so one bad row costs that row, not the rest of the table."""
+    with io.TextIOWrapper(
+        _open_counted(path, counter), encoding="utf-8-sig", errors="surrogateescape", newline=""
+    ) as text:
         reader = csv.reader(text)
         try:
             header = [name.strip().upper() for name in next(reader, [])]

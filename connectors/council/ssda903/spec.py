@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from broker.agreements.loader import YamlLimitError, load_yaml
+from broker.inbound import text_problem
 from connectors.council.exceptions import Ssda903Error
 from connectors.council.ssda903.problems import Reason, RowProblem, safe_code
 
@@ -186,7 +187,12 @@ class TableValidator:
                         )
                     )
             else:
-                clean[name] = value
+                problem = text_problem(value, identifier=True)
+                clean[name] = value if problem is None else None
+                if problem is not None:  # control characters, bidi overrides, bad bytes
+                    problems.append(
+                        RowProblem(self.table, row_no, name, Reason.INVALID_TEXT, problem)
+                    )
         return clean, problems
 
 

@@ -1,5 +1,5 @@
 """A stand-in for `broker.publish.Publisher` without Kafka: real validation and signing
-(`broker.envelope.issue`), with the Kafka acknowledgement simulated."""
+(`broker.publish.sign_event`), with the Kafka acknowledgement simulated."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from broker.envelope import generate_key, issue, load_signing_key
+from broker.envelope import generate_key, load_signing_key
 from broker.kafka.client import KafkaUnavailable
-from broker.publish import PublishReport
+from broker.publish import PublishReport, sign_event
 from broker.schemas import SchemaRegistry
 
 REGISTRY = SchemaRegistry.default()
@@ -28,7 +28,7 @@ class FakePublisher:
     def publish(self, event: Mapping[str, Any], *, where: str = "event") -> str:
         if self.unavailable:
             raise KafkaUnavailable("Kafka is unreachable")
-        envelope = issue(event, issuer=self.agency_id, key=self.key, registry=REGISTRY)
+        envelope = sign_event(event, self.agency_id, self.key, REGISTRY)  # Publisher's checks
         header = envelope.header
         self._pending.append((where, header.event_type, header.event_id))
         return header.event_id
