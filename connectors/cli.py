@@ -284,7 +284,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from connectors.live.dropfolder import DropFolder
     from connectors.live.exceptions import LiveError
     from connectors.live.intake import EVENT_TYPES_BY_KIND, Intake
-    from connectors.live.server import LiveHTTPServer, ServerLimits, TLSOptions
+    from connectors.live.server import LiveHTTPServer, ServerLimits, TLSOptions, check_bind
     from connectors.live.tokens import TokenStore
 
     tls = None
@@ -294,6 +294,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         tls = TLSOptions(args.tls_cert, args.tls_key, args.tls_client_ca)
     elif args.tls_client_ca is not None:
         raise LiveError("--tls-client-ca needs --tls-cert and --tls-key")
+    check_bind(args.host, tls, allow_plain_http=args.allow_plain_http)
     config = load_config(args.config)
     _agency_of_kind(config, args.agency, args.kind)
     # Only dropped lines without an id get a derived (keyed) one; HTTP events get random ids.

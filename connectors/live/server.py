@@ -117,6 +117,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_bind(host: str, tls: TLSOptions | None, *, allow_plain_http: bool) -> None:
+    """Refuse plain HTTP beyond loopback unless explicitly allowed; check the TLS files."""
+    if tls is not None:
+        tls.check()
+    elif not is_loopback(host) and not allow_plain_http:
+        raise LiveError(
+            f"refusing to listen on {host} over plain HTTP: bearer tokens and events "
+            "would cross the network in the clear. Give --tls-cert and --tls-key, or "
+            "listen on 127.0.0.1 behind a TLS-terminating proxy, or pass "
+            "--allow-plain-http if the network is protected some other way"
+        )
+
+
 # -- JSON error answers for requests Hypercorn refuses before our application sees them ---------
 
 # Workaround for hypercorn 0.18 (pinned): a request h11 cannot parse (a `Content-Length` that is
@@ -396,16 +409,8 @@ class LiveHTTPServer:
         self.agency_id = agency_id
         self.limits = limits or ServerLimits()
         self.tls = tls
-        if tls is not None:
-            tls.check()
-        elif not is_loopback(host):
-            if not allow_plain_http:
-                raise LiveError(
-                    f"refusing to listen on {host} over plain HTTP: bearer tokens and events "
-                    "would cross the network in the clear. Give --tls-cert and --tls-key, or "
-                    "listen on 127.0.0.1 behind a TLS-terminating proxy, or pass "
-                    "--allow-plain-http if the network is protected some other way"
-                )
+        check_bind(host, tls, allow_plain_http=allow_plain_http)
+        if tls is None and not is_loopback(host):
             warning = (
                 f"WARNING: listening on {host} over plain HTTP (--allow-plain-http): tokens "
                 "and events cross the network unencrypted"
