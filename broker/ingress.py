@@ -86,18 +86,37 @@ def check_ingress(
         return IngressCheck(None, None, exc.code, str(exc))
     header = envelope.header
     if header.issuer != agency:
-        detail = f"event issued by {header.issuer} arrived on {topic}"
+        # The issuer named by an unverified header is the sender's to choose: not repeated.
+        detail = f"event issued by another agency than the topic's owner arrived on {topic}"
         return IngressCheck(envelope, None, WRONG_INGRESS, detail)
     try:
         event = verify_envelope(
             envelope, keys, received_at=received_at, max_skew=max_skew, registry=registry
         )
     except VerificationError as exc:
-        return IngressCheck(envelope, None, exc.code, str(exc))
+        return IngressCheck(envelope, None, exc.code, _unverified(str(exc), envelope))
     if (header.issuer, header.event_id) in seen:
         detail = f"event {header.event_id} of {header.issuer} was already routed"
         return IngressCheck(envelope, None, DUPLICATE, detail)
     return IngressCheck(envelope, event)
+
+
+def _unverified(detail: str, envelope: Envelope) -> str:
+    """`detail` without the header strings of an envelope that failed verification: event id,
+    key id, event type and subject are whatever the sender wrote (a forger can write a child's
+    name there), and quarantine details must hold no personal value. The quarantined record
+    keeps the original bytes for an investigator."""
+    header = envelope.header
+    chosen = {
+        "event_id": header.event_id,
+        "key_id": header.key_id,
+        "event_type": header.event_type,
+        "subject": header.subject or "",
+    }
+    for name, value in sorted(chosen.items(), key=lambda item: -len(item[1])):
+        if len(value) >= 3:
+            detail = detail.replace(value, f"<{name}>")
+    return detail
 
 
 def issued_subject(event: VerifiedEvent) -> str:

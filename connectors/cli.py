@@ -114,6 +114,22 @@ def _serve_parser(actions: Any, kind: str) -> None:
         type=Path,
         help="client tokens file (SHA-256 hashes; default live-tokens.txt beside the config)",
     )
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate")
+    serve.add_argument("--tls-key", type=Path, help="the certificate's PEM private key")
+    serve.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="require client certificates signed by this PEM CA (mutual TLS)",
+    )
+    serve.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        help="allow plain HTTP on an address beyond loopback (prints a warning); "
+        "otherwise such an address needs --tls-cert and --tls-key",
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=8 * 1024 * 1024, help="largest request body"
+    )
     serve.add_argument("--drop-dir", type=Path, help="also publish *.jsonl files dropped here")
     serve.add_argument("--poll-s", type=float, default=1.0, help="drop folder poll interval")
     serve.set_defaults(func=_run_serve, kind=kind)
@@ -266,10 +282,19 @@ def _run_serve(args: argparse.Namespace) -> int:
     from broker.publish import Publisher
     from connectors.ids import event_ids_for
     from connectors.live.dropfolder import DropFolder
+    from connectors.live.exceptions import LiveError
     from connectors.live.intake import EVENT_TYPES_BY_KIND, Intake
-    from connectors.live.server import LiveHTTPServer
+    from connectors.live.server import LiveHTTPServer, ServerLimits, TLSOptions, check_bind
     from connectors.live.tokens import TokenStore
 
+    tls = None
+    if args.tls_cert is not None or args.tls_key is not None:
+        if args.tls_cert is None or args.tls_key is None:
+            raise LiveError("--tls-cert and --tls-key go together: give both")
+        tls = TLSOptions(args.tls_cert, args.tls_key, args.tls_client_ca)
+    elif args.tls_client_ca is not None:
+        raise LiveError("--tls-client-ca needs --tls-cert and --tls-key")
+    check_bind(args.host, tls, allow_plain_http=args.allow_plain_http)
     config = load_config(args.config)
     _agency_of_kind(config, args.agency, args.kind)
     # Only dropped lines without an id get a derived (keyed) one; HTTP events get random ids.
@@ -281,7 +306,14 @@ def _run_serve(args: argparse.Namespace) -> int:
     intake = Intake(publisher, EVENT_TYPES_BY_KIND[args.kind])
     stop = threading.Event()
     server = LiveHTTPServer(
-        args.host, args.port, agency_id=args.agency, intake=intake, tokens=tokens
+        args.host,
+        args.port,
+        agency_id=args.agency,
+        intake=intake,
+        tokens=tokens,
+        tls=tls,
+        allow_plain_http=args.allow_plain_http,
+        limits=ServerLimits(max_body_bytes=args.max_body_bytes),
     )
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -31,6 +31,7 @@ from kafka.errors import (
 
 from broker.config import KafkaSettings
 from broker.errors import BrokerError
+from broker.kafka.logs import redact_kafka_logs
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class _BootstrapFailures(logging.Handler):
             last, self.last = self.last, None
             return last
 
+
+# kafka-python's DEBUG lines print whole requests and responses: never their record bytes.
+redact_kafka_logs()
 
 _FAILURES = _BootstrapFailures()
 logging.getLogger("kafka.net.manager").addHandler(_FAILURES)

@@ -1,5 +1,11 @@
 """Prometheus metrics of the routing service. Labels carry agency ids, types and codes only.
 
+Label values come only from fixed sets: agency ids from the registry, event types from the
+schemas, reason codes from the code. A value from outside them (an issuer or event type named in
+the header of a forged record, which is read before anything is verified) is counted under
+`unknown`, so no record can create a series, and the number of series is bounded by the
+registry and the schemas whatever the input.
+
 Health that tells the truth: the metrics that say whether the router makes progress are
 computed when scraped, from times the routing loop records, so a loop that is stuck inside a
 call still shows as stuck (a gauge the loop itself sets would keep its last, healthy value).
@@ -11,10 +17,10 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +31,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+
+from broker.envelope.errors import ReasonCode
+from broker.ingress import BAD_ENCODING, DUPLICATE, INTERNAL_ERROR, WRONG_INGRESS
 
 # Buckets around the live-path objective: a missing child reaches the police in well under 1 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -94,6 +103,13 @@ class Progress:
         }
 
 
+# The label every value outside the known sets is counted under.
+UNKNOWN = "unknown"
+REASON_CODES: frozenset[str] = frozenset(
+    {*get_args(ReasonCode), BAD_ENCODING, DUPLICATE, INTERNAL_ERROR, WRONG_INGRESS}
+)
+
+
 class _ExpiryCollector:
     def __init__(self, keys: Callable[[], Iterable[Any]], ca_file: Path | None) -> None:
         self.keys = keys
@@ -128,9 +144,20 @@ class _ExpiryCollector:
 
 
 class RouterMetrics:
-    """One registry per router instance (tests run several in one process)."""
+    """One registry per router instance (tests run several in one process).
 
-    def __init__(self, stuck_after_s: float = 30.0) -> None:
+    `agencies` and `event_types` are the label values allowed for issuers, recipients and
+    types (the registry's agencies and the schemas' event types); see the module docstring."""
+
+    def __init__(
+        self,
+        stuck_after_s: float = 30.0,
+        *,
+        agencies: Collection[str] = (),
+        event_types: Collection[str] = (),
+    ) -> None:
+        self.agencies = frozenset(agencies)
+        self.event_types = frozenset(event_types)
         self.progress = Progress(stuck_after_s)
         self.registry = CollectorRegistry()
         r = self.registry
@@ -220,6 +247,19 @@ class RouterMetrics:
         the Kafka CA certificate expires (`broker_tls_certificate_expiry_timestamp_seconds`).
         Revoked keys are left out. Labels: the agency id, role and key id only."""
         self.registry.register(_ExpiryCollector(keys, ca_file))
+
+    def agency(self, value: str | None) -> str:
+        """`value` as a label: an agency of the registry, else `unknown`."""
+        return value if value in self.agencies else UNKNOWN
+
+    def event_type(self, value: str | None) -> str:
+        """`value` as a label: an event type of the schemas, else `unknown`."""
+        return value if value in self.event_types else UNKNOWN
+
+    @staticmethod
+    def reason(value: str | None) -> str:
+        """`value` as a label: a reason code of the code, else `unknown`."""
+        return value if value in REASON_CODES else UNKNOWN
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve /metrics and /healthz on host:port (0 picks a free port); return the port.

@@ -180,7 +180,11 @@ class RouterService:
         self.clients = KafkaClients(config.kafka, principal_of(config.router.id))
         self.core = build_core(config)
         self.seal = ChangelogSeal.from_secret(config.pseudonym_secret)
-        self.metrics = RouterMetrics(config.router.stuck_after_s)
+        self.metrics = RouterMetrics(
+            config.router.stuck_after_s,
+            agencies=self.core.agencies,
+            event_types=self.core.registry.event_types(),
+        )
         self.metrics.watch_expiry(lambda: self.core.keys.keys(), config.kafka.ssl_cafile)
         self.states: dict[TopicPartition, PartitionState] = {}
         self.stats = RouterStats()
@@ -601,16 +605,19 @@ class RouterService:
             record = result.record
             self.stats.records += 1
             m.routing_seconds.observe(done - received)
+            # Header values of a record that failed verification are the sender's to choose:
+            # labels take only known values (RouterMetrics.agency/event_type/reason).
+            issuer, event_type = m.agency(record.issuer), m.event_type(record.event_type)
             if record.issuer and record.event_type:
-                m.events_in.labels(record.issuer, record.event_type).inc()
+                m.events_in.labels(issuer, event_type).inc()
             if record.outcome in (Outcome.QUARANTINED, Outcome.DUPLICATE):
                 self.stats.quarantined += 1
-                m.quarantined.labels(record.reason or "unknown").inc()
+                m.quarantined.labels(m.reason(record.reason)).inc()
             elif record.outcome == Outcome.DENIED:
-                m.denied.labels(record.issuer, record.event_type).inc()
+                m.denied.labels(issuer, event_type).inc()
             for decision in record.recipients:
                 self.stats.forwarded += 1
-                m.forwarded.labels(decision.recipient).inc()
+                m.forwarded.labels(m.agency(decision.recipient)).inc()
             if record.recipients and result.issued_at is not None:
                 m.event_age_seconds.observe((now - result.issued_at).total_seconds())
 

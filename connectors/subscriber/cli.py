@@ -27,6 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="environment variable holding a bearer token for the webhook",
     )
     group.add_argument(
+        "--webhook-secret-env",
+        metavar="NAME",
+        help="environment variable holding the secret each delivery is signed with "
+        "(X-Broker-Signature, HMAC-SHA256; needed with --to-webhook)",
+    )
+    group.add_argument(
+        "--webhook-ca", type=Path, metavar="PEM", help="trust this CA for an https webhook"
+    )
+    group.add_argument(
+        "--webhook-client-cert",
+        type=Path,
+        metavar="PEM",
+        help="present this client certificate to the webhook (mutual TLS)",
+    )
+    group.add_argument(
+        "--webhook-client-key",
+        type=Path,
+        metavar="PEM",
+        help="the client certificate's key (if not in the certificate file)",
+    )
+    group.add_argument(
         "--retry-max-s", type=float, default=30.0, help="longest wait between retries (30)"
     )
     group.add_argument(
@@ -61,7 +82,24 @@ def run(args: argparse.Namespace) -> int:
                 raise BrokerError(
                     f"${args.webhook_token_env} is not set: export the webhook's token in it"
                 )
-        target = WebhookTarget(args.to_webhook, token=token)
+        if not args.webhook_secret_env:
+            raise BrokerError(
+                "--to-webhook needs --webhook-secret-env NAME: every delivery is signed "
+                "(X-Broker-Signature) so the receiver can check it came from the broker"
+            )
+        secret = os.environ.get(args.webhook_secret_env, "")
+        if not secret:
+            raise BrokerError(
+                f"${args.webhook_secret_env} is not set: export the webhook signing secret in it"
+            )
+        target = WebhookTarget(
+            args.to_webhook,
+            secret=secret.encode(),
+            token=token,
+            ca_file=args.webhook_ca,
+            client_cert=args.webhook_client_cert,
+            client_key=args.webhook_client_key,
+        )
     backoff = Backoff(max_s=args.retry_max_s, give_up_after_s=args.give_up_after)
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}

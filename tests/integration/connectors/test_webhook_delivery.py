@@ -34,6 +34,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SECRET = b"0123456789abcdef0123456789abcdef"
 FAST = Backoff(initial_s=0.05, factor=2.0, max_s=0.4)
 
 
@@ -107,7 +108,9 @@ def publish_missing(
 def deliver(dep: Deployment, url: str, backoff: Backoff = FAST) -> Any:
     reader = FeedReader(dep.config, dep.id(MET))
     try:
-        return deliver_feed(reader, WebhookTarget(url, timeout_s=5), follow=False, backoff=backoff)
+        return deliver_feed(
+            reader, WebhookTarget(url, secret=SECRET, timeout_s=5), follow=False, backoff=backoff
+        )
     finally:
         reader.close()
 
@@ -177,3 +180,83 @@ def test_refused_event_is_not_skipped(deployment: Deployment, tmp_path: Path) ->
     ]
     assert main([*argv, "--from-beginning"]) == 0
     assert [json.loads(line)["event_id"] for line in out.read_text().splitlines()] == order
+
+
+class Hook(ThreadingHTTPServer):
+    """Records every request (method, path, headers, body); answers `status`, with a
+    `Location` when `location` is set."""
+
+    daemon_threads = True
+
+    def __init__(self, status: int, location: str | None) -> None:
+        self.status = status
+        self.location = location
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        super().__init__(("127.0.0.1", 0), _HookHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+class _HookHandler(BaseHTTPRequestHandler):
+    server: Hook
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.requests.append((self.command, self.path, dict(self.headers), body))
+        self.send_response(self.server.status)
+        if self.server.location:
+            self.send_header("Location", self.server.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _any
+
+
+@contextmanager
+def hook_at(status: int, location: str | None = None) -> Iterator[Hook]:
+    server = Hook(status, location)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_redirecting_webhook_is_not_followed_and_nothing_is_counted(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15: a 302 used to be followed (the bearer token sent to the redirect target, as a
+    GET without the event) and reported as delivered."""
+    dep = deployment
+    order = publish_missing(dep, ["R-1"], 3, "redirect")["R-1"]
+    route(dep, len(order))
+    monkeypatch.setenv("HOOK_SECRET", SECRET.decode())
+    monkeypatch.setenv("HOOK_TOKEN", "bearer-token-value")
+    with hook_at(200) as elsewhere, hook_at(302, elsewhere.url) as hook:
+        argv = ["feed", "--config", str(dep.config_path), "--agency", dep.id(MET)]
+        argv += ["--to-webhook", hook.url, "--webhook-token-env", "HOOK_TOKEN"]
+        assert main([*argv, "--from-beginning"]) == 2  # no signing secret: refused
+        assert "--webhook-secret-env" in capsys.readouterr().err
+        argv += ["--webhook-secret-env", "HOOK_SECRET", "--retry-max-s", "0.2"]
+        status = main([*argv, "--from-beginning", "--give-up-after", "1"])
+        err = capsys.readouterr().err
+        assert status == 2
+        assert "HTTP 302" in err and "not followed" in err
+        assert "event(s) delivered" not in err
+        assert elsewhere.requests == []
+        assert len(hook.requests) >= 2  # retried
+        assert all(r[0] == "POST" for r in hook.requests)
+    # Nothing was committed: pointed at the real receiver, every event arrives.
+    with hook_at(200) as good:
+        argv[argv.index(hook.url)] = good.url
+        assert main([*argv, "--from-beginning"]) == 0
+        assert [json.loads(r[3])["event_id"] for r in good.requests][-3:] == order
+        assert f"{len(good.requests)} event(s) delivered" in capsys.readouterr().err

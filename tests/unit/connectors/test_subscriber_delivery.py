@@ -19,6 +19,7 @@ from broker.feed import FeedItem
 from broker.schemas import SchemaRegistry
 from connectors.subscriber import Backoff, DeliveryError, FileTarget, WebhookTarget, deliver_feed
 
+SECRET = b"0123456789abcdef0123456789abcdef"
 NO_WAIT = Backoff(initial_s=0.001, max_s=0.002)
 
 
@@ -178,7 +179,7 @@ def test_webhook_target_statuses() -> None:
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hooks/secret-path?key=abc"
     try:
-        target = WebhookTarget(url, token="tok")
+        target = WebhookTarget(url, secret=SECRET, token="tok")
         assert target.name == f"http://127.0.0.1:{server.server_address[1]}"
         _Hook.statuses[:] = [204, 503, 429, 400]
         target.deliver({"event_id": "e1"})
@@ -192,10 +193,10 @@ def test_webhook_target_statuses() -> None:
         server.shutdown()
         server.server_close()
     with pytest.raises(DeliveryError) as down:
-        WebhookTarget(url).deliver({"event_id": "e3"})
+        WebhookTarget(url, secret=SECRET).deliver({"event_id": "e3"})
     assert down.value.retryable
 
 
 def test_webhook_needs_an_http_url() -> None:
     with pytest.raises(Exception, match="http"):
-        WebhookTarget("ftp://example.org/x")
+        WebhookTarget("ftp://example.org/x", secret=SECRET)
