@@ -30,6 +30,7 @@ REGION_COLOUR = "#85994b"
 TEXT_COLOUR = "#505a5f"
 CHART_W, CHART_H = 960, 360
 TYPE_LABELS = {"missing": "Missing", "away": "Away from placement without authorisation"}
+SHORT_TYPE_LABELS = {"missing": "Missing", "away": "Away without authorisation"}
 esc = html.escape
 
 
@@ -49,11 +50,14 @@ class Series:
 
 
 def _nice_max(values: Sequence[float]) -> float:
-    top = max([v for v in values if v is not None] + [1.0])
-    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
-        if top <= step * 5:
-            return float(step * 5 if top > step * 4 else step * (int(top // step) + 1))
-    return top * 1.1
+    """The top of the axis: four gridline steps of 1, 2, 2.5 or 5 times a power of ten."""
+    top = max([*values, 1.0])
+    scale = 1.0
+    while True:
+        for step in (0.25, 0.5, 1, 2, 2.5, 5):
+            if 4 * step * scale >= top:
+                return 4 * step * scale
+        scale *= 10
 
 
 def _axes(x: float, y: float, w: float, h: float, top: float, title: str, unit: str) -> list[str]:
@@ -239,8 +243,7 @@ def trend_chart(pub: Publication, code: str) -> str:
             280,
             labels,
             series,
-            f"{TYPE_LABELS[t] if t == 'missing' else 'Away without authorisation'}: % of "
-            "children looked after",
+            f"{SHORT_TYPE_LABELS[t]}: % of children looked after who had an incident",
             "%",
         )
     return _svg(
@@ -254,12 +257,12 @@ def trend_chart(pub: Publication, code: str) -> str:
 def time_to_first_chart(pub: Publication) -> str:
     latest = pub.latest.period.time_period
     bands = list(TIME_TO_FIRST_BANDS)
-    labels = [TIME_TO_FIRST_LABELS[b] for b in bands]
+    labels = [TIME_TO_FIRST_LABELS[b] if b != "not_known" else "Not known" for b in bands]
     parts: list[str] = []
     for n, ref in enumerate(("care_start", "placement_start")):
         series = [
             Series(
-                TYPE_LABELS[t],
+                SHORT_TYPE_LABELS[t],
                 [
                     pub.value(latest, ENGLAND_KEY, f"{t}.time_to_first_incident.from_{ref}.{b}")
                     for b in bands
@@ -281,7 +284,7 @@ def by_month_chart(pub: Publication) -> str:
     months = latest.period.months()
     series = [
         Series(
-            TYPE_LABELS[t],
+            SHORT_TYPE_LABELS[t],
             [pub.value(tp, ENGLAND_KEY, f"{t}.incidents_by_month.{m}") for m in months],
             COLOURS[t],
         )
