@@ -29,6 +29,7 @@ ENGLAND_COLOUR = "#0b0c0c"
 REGION_COLOUR = "#85994b"
 TEXT_COLOUR = "#505a5f"
 CHART_W, CHART_H = 960, 360
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 TYPE_LABELS = {"missing": "Missing", "away": "Away from placement without authorisation"}
 SHORT_TYPE_LABELS = {"missing": "Missing", "away": "Away without authorisation"}
 esc = html.escape
@@ -118,17 +119,17 @@ def line_panel(
             points.append((xs[i], y + h - h * value / top))
         if len(points) > 1:
             path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
-            dash = " stroke-dasharray='6 4'" if s.dashed else ""
-            out.append(
-                f"<polyline points='{path}' fill='none' stroke='{s.colour}' stroke-width='3'{dash}/>"
-            )
+            # A dashed line is drawn wider, so that it shows beside a solid one it coincides with.
+            dash = " stroke-dasharray='8 5' stroke-width='7'" if s.dashed else " stroke-width='3'"
+            out.append(f"<polyline points='{path}' fill='none' stroke='{s.colour}'{dash}/>")
         out += [
             f"<circle cx='{px:.1f}' cy='{py:.1f}' r='4.5' fill='{s.colour}'/>" for px, py in points
         ]
-        lx = x + 8 + 150 * n
+        lx = x + 8 + 140 * n
         out.append(
-            f"<rect x='{lx}' y='{y + 4}' width='14' height='4' fill='{s.colour}'/>"
-            f"<text x='{lx + 18}' y='{y + 10}' font-size='11' fill='#0b0c0c'>{esc(s.label)}</text>"
+            f"<rect x='{lx}' y='{y + h + 26}' width='14' height='4' fill='{s.colour}'/>"
+            f"<text x='{lx + 18}' y='{y + h + 32}' font-size='11' fill='#0b0c0c'>"
+            f"{esc(s.label[:20])}</text>"
         )
     return out
 
@@ -169,10 +170,10 @@ def bar_panel(
                 f"fill='{s.colour}'/>"
             )
     for n, s in enumerate(series):
-        lx = x + w - 330 + 170 * n
+        lx = x + w - 300 + 150 * n
         out.append(
-            f"<rect x='{lx}' y='{y + 2}' width='12' height='12' fill='{s.colour}'/>"
-            f"<text x='{lx + 16}' y='{y + 12}' font-size='11' fill='#0b0c0c'>"
+            f"<rect x='{lx}' y='{y - 38}' width='12' height='12' fill='{s.colour}'/>"
+            f"<text x='{lx + 16}' y='{y - 28}' font-size='11' fill='#0b0c0c'>"
             f"{esc(s.label[:26])}</text>"
         )
     return out
@@ -243,7 +244,7 @@ def trend_chart(pub: Publication, code: str) -> str:
             280,
             labels,
             series,
-            f"{SHORT_TYPE_LABELS[t]}: % of children looked after who had an incident",
+            f"{'Missing' if t == 'missing' else 'Away'}: % of children looked after",
             "%",
         )
     return _svg(
@@ -273,7 +274,7 @@ def time_to_first_chart(pub: Publication) -> str:
         ]
         title = "starting care" if ref == "care_start" else "starting the placement"
         parts += bar_panel(
-            60 + n * 470, 40, 410, 250, labels, series, f"England: time from {title}", 10
+            60 + n * 470, 60, 410, 240, labels, series, f"England: time from {title}", 10
         )
     return _svg("time-to-first", parts, "Time to the first incident, England")
 
@@ -290,8 +291,9 @@ def by_month_chart(pub: Publication) -> str:
         )
         for t, _ in INCIDENT_TYPES
     ]
+    labels = [f"{MONTHS[int(m[5:]) - 1]} {m[:4]}" for m in months]
     parts = bar_panel(
-        60, 40, 870, 270, months, series, "England: incidents by month they started (rounded to 10)"
+        60, 60, 870, 260, labels, series, "England: incidents by month they started (rounded to 10)"
     )
     return _svg("incidents-by-month", parts, "Incidents by month, England")
 
