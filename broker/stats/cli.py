@@ -224,7 +224,9 @@ def report(
 ) -> None:
     periods, paths, councils = written
     rejected = sum(state.rejected.values())
-    shown = ", ".join(councils[:5]) + (f" and {len(councils) - 5} more" if len(councils) > 5 else "")
+    shown = ", ".join(councils[:5]) + (
+        f" and {len(councils) - 5} more" if len(councils) > 5 else ""
+    )
     print(
         f"broker stats: {read} events read, {state.events_applied} counted in total, "
         f"{rejected} rejected; {len(periods)} period(s), {periods[0].start} to {periods[-1].end}"

@@ -245,15 +245,13 @@ PUBLISHED_LABELS = {
         "Number of away from placement without authorisation incidents during the year"
     ),
     "away.children_more_than_once": (
-        "Children who were away from placement without authorisation more than once during the "
-        "year"
+        "Children who were away from placement without authorisation more than once during the year"
     ),
     "away.children_at_period_end": (
         "Children away from placement without authorisation at 31 March"
     ),
     "away.children_pct": (
-        "Percentage of children who were away from placement without authorisation during the "
-        "year"
+        "Percentage of children who were away from placement without authorisation during the year"
     ),
     "away.incidents_per_child": (
         "Average number of away from placement without authorisation incidents per looked after "
@@ -488,7 +486,9 @@ def _inquiry_defs(period: Period) -> list[MeasureDef]:
                 label = f"Of those, first {word} within {within_label} of {refs[ref]}"
                 defs += [
                     _count(mid, label, group="inquiry", incident=incident),
-                    _pct(f"{mid}_pct", f"{label} (%)", mid, went, group="inquiry", incident=incident),
+                    _pct(
+                        f"{mid}_pct", f"{label} (%)", mid, went, group="inquiry", incident=incident
+                    ),
                 ]
         for mid, label in (
             (f"{base}.children_missing_at_period_end", f"Of those, still {word} at 31 March"),

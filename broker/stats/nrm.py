@@ -16,8 +16,10 @@ from the date they were made).
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from broker.stats.events import NRM_OUTCOMES, NRM_STAGES, Referral, StatsState
 
@@ -133,11 +135,11 @@ def nrm_rows(state: StatsState) -> list[dict[str, str]]:
         "first_responder": [*FIRST_RESPONDER_TYPES.values(), NOT_SPECIFIED],
     }
     for period in periods_of(days):
-        counts: dict[tuple[str, str, str], int] = {}
+        counts: Counter[tuple[str, str, str]] = Counter()
 
-        def add(table: str, age: str, category: str) -> None:
+        def add(table: str, age: str, category: str, counts: Counter[Any] = counts) -> None:
             for a in (age, ALL_AGES):
-                counts[(table, a, category)] = counts.get((table, a, category), 0) + 1
+                counts[(table, a, category)] += 1
 
         for _, referral in referrals:
             if not period.contains(referral.submitted_at.date()):

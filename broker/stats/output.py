@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from broker.stats.disclosure import disclose_council, disclose_national
-from broker.stats.exceptions import StatsError
 from broker.stats.events import StatsState
+from broker.stats.exceptions import StatsError
 from broker.stats.measures import MeasureDef, Period, Results, aggregate
 from broker.stats.nrm import NRM_COLUMNS, nrm_rows
 
@@ -109,9 +109,9 @@ def time_identifier(period: Period) -> str:
     return "Reporting year" if is_year else "Period"
 
 
-def _geography(level: str, council: Council | None = None, region: Council | None = None) -> dict[
-    str, str
-]:
+def _geography(
+    level: str, council: Council | None = None, region: Council | None = None
+) -> dict[str, str]:
     row = dict.fromkeys(GEOGRAPHY_COLUMNS[2:], "")
     row.update(geographic_level=level, country_code=ENGLAND_CODE, country_name=ENGLAND)
     place = council or region
@@ -163,9 +163,7 @@ def publish(
     known = dict(lookup or {})
     codes = sorted({code for r in years for code in r.councils})
     councils = {code: known.get(code, Council(code)) for code in codes}
-    regions = {
-        c.region_code: c.region_name for c in councils.values() if c.region_code
-    }
+    regions = {c.region_code: c.region_name for c in councils.values() if c.region_code}
     pub = Publication(
         list(years),
         councils,
@@ -280,7 +278,10 @@ def to_json(pub: Publication) -> dict[str, Any]:
         ],
         "symbols": SYMBOLS,
         "councils_not_in_lookup": pub.not_in_lookup,
-        **{name: {"columns": list(cols), "rows": getattr(pub, name)} for name, (_, cols) in FILES.items()},
+        **{
+            name: {"columns": list(cols), "rows": getattr(pub, name)}
+            for name, (_, cols) in FILES.items()
+        },
     }
 
 

@@ -233,9 +233,7 @@ def trend_chart(pub: Publication, code: str) -> str:
                 )
             )
         series.append(
-            Series(
-                council.la_name or code, [pub.value(y, code, mid) for y in years], COLOURS[t]
-            )
+            Series(council.la_name or code, [pub.value(y, code, mid) for y in years], COLOURS[t])
         )
         parts += line_panel(
             70 + n * 470,
@@ -483,7 +481,9 @@ def _comparison(pub: Publication, codes: Sequence[str], latest: str) -> list[str
         "<div class='scroll'><table id='compare'><thead><tr><th>Council</th><th>Region</th>",
     ]
     out += [f"<th>{esc(label)}</th>" for _, label in columns]
-    out.append("<th>% missing minus England</th><th>% missing minus region</th></tr></thead><tbody>")
+    out.append(
+        "<th>% missing minus England</th><th>% missing minus region</th></tr></thead><tbody>"
+    )
     for code in codes:
         council = pub.councils[code]
         cells = [pub.value(latest, code, mid) for mid, _ in columns]
@@ -552,7 +552,10 @@ def _nrm_section(pub: Publication) -> list[str]:
     out.append(
         _table(
             ["Period", *(c[3] for c in columns)],
-            [[label, *(cells.get(c[:3], "0") for c in columns)] for label, cells in periods.items()],
+            [
+                [label, *(cells.get(c[:3], "0") for c in columns)]
+                for label, cells in periods.items()
+            ],
         )
     )
     last_year = next(label for label in reversed(periods) if label.startswith("January"))
@@ -567,16 +570,16 @@ def _nrm_section(pub: Publication) -> list[str]:
             for (name, age, category), number in cells.items()
             if name == table and age == child
         ]
-        out.append(f"<h3>{esc(table)}: children, {esc(last_year)}</h3>" + _table(["", "Referrals"], rows))
+        out.append(
+            f"<h3>{esc(table)}: children, {esc(last_year)}</h3>" + _table(["", "Referrals"], rows)
+        )
     return out
 
 
 def _caveats(pub: Publication, codes: Sequence[str], years: Sequence[str]) -> list[str]:
     only_missing = []
     for code in codes:
-        missing = sum(
-            _number(pub.value(y, code, "missing.incidents")) or 0 for y in years
-        )
+        missing = sum(_number(pub.value(y, code, "missing.incidents")) or 0 for y in years)
         away = [pub.value(y, code, "away.incidents") for y in years]
         if missing > 0 and all(a == "0" for a in away):
             only_missing.append(pub.councils[code].la_name or code)
@@ -609,4 +612,3 @@ def _caveats(pub: Publication, codes: Sequence[str], years: Sequence[str]) -> li
         "0.5 that is not zero.</li></ul>"
     )
     return out
-

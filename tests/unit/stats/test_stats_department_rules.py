@@ -59,8 +59,9 @@ def test_england_small_counts_are_suppressed_not_rounded_to_zero(tmp_path: Path)
     for n in range(60):
         b.care_started(LA, f"c{n}", when("2024-04-02T00:00:00"))
     for n in range(3):
-        b.missing(LA, f"c{n}", when("2024-06-01T00:00:00"), when("2024-06-02T00:00:00"),
-                  missing_type="A")
+        b.missing(
+            LA, f"c{n}", when("2024-06-01T00:00:00"), when("2024-06-02T00:00:00"), missing_type="A"
+        )
     england = cells(publish(b.events, tmp_path)["statistics"], "National")
     away = "away from placement without authorisation"
     assert england[f"Children who were {away} during the year"] == "c"
@@ -133,13 +134,16 @@ def test_care_ending_on_31_march_is_not_looked_after_at_31_march(tmp_path: Path)
 def test_duration_bands_are_the_departments_with_mean_and_median(tmp_path: Path) -> None:
     b = FeedBuilder()
     # days: 5 or 15 incidents of each length, so that the bands read 10 or 20 after rounding
-    lengths = [d for n, d in enumerate([0, 2, 5, 9, 12, 18, 25, 31]) for _ in range(5 + 10 * (n % 2))]
+    lengths = [
+        d for n, d in enumerate([0, 2, 5, 9, 12, 18, 25, 31]) for _ in range(5 + 10 * (n % 2))
+    ]
     for n, days in enumerate(lengths):
         child = f"d{n}"
         start = when("2024-05-01T00:00:00")
         b.care_started(LA, child, start)
-        b.missing(LA, child, start + dt.timedelta(days=1),
-                  start + dt.timedelta(days=1 + days, hours=2))
+        b.missing(
+            LA, child, start + dt.timedelta(days=1), start + dt.timedelta(days=1 + days, hours=2)
+        )
     rows = publish(b.events, tmp_path)["breakdowns"]
     got = {
         r["category"]: r["number"]

@@ -137,8 +137,14 @@ def test_every_published_council_cell_obeys_the_rules() -> None:
     state.apply_all(synthetic_feed())
     results = compute(state, Period.reporting_year(2025))
     regions = {"E12000004", "E12000005", "E12000008", "E13000001"}
-    pub = publish([results], state, {c: Council(c, region_code=r) for c, r in zip(
-        sorted(results.councils), sorted(regions), strict=True)})
+    pub = publish(
+        [results],
+        state,
+        {
+            c: Council(c, region_code=r)
+            for c, r in zip(sorted(results.councils), sorted(regions), strict=True)
+        },
+    )
     rates = {m.id for m in results.measures if m.ratio is not None or m.statistic}
     suppressed = 0
     by_council: dict[str, dict[str, str]] = {}

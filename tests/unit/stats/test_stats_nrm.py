@@ -59,14 +59,33 @@ def referral(
 def feed() -> list[dict[str, Any]]:
     b = FeedBuilder()
     base = {"first_responder_type": "local_authority", "age_at_exploitation": "child"}
-    referral(b, "council.E09000033", "r1", "2026-11-21T15:30:00",
-             {**base, "exploitation_types": ["criminal", "labour"], "exploitation_location": "both"})
-    referral(b, "council.E09000033", "r2", "2026-08-02T09:00:00",
-             {**base, "exploitation_types": ["sexual"], "exploitation_location": "uk"})
+    referral(
+        b,
+        "council.E09000033",
+        "r1",
+        "2026-11-21T15:30:00",
+        {**base, "exploitation_types": ["criminal", "labour"], "exploitation_location": "both"},
+    )
+    referral(
+        b,
+        "council.E09000033",
+        "r2",
+        "2026-08-02T09:00:00",
+        {**base, "exploitation_types": ["sexual"], "exploitation_location": "uk"},
+    )
     # A police referral: cannot be linked to a looked-after child, but the NRM tables count it.
-    referral(b, "police.met", "r3", "2026-11-25T09:00:00",
-             {"first_responder_type": "police", "age_at_exploitation": "adult",
-              "exploitation_types": ["labour"], "exploitation_location": "overseas"})
+    referral(
+        b,
+        "police.met",
+        "r3",
+        "2026-11-25T09:00:00",
+        {
+            "first_responder_type": "police",
+            "age_at_exploitation": "adult",
+            "exploitation_types": ["labour"],
+            "exploitation_location": "overseas",
+        },
+    )
     b.decision("r1", "reasonable_grounds", "positive", dt.date(2026, 11, 24))
     b.decision("r2", "reasonable_grounds", "negative", dt.date(2026, 9, 1))
     b.decision("r2", "conclusive_grounds", "negative", dt.date(2027, 1, 10))
@@ -78,7 +97,9 @@ def table(rows: list[dict[str, str]], period: str, name: str, age: str) -> dict[
     return {
         r["category"]: r["number"]
         for r in rows
-        if r["period_label"] == period and r["nrm_table"] == name and r["age_at_exploitation"] == age
+        if r["period_label"] == period
+        and r["nrm_table"] == name
+        and r["age_at_exploitation"] == age
     }
 
 
@@ -130,8 +151,12 @@ def test_nrm_tables_by_quarter_and_year() -> None:
     periods = [r["period_label"] for r in rows]
     assert periods.index(year) < periods.index("Quarter 3 2026: July to September")
     identifiers = {r["time_identifier"] for r in rows}
-    assert identifiers == {"Calendar year", "Calendar year Q3", "Calendar year Q4",
-                           "Calendar year Q1"}
+    assert identifiers == {
+        "Calendar year",
+        "Calendar year Q3",
+        "Calendar year Q4",
+        "Calendar year Q1",
+    }
 
 
 def test_the_agreement_grants_the_fields_and_no_new_identifier() -> None:

@@ -125,7 +125,9 @@ def test_extra_files_have_their_documented_columns(published: Path) -> None:
 def test_cli_writes_every_file(
     feed_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["stats", "--input", str(feed_file), "--out", str(tmp_path / "out"), "--year", "2025"])
+    status = main(
+        ["stats", "--input", str(feed_file), "--out", str(tmp_path / "out"), "--year", "2025"]
+    )
     assert status == 0
     printed = capsys.readouterr().out
     assert "report.html" in printed and "rejected" in printed
@@ -134,7 +136,13 @@ def test_cli_writes_every_file(
     rows = read_csv(tmp_path / "out" / "statistics.csv")
     data = json.loads((tmp_path / "out" / "statistics.json").read_text(encoding="utf-8"))
     assert data["statistics"]["rows"] == rows
-    assert [p["time_period"] for p in data["time_periods"]] == ["2021", "2022", "2023", "2024", "2025"]
+    assert [p["time_period"] for p in data["time_periods"]] == [
+        "2021",
+        "2022",
+        "2023",
+        "2024",
+        "2025",
+    ]
 
 
 def test_smallest_council_is_mostly_suppressed(feed_file: Path, tmp_path: Path) -> None:

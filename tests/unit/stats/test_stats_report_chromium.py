@@ -119,7 +119,7 @@ def test_report_charts_render_in_headless_chromium(report: Path) -> None:
 
 def test_the_picked_council_is_named_and_its_script_runs(report: Path) -> None:
     dom = run_chromium(report, "--dump-dom", "--virtual-time-budget=2000")
-    assert "<option value=\"E09000033\" selected=\"\">Westminster (E09000033)</option>" in dom
+    assert '<option value="E09000033" selected="">Westminster (E09000033)</option>' in dom
     # The script marked the picked council's row in the comparison table.
     assert re.search(r'<tr data-council="E09000033" class="selected">', dom), dom[:2000]
     assert "Westminster" in dom and "E09000033" in dom

@@ -221,14 +221,20 @@ def reference(t: Tables, p0: dt.date, p1: dt.date) -> dict[str, int | None]:
     for t_name, code in (("missing", "M"), ("away", "A")):
         by_child: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for m in t.missing:
-            if m["MISSING"] == code and m["CHILD"] in looked_after and in_care(m["CHILD"], m["start"]):
+            if (
+                m["MISSING"] == code
+                and m["CHILD"] in looked_after
+                and in_care(m["CHILD"], m["start"])
+            ):
                 by_child[m["CHILD"]].append(m)
         for child, incidents in by_child.items():
             incidents.sort(key=lambda m: m["start"])
             open_at_end = [
                 m
                 for m in incidents
-                if m["start"] <= p1 and (m["until"] is None or m["until"] > p1) and in_care(child, p1)
+                if m["start"] <= p1
+                and (m["until"] is None or m["until"] > p1)
+                and in_care(child, p1)
             ]
             if open_at_end:
                 out[f"{t_name}.children_at_period_end"] += 1

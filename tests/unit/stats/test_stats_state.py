@@ -58,9 +58,10 @@ def test_live_equals_rebuild_equals_restart() -> None:
     for cut in (0, 1, len(FEED) // 3, len(FEED) // 2, len(FEED) - 1, len(FEED)):
         assert numbers(restarted(FEED, cut)) == expected
     again = rebuilt(FEED)
-    assert publish([compute(live, YEAR)], live).statistics == publish(
-        [compute(again, YEAR)], again
-    ).statistics
+    assert (
+        publish([compute(live, YEAR)], live).statistics
+        == publish([compute(again, YEAR)], again).statistics
+    )
 
 
 @settings(max_examples=25, deadline=None)
