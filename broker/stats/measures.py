@@ -221,6 +221,10 @@ def aggregate(
 # -- the catalogue of measures ----------------------------------------------------------------
 
 _TYPE_WORD = {"missing": "missing", "away": "away from placement without authorisation"}
+_WENT = {
+    "missing": "had a missing incident",
+    "away": "were away from placement without authorisation",
+}
 INCIDENT_TYPE_LABELS = {
     "missing": "Missing",
     "away": "Away from placement without authorisation",
@@ -467,13 +471,13 @@ def _inquiry_defs(period: Period) -> list[MeasureDef]:
         defs += [
             _count(
                 went,
-                f"Of them, children who had a {word} incident during the year",
+                f"Of them, children who {_WENT[t]} during the year",
                 group="inquiry",
                 incident=incident,
             ),
             _pct(
                 f"{went}_pct",
-                f"Percentage of them who had a {word} incident during the year",
+                f"Percentage of them who {_WENT[t]} during the year",
                 went,
                 cohort,
                 group="inquiry",

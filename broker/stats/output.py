@@ -255,7 +255,8 @@ FILES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def to_json(pub: Publication) -> dict[str, Any]:
-    """The JSON form: the periods, every measure's definition, and the rows of each file."""
+    """The JSON form: the periods, every measure's definition, and each file's columns and rows
+    (each row a list of values in the columns' order, as in the CSV file)."""
     return {
         "time_periods": [
             {
@@ -279,7 +280,10 @@ def to_json(pub: Publication) -> dict[str, Any]:
         "symbols": SYMBOLS,
         "councils_not_in_lookup": pub.not_in_lookup,
         **{
-            name: {"columns": list(cols), "rows": getattr(pub, name)}
+            name: {
+                "columns": list(cols),
+                "rows": [[r[c] for c in cols] for r in getattr(pub, name)],
+            }
             for name, (_, cols) in FILES.items()
         },
     }
@@ -303,7 +307,9 @@ def write_outputs(
         paths[name] = out_dir / filename
         write_csv(getattr(pub, name), columns, paths[name])
     paths["json"] = out_dir / "statistics.json"
-    paths["json"].write_text(json.dumps(to_json(pub), indent=1) + "\n", encoding="utf-8")
+    paths["json"].write_text(
+        json.dumps(to_json(pub), separators=(",", ":")) + "\n", encoding="utf-8"
+    )
     paths["html"] = out_dir / "report.html"
     paths["html"].write_text(render_html(pub, selected), encoding="utf-8")
     return paths

@@ -439,28 +439,63 @@ def _council_tables(
     return out
 
 
+# The inquiry's measures, one row each, with a column for missing and one for away.
+INQUIRY_ROWS = (
+    ("children", "Went missing / away during the year"),
+    ("children_pct", "  as a % of the cohort"),
+    ("first_within_48_hours_of_care_start", "First incident within 48 hours of starting care"),
+    ("first_within_48_hours_of_care_start_pct", "  as a % of those who went"),
+    ("first_within_7_days_of_care_start", "First incident within 7 days of starting care"),
+    ("first_within_7_days_of_care_start_pct", "  as a % of those who went"),
+    (
+        "first_within_48_hours_of_placement_start",
+        "First incident within 48 hours of starting the placement",
+    ),
+    ("first_within_48_hours_of_placement_start_pct", "  as a % of those who went"),
+    (
+        "first_within_7_days_of_placement_start",
+        "First incident within 7 days of starting the placement",
+    ),
+    ("first_within_7_days_of_placement_start_pct", "  as a % of those who went"),
+    ("children_missing_at_period_end", "Still missing / away at 31 March"),
+    ("children_missing_at_period_end_pct", "  as a % of those who went"),
+    ("children_missing_28_days_or_more", "Missing / away 28 days or more in one incident"),
+    ("children_missing_28_days_or_more_pct", "  as a % of those who went"),
+)
+
+
 def _inquiry_section(
     pub: Publication, codes: Sequence[str], latest: str, chosen: str | None
 ) -> list[str]:
     """The 48-hour / 7-day picture for children with a trafficking concern or NRM referral."""
-    measures = [m for m in pub.latest.measures if m.group == "inquiry" and m.incident != "NRM"]
     out = [
         "<h2>Children with a trafficking concern or NRM referral: the 48-hour and 7-day picture"
         "</h2>",
         "<p class='note'>The 2012 inquiry found most trafficked children who go missing from "
         "care do so within a week of being placed, many within 48 hours. No official table "
-        "counts this; the same disclosure control applies (c is a suppressed small number, "
-        "never a zero). x: the council has never sent a trafficking flag or referral.</p>",
+        "counts this. The cohort: children looked after during the year with a trafficking "
+        "concern or an NRM referral by their council. The same disclosure control applies (c is "
+        "a suppressed small number, never a zero); x: the council has never sent a trafficking "
+        "flag or referral. All figures in inquiry.csv.</p>",
     ]
+    head = ["", *(SHORT_TYPE_LABELS[t] for t, _ in INCIDENT_TYPES)]
 
-    def rows(key: str) -> list[list[str]]:
-        return [[m.label, m.incident, pub.value(latest, key, m.id)] for m in measures]
+    def table(key: str) -> str:
+        cohort = pub.value(latest, key, "trafficking.children_looked_after")
+        rows = [["Children in the cohort", cohort, cohort]]
+        rows += [
+            [
+                label,
+                *(pub.value(latest, key, f"trafficking.{t}.{suffix}") for t, _ in INCIDENT_TYPES),
+            ]
+            for suffix, label in INQUIRY_ROWS
+        ]
+        return _table(head, rows)
 
-    head = ["Measure", "Type", _year_label(latest)]
-    out.append("<h3>England</h3>" + _table(head, rows(ENGLAND_KEY)))
+    out.append(f"<h3>England, {esc(_year_label(latest))}</h3>" + table(ENGLAND_KEY))
     for code in codes:
-        title = f"<h3>{esc(pub.councils[code].la_name or code)}</h3>"
-        out.append(_view(code, chosen, title + _table(head, rows(code))))
+        title = f"<h3>{esc(pub.councils[code].la_name or code)}, {esc(_year_label(latest))}</h3>"
+        out.append(_view(code, chosen, title + table(code)))
     return out
 
 
@@ -558,21 +593,29 @@ def _nrm_section(pub: Publication) -> list[str]:
             ],
         )
     )
-    last_year = next(label for label in reversed(periods) if label.startswith("January"))
-    cells = periods[last_year]
+    years = [label for label in periods if label.startswith("January")]
+    head = [""]
+    for label in years:
+        year = label.rsplit(" ", 1)[-1]
+        head += [f"{year}: children", f"{year}: all ages"]
     for table in (
         "Referrals by exploitation type",
         "Referrals by exploitation location",
         "Referrals by first responder type",
     ):
+        categories = list(dict.fromkeys(c for (name, _, c) in periods[years[0]] if name == table))
         rows = [
-            [category, number]
-            for (name, age, category), number in cells.items()
-            if name == table and age == child
+            [
+                category,
+                *(
+                    periods[y].get((table, a, category), "0")
+                    for y in years
+                    for a in (child, "All ages")
+                ),
+            ]
+            for category in categories
         ]
-        out.append(
-            f"<h3>{esc(table)}: children, {esc(last_year)}</h3>" + _table(["", "Referrals"], rows)
-        )
+        out.append(f"<h3>{esc(table)}, by calendar year</h3>" + _table(head, rows))
     return out
 
 
@@ -599,9 +642,14 @@ def _caveats(pub: Publication, codes: Sequence[str], years: Sequence[str]) -> li
         "<li>England and regional figures are rounded to the nearest 10 and are not the sum of "
         "the councils' published figures; their percentages and averages use unrounded counts."
         "</li>",
-        "<li>Placement inside or outside the council boundary is x (not available): the "
-        "statistics feed does not carry the placement's local authority yet.</li>",
     ]
+    boundary = pub.value(years[-1], ENGLAND_KEY, "missing.incidents_by_placement.inside_boundary")
+    if boundary == "x":
+        out.append(
+            "<li>Placement inside or outside the council boundary is x (not available): the "
+            "statistics feed does not carry the placement's local authority yet (it needs the "
+            "ONS Postcode Directory).</li>"
+        )
     if pub.not_in_lookup:
         out.append(
             "<li>Councils not in the council lookup (no name or region): "

@@ -135,7 +135,8 @@ def test_cli_writes_every_file(
         assert (tmp_path / "out" / name).exists(), name
     rows = read_csv(tmp_path / "out" / "statistics.csv")
     data = json.loads((tmp_path / "out" / "statistics.json").read_text(encoding="utf-8"))
-    assert data["statistics"]["rows"] == rows
+    assert data["statistics"]["columns"] == DEPARTMENT_COLUMNS
+    assert data["statistics"]["rows"] == [list(r.values()) for r in rows]
     assert [p["time_period"] for p in data["time_periods"]] == [
         "2021",
         "2022",
