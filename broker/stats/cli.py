@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stats",
         help="national statistics from the statistics feed (CSV, JSON, HTML report)",
         description="Count the official and inquiry measures from the statistics feed, with "
-        "disclosure control, and write statistics.csv, statistics.json and report.html.",
+        "disclosure control, and write statistics.csv (the education department's layout, five "
+        "reporting years), breakdowns.csv, inquiry.csv, nrm.csv, statistics.json and report.html.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
