@@ -405,7 +405,10 @@ def _breakdown_defs(t: str, period: Period, cats: Categories) -> list[MeasureDef
         ("incidents_by_placement_type", {c: c for c in (*cats.placement_types, NOT_KNOWN)}),
         ("incidents_by_gender", {c: SEX_LABELS.get(c, c) for c in (*cats.sexes, NOT_KNOWN)}),
         ("incidents_by_ethnicity", {c: c for c in (*cats.ethnicities, NOT_KNOWN)}),
-        ("incidents_by_month", {m: m for m in period.months()}),
+        (
+            "incidents_by_month",
+            {m: dt.date(int(m[:4]), int(m[5:]), 1).strftime("%B %Y") for m in period.months()},
+        ),
         ("time_to_first_incident.from_care_start", TIME_TO_FIRST_LABELS),
         ("time_to_first_incident.from_placement_start", TIME_TO_FIRST_LABELS),
     ]
