@@ -144,6 +144,9 @@ def test_cli_writes_every_file(
         "2024",
         "2025",
     ]
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    for raw_id in ("48_hours", "care_start", "incidents_by", "children_pct", "_per_child"):
+        assert raw_id not in html, f"the report shows the raw id {raw_id}"
 
 
 def test_smallest_council_is_mostly_suppressed(feed_file: Path, tmp_path: Path) -> None:
