@@ -246,6 +246,11 @@ def write_csv(rows: Iterable[Mapping[str, str]], columns: Sequence[str], path: P
         writer.writerows(rows)
 
 
+FILE_OF_GROUP = {
+    "published": "statistics.csv",
+    "breakdown": "breakdowns.csv",
+    "inquiry": "inquiry.csv",
+}
 FILES: dict[str, tuple[str, tuple[str, ...]]] = {
     "statistics": ("statistics.csv", DFE_COLUMNS),
     "breakdowns": ("breakdowns.csv", BREAKDOWN_COLUMNS),
@@ -271,7 +276,7 @@ def to_json(pub: Publication) -> dict[str, Any]:
             {
                 "id": m.id,
                 "label": m.label,
-                "file": f"{m.group if m.group != 'published' else 'statistics'}.csv",
+                "file": FILE_OF_GROUP[m.group],
                 "kind": m.ratio.kind if m.ratio else "statistic" if m.statistic else "count",
                 "published_per_council": m.council,
             }

@@ -246,6 +246,10 @@ def test_json_lists_every_measure_with_its_kind() -> None:
     results = compute(state, Period.reporting_year(2025))
     data = to_json(publish([results], state))
     kinds = {m["id"]: m["kind"] for m in data["measures"]}
+    files = {m["id"]: m["file"] for m in data["measures"]}
+    assert files["missing.incidents"] == "statistics.csv"
+    assert files["missing.incidents_by_age.under_1"] == "breakdowns.csv"
+    assert files["trafficking.children_looked_after"] == "inquiry.csv"
     assert kinds["missing.children_pct"] == "percent"
     assert kinds["missing.incidents_per_child"] == "average"
     assert kinds["missing.incidents"] == "count"
