@@ -112,9 +112,22 @@ def _national_collection(config: BrokerConfig, config_path: Path) -> int:
     stats = RouterService(config, instance_id="demo").run(idle_exit_s=6)
     console.print(f"routed {stats.records} more ingress records: {stats.forwarded} forwards")
     out = STATS_OUT.resolve()
-    # The sample return's busiest reporting year: 1 April 2017 to 31 March 2018.
+    # Five reporting years ending with the sample return's busiest, 1 April 2017 to 31 March
+    # 2018; councils named from the department's lookup (`--la-lookup`, default beside the
+    # project), the report opening on Westminster.
     counted = broker_main(
-        ["stats", "--config", str(config_path), "--out", str(out), "--rebuild", "--year", "2018"]
+        [
+            "stats",
+            "--config",
+            str(config_path),
+            "--out",
+            str(out),
+            "--rebuild",
+            "--year",
+            "2018",
+            "--council",
+            agency.removeprefix("council."),
+        ]
     )
     return status or counted
 

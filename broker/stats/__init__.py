@@ -2,7 +2,8 @@
 
 `events` keeps what the feed said (incrementally, snapshot/restore), `measures` computes the
 DOMAIN.md measures for any period, `disclosure` applies the published disclosure control,
-`output` writes CSV, JSON and the HTML report, `privacy` refuses personal data.
+`output` writes the CSV files in the department's layout and JSON, `report` the HTML report,
+`nrm` the Home Office-style NRM tables, `privacy` refuses personal data.
 """
 
 from broker.stats.events import StatsState

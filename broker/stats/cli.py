@@ -10,7 +10,6 @@ continues where the last run stopped, `--rebuild` recounts from the feed's begin
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import os
@@ -22,14 +21,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from broker.scaffold import REPO_ROOT
 from broker.stats.events import StatsState
 from broker.stats.exceptions import StatsError
-from broker.stats.measures import Period, compute
-from broker.stats.output import write_outputs
+from broker.stats.measures import Categories, Period, compute
+from broker.stats.output import Council, read_la_lookup, write_outputs
 
 STATS_AGENCY = "stats.national"
 # The state (facts and feed position) kept beside the outputs in Kafka mode.
 SNAPSHOT_NAME = "stats-state.json"
+# Reporting years per run: the latest and four before it, as the department publishes.
+REPORTING_YEARS = 5
+# The department's council lookup beside the project (see --la-lookup).
+DEFAULT_LA_LOOKUP = REPO_ROOT.parent / "shared" / "domain" / "la_lookup.csv"
 # With --follow, while events keep arriving, the outputs are rewritten at most this often.
 FOLLOW_WRITE_EVERY_S = 30.0
 
@@ -39,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "stats",
         help="national statistics from the statistics feed (CSV, JSON, HTML report)",
         description="Count the official and inquiry measures from the statistics feed, with "
-        "disclosure control, and write statistics.csv, statistics.json and report.html.",
+        "disclosure control, and write statistics.csv (the education department's layout, five "
+        "reporting years), breakdowns.csv, inquiry.csv, nrm.csv, statistics.json and report.html.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -61,16 +66,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="with --config: ignore the saved state and recount from the feed's beginning",
     )
     parser.add_argument(
-        "--year", type=int, help="reporting year ending 31 March of YEAR (default: latest event's)"
+        "--year",
+        type=int,
+        help="latest reporting year, ending 31 March of YEAR (default: the latest event's); "
+        "the four years before it are published too, revised",
     )
-    parser.add_argument("--from", dest="start", type=_date, help="period start, YYYY-MM-DD")
+    parser.add_argument(
+        "--years",
+        type=int,
+        default=REPORTING_YEARS,
+        help=f"how many reporting years to publish, ending with --year ({REPORTING_YEARS})",
+    )
+    parser.add_argument(
+        "--from", dest="start", type=_date, help="one custom period instead: start, YYYY-MM-DD"
+    )
     parser.add_argument("--to", dest="end", type=_date, help="period end (inclusive), YYYY-MM-DD")
     parser.add_argument(
         "--snapshot",
         type=Path,
         help=f"state file to restore from and save to (with --config: OUT/{SNAPSHOT_NAME})",
     )
-    parser.add_argument("--la-names", type=Path, help="CSV of new_la_code,la_name for the report")
+    parser.add_argument(
+        "--la-lookup",
+        type=Path,
+        help="council lookup CSV (region_code,region_name,old_la_code,la_name,new_la_code), "
+        f"as the department publishes it (default: {DEFAULT_LA_LOOKUP} when present)",
+    )
+    parser.add_argument("--council", help="ONS code of the council the report opens on")
     parser.set_defaults(func=run)
 
 
@@ -102,14 +124,13 @@ def read_feed(path: Path) -> Iterator[dict[str, Any]]:
             yield event
 
 
-def read_la_names(path: Path) -> dict[str, str]:
-    """`new_la_code,la_name` rows (a header row is allowed)."""
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows = [r for r in csv.reader(handle) if len(r) >= 2]
-    except OSError as exc:
-        raise StatsError(f"cannot read {path}: {exc.strerror}; check --la-names") from None
-    return {code.strip(): name.strip() for code, name, *_ in rows if code != "new_la_code"}
+def la_lookup(args: argparse.Namespace) -> dict[str, Council]:
+    """The council lookup given, else the default one if it is there, else none."""
+    if args.la_lookup is not None:
+        return read_la_lookup(args.la_lookup)
+    if DEFAULT_LA_LOOKUP.is_file():
+        return read_la_lookup(DEFAULT_LA_LOOKUP)
+    return {}
 
 
 def load_state(path: Path | None) -> StatsState:
@@ -133,17 +154,20 @@ def save_state(state: StatsState, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def choose_period(args: argparse.Namespace, state: StatsState) -> Period:
+def choose_periods(args: argparse.Namespace, state: StatsState) -> list[Period]:
+    """The reporting years to publish, oldest first (or the one custom period asked for)."""
     if args.start or args.end:
         if not (args.start and args.end) or args.year:
             raise StatsError("give both --from and --to, or --year, not a mix")
-        return Period.between(args.start, args.end)
+        return [Period.between(args.start, args.end)]
+    if args.years < 1:
+        raise StatsError("--years must be at least 1")
     if args.year:
-        return Period.reporting_year(args.year)
+        return Period.reporting_years(args.year, args.years)
     latest = _latest_event_day(state)
     if latest is None:
         raise StatsError("the feed holds no events to count; give --year or check --input")
-    return Period.reporting_year(latest.year + (1 if latest.month >= 4 else 0))
+    return Period.reporting_years(latest.year + (1 if latest.month >= 4 else 0), args.years)
 
 
 def _latest_event_day(state: StatsState) -> dt.date | None:
@@ -180,20 +204,35 @@ def run(args: argparse.Namespace) -> int:
     return 1 if state.rejected.get("unverified") else 0
 
 
-def publish(args: argparse.Namespace, state: StatsState) -> tuple[Period, dict[str, Path]]:
-    """Compute the measures for the period asked and write the outputs."""
-    period = choose_period(args, state)
-    names = read_la_names(args.la_names) if args.la_names else None
-    return period, write_outputs(compute(state, period), args.out, names)
+def publish(
+    args: argparse.Namespace, state: StatsState
+) -> tuple[list[Period], dict[str, Path], list[str]]:
+    """Compute the measures for the periods asked and write the outputs."""
+    periods = choose_periods(args, state)
+    lookup = la_lookup(args)
+    categories = Categories.of(state)
+    years = [compute(state, period, categories) for period in periods]
+    paths = write_outputs(years, args.out, state, lookup, args.council)
+    named = [
+        f"{lookup[c].la_name} ({c})" if c in lookup else f"{c} (not in the council lookup)"
+        for c in sorted(state.councils)
+    ]
+    return periods, paths, named
 
 
-def report(state: StatsState, read: int, written: tuple[Period, dict[str, Path]]) -> None:
-    period, paths = written
+def report(
+    state: StatsState, read: int, written: tuple[list[Period], dict[str, Path], list[str]]
+) -> None:
+    periods, paths, councils = written
     rejected = sum(state.rejected.values())
+    shown = ", ".join(councils[:5]) + (
+        f" and {len(councils) - 5} more" if len(councils) > 5 else ""
+    )
     print(
         f"broker stats: {read} events read, {state.events_applied} counted in total, "
-        f"{rejected} rejected; period {period.start} to {period.end}"
+        f"{rejected} rejected; {len(periods)} period(s), {periods[0].start} to {periods[-1].end}"
     )
+    print(f"  councils: {shown or 'none'}")
     for reason, count in sorted(state.rejected.items()):
         print(f"  rejected {count}: {reason}")
     for kind, path in paths.items():

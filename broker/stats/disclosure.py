@@ -3,10 +3,13 @@
 - Council figures are unrounded, but counts from 1 to 5 are suppressed and shown as `c`
   (primary suppression); a second cell is suppressed wherever a suppressed one could be worked
   out from a published total (secondary suppression, below).
-- National figures are rounded to the nearest 10 (halves up); rates use the unrounded figures.
+- National and regional counts are rounded to the nearest 10 (halves up), except that a count
+  from 1 to 4, which would round to 0, is suppressed (`c`) instead: a real incident never
+  becomes a published 0. Rates use the unrounded figures.
 - `z` not applicable (a rate over zero), `x` not available (the feed does not carry what the
   measure needs), `k` a percentage that rounds to zero but is not zero.
-- Percentages are whole numbers, averages one decimal place, halves rounded up.
+- Percentages are whole numbers, averages one decimal place, halves rounded up; an average over
+  no children is `0` (as the department publishes it), a percentage over no children `z`.
 
 Secondary suppression works on *relations*: a published total and the published parts that sum
 to it exactly. It repeats until none of these attacks recovers a suppressed cell:
@@ -78,6 +81,14 @@ def round_national(count: int) -> int:
     return int(round_half_up(Fraction(count, NATIONAL_ROUNDING)) * NATIONAL_ROUNDING)
 
 
+def publish_national_count(count: int) -> str:
+    """A national or regional count as published: rounded to 10, but 1 to 4 (which would show
+    as 0) suppressed as `c`."""
+    if 0 < count < NATIONAL_ROUNDING / 2:
+        return SUPPRESSED
+    return str(round_national(count))
+
+
 def format_percent(numerator: int, denominator: int) -> str:
     """A whole-number percentage; `z` over zero, `k` if it rounds to 0 but is not 0."""
     if denominator == 0:
@@ -89,9 +100,9 @@ def format_percent(numerator: int, denominator: int) -> str:
 
 
 def format_average(numerator: int, denominator: int) -> str:
-    """An average to one decimal place; `z` over zero."""
+    """An average to one decimal place; `0` over no children, as the department publishes."""
     if denominator == 0:
-        return NOT_APPLICABLE
+        return "0"
     return f"{round_half_up(Fraction(numerator, denominator), 1):.1f}"
 
 
@@ -291,10 +302,11 @@ def disclose_council(
 def disclose_national(
     counts: Mapping[str, int | None], ratios: Mapping[str, Ratio]
 ) -> dict[str, str]:
-    """Published national values: counts rounded to the nearest 10, rates from unrounded counts."""
+    """Published national (or regional) values: counts rounded to the nearest 10 with 1 to 4
+    suppressed, rates from unrounded counts."""
     published: dict[str, str] = {}
     for key, value in counts.items():
-        published[key] = NOT_AVAILABLE if value is None else str(round_national(value))
+        published[key] = NOT_AVAILABLE if value is None else publish_national_count(value)
     for key, ratio in ratios.items():
         numerator, denominator = counts.get(ratio.numerator), counts.get(ratio.denominator)
         if numerator is None or denominator is None:

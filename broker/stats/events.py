@@ -18,7 +18,9 @@ from typing import Any
 from broker.stats.exceptions import SnapshotError
 from broker.stats.privacy import assert_no_personal_fields
 
-SNAPSHOT_VERSION = 1
+# 2: episodes keep the placement type, children their sex and ethnicity, referrals the Home
+# Office breakdown fields (a version 1 snapshot lacks them: rebuild from the feed).
+SNAPSHOT_VERSION = 2
 
 CARE_STARTED = "child.care.started"
 PLACEMENT_CHANGED = "child.placement.changed"
@@ -123,6 +125,10 @@ def _as_bool(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def _as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _as_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -136,6 +142,7 @@ class EpisodeFact:
     legal_status: str | None = None
     inside_boundary: bool | None = None
     new_placement: bool = True
+    placement_type: str | None = None  # SSDA903 PLACE
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,6 +151,7 @@ class EpisodeFact:
             "legal_status": self.legal_status,
             "inside_boundary": self.inside_boundary,
             "new_placement": self.new_placement,
+            "placement_type": self.placement_type,
         }
 
     @classmethod
@@ -156,6 +164,7 @@ class EpisodeFact:
             legal_status=data.get("legal_status"),
             inside_boundary=data.get("inside_boundary"),
             new_placement=bool(data.get("new_placement", True)),
+            placement_type=data.get("placement_type"),
         )
 
 
@@ -214,6 +223,7 @@ class Episode:
     inside_boundary: bool | None
     care_start: dt.datetime | None
     placement_start: dt.datetime | None
+    placement_type: str | None = None
 
     def in_force_at(self, at: dt.datetime) -> bool:
         """Whether this episode covers the instant `at`."""
@@ -235,7 +245,13 @@ class _Timeline:
             c = self.current
             self.done.append(
                 Episode(
-                    c.start, at, c.legal_status, c.inside_boundary, c.care_start, c.placement_start
+                    c.start,
+                    at,
+                    c.legal_status,
+                    c.inside_boundary,
+                    c.care_start,
+                    c.placement_start,
+                    c.placement_type,
                 )
             )
             self.current = None
@@ -253,11 +269,23 @@ class _Timeline:
         placement_start = at if fact.new_placement else None
         if fact.kind == CARE_STARTED:
             self.current = Episode(
-                at, None, fact.legal_status, fact.inside_boundary, at, placement_start
+                at,
+                None,
+                fact.legal_status,
+                fact.inside_boundary,
+                at,
+                placement_start,
+                fact.placement_type,
             )
         elif previous is None:
             self.current = Episode(
-                at, None, fact.legal_status, fact.inside_boundary, None, placement_start
+                at,
+                None,
+                fact.legal_status,
+                fact.inside_boundary,
+                None,
+                placement_start,
+                fact.placement_type,
             )
         else:
             same_place = not fact.new_placement
@@ -270,6 +298,7 @@ class _Timeline:
                 else previous.inside_boundary,
                 previous.care_start,
                 previous.placement_start if same_place else at,
+                fact.placement_type or (previous.placement_type if same_place else None),
             )
 
     def finish(self) -> list[Episode]:
@@ -284,6 +313,19 @@ class ChildFacts:
     episode_facts: dict[str, EpisodeFact] = field(default_factory=dict)
     incidents: dict[str, IncidentFact] = field(default_factory=dict)
     trafficking_from: dt.datetime | None = None
+    sex: str | None = None  # as the latest event that gave it said (EVENTS.md m/f/u)
+    ethnicity: str | None = None  # SSDA903 ETHNIC code
+    seen_at: dt.datetime | None = None  # occurred_at of the event that gave sex/ethnicity
+
+    def note_characteristics(self, at: dt.datetime, sex: Any, ethnicity: Any) -> None:
+        """Keep the latest sex and ethnicity the feed gave (order of arrival does not matter)."""
+        if self.seen_at is not None and at < self.seen_at:
+            self.sex = self.sex or (sex if isinstance(sex, str) else None)
+            self.ethnicity = self.ethnicity or (ethnicity if isinstance(ethnicity, str) else None)
+            return
+        self.seen_at = at
+        self.sex = sex if isinstance(sex, str) else self.sex
+        self.ethnicity = ethnicity if isinstance(ethnicity, str) else self.ethnicity
 
     def note_trafficking(self, at: dt.datetime) -> None:
         """Record a trafficking concern known at `at` (the earliest one counts)."""
@@ -318,6 +360,9 @@ class ChildFacts:
             "episode_facts": {k: v.to_json() for k, v in self.episode_facts.items()},
             "incidents": {k: v.to_json() for k, v in self.incidents.items()},
             "trafficking_from": _iso(self.trafficking_from),
+            "sex": self.sex,
+            "ethnicity": self.ethnicity,
+            "seen_at": _iso(self.seen_at),
         }
 
     @classmethod
@@ -329,29 +374,52 @@ class ChildFacts:
             },
             incidents={k: IncidentFact.from_json(v) for k, v in data.get("incidents", {}).items()},
             trafficking_from=_from_iso(data.get("trafficking_from")),
+            sex=data.get("sex"),
+            ethnicity=data.get("ethnicity"),
+            seen_at=_from_iso(data.get("seen_at")),
         )
 
 
 @dataclass
 class Referral:
-    """An NRM referral a council made about one of its children."""
+    """An NRM referral, with what the Home Office's tables break referrals down by.
+
+    `council` and `child` are empty for a referral another kind of first responder (the police)
+    made: it counts in the NRM tables but cannot be linked to a looked-after child.
+    """
 
     council: str
     child: str
     submitted_at: dt.datetime
+    first_responder_type: str | None = None
+    age_at_exploitation: str | None = None
+    exploitation_types: tuple[str, ...] = ()
+    exploitation_location: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "council": self.council,
             "child": self.child,
             "submitted_at": _iso(self.submitted_at),
+            "first_responder_type": self.first_responder_type,
+            "age_at_exploitation": self.age_at_exploitation,
+            "exploitation_types": list(self.exploitation_types),
+            "exploitation_location": self.exploitation_location,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Referral:
         submitted_at = _from_iso(data["submitted_at"])
         assert submitted_at is not None
-        return cls(council=data["council"], child=data["child"], submitted_at=submitted_at)
+        return cls(
+            council=data["council"],
+            child=data["child"],
+            submitted_at=submitted_at,
+            first_responder_type=data.get("first_responder_type"),
+            age_at_exploitation=data.get("age_at_exploitation"),
+            exploitation_types=tuple(data.get("exploitation_types") or ()),
+            exploitation_location=data.get("exploitation_location"),
+        )
 
 
 @dataclass
@@ -457,14 +525,17 @@ class StatsState:
         if event_type == NRM_DECISION:
             return self._apply_decision(event)
         council = council_code(issuer)
-        if council is None:
-            return "not_from_a_council"
         if event_type == NRM_REFERRAL:
             return self._apply_referral(event, council, occurred_at)
+        if council is None:
+            return "not_from_a_council"
         if not event_type.startswith(CHILD_EVENT_PREFIX):
             return "not_counted"
         self.councils.add(council)
         _, child = self._child(event, council)
+        sex, ethnicity = disclosed(event, "sex"), disclosed(event, "ethnicity")
+        if sex is not None or ethnicity is not None:
+            child.note_characteristics(occurred_at, sex, ethnicity)
         concern = _as_bool(disclosed(event, "trafficking_concern"))
         concerns = disclosed(event, "exploitation_concerns")
         if concern is not None or isinstance(concerns, list):
@@ -484,6 +555,7 @@ class StatsState:
                 legal_status=disclosed(event, "legal_status"),
                 inside_boundary=inside,
                 new_placement=not only_legal,
+                placement_type=_as_str(disclosed(event, "placement_type")),
             )
         elif event_type == CARE_ENDED:
             child.episode_facts[event_id] = EpisodeFact(kind=CARE_ENDED, at=occurred_at)
@@ -586,17 +658,34 @@ class StatsState:
         return incident
 
     def _apply_referral(
-        self, event: Mapping[str, Any], council: str, occurred_at: dt.datetime
+        self, event: Mapping[str, Any], council: str | None, occurred_at: dt.datetime
     ) -> str | None:
+        """A referral: a council's is linked to its child (the inquiry's cohort); any first
+        responder's counts in the NRM tables."""
         key = referral_key(event)
         if key is None:
             return "referral_id_absent"
-        self.councils.add(council)
-        self.trafficking_reported.add(council)
-        child_key, _ = self._child(event, council)
+        child_key = ""
+        if council is not None:
+            self.councils.add(council)
+            self.trafficking_reported.add(council)
+            child_key, _ = self._child(event, council)
+        types = disclosed(event, "exploitation_types")
         known = self.referrals.get(key)
         if known is None or occurred_at < known.submitted_at:
-            self.referrals[key] = Referral(council, child_key, occurred_at)
+            self.referrals[key] = Referral(
+                council or "",
+                child_key,
+                occurred_at,
+                first_responder_type=_as_str(disclosed(event, "first_responder_type")),
+                age_at_exploitation=_as_str(disclosed(event, "age_at_exploitation")),
+                exploitation_types=tuple(
+                    sorted({t for t in types if isinstance(t, str)})
+                    if isinstance(types, list)
+                    else ()
+                ),
+                exploitation_location=_as_str(disclosed(event, "exploitation_location")),
+            )
         return None
 
     def _apply_decision(self, event: Mapping[str, Any]) -> str | None:

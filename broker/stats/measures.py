@@ -21,12 +21,21 @@ Definitions (docs/statistics.md says the same for readers):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 
-from broker.stats.disclosure import Ratio, Relation, UpperBound
+from broker.stats.disclosure import (
+    NOT_APPLICABLE,
+    Ratio,
+    Relation,
+    UpperBound,
+    format_average,
+    round_half_up,
+)
 from broker.stats.events import (
     NRM_OUTCOMES,
+    ChildFacts,
     Episode,
     IncidentFact,
     StatsState,
@@ -37,12 +46,15 @@ SHORT_BREAK_LEGAL_STATUSES = frozenset({"V3", "V4"})
 INCIDENT_TYPES = (("missing", "M"), ("away", "A"))
 
 AGE_BANDS = ("under_1", "1_to_4", "5_to_9", "10_to_15", "16_and_over", "not_known")
+# The department's bands (whole days from start to end), then incidents not yet ended.
 DURATION_BANDS = (
     "less_than_1_day",
     "1_to_2_days",
     "3_to_7_days",
-    "8_to_14_days",
-    "15_to_30_days",
+    "8_to_10_days",
+    "11_to_15_days",
+    "16_to_20_days",
+    "21_to_30_days",
     "more_than_30_days",
     "not_ended",
 )
@@ -67,6 +79,7 @@ HOURS_48 = dt.timedelta(hours=48)
 DAYS_7 = dt.timedelta(days=7)
 DAYS_28 = dt.timedelta(days=28)
 ONE_DAY = dt.timedelta(days=1)
+ONE_MICROSECOND = dt.timedelta(microseconds=1)
 
 # EVENTS.md age bands that map onto the official ones when no exact age is disclosed.
 _AGE_BAND_FALLBACK = {
@@ -89,6 +102,11 @@ class Period:
     def reporting_year(cls, year: int) -> Period:
         """The year ending 31 March `year` (`2025` is 1 April 2024 to 31 March 2025)."""
         return cls(dt.date(year - 1, 4, 1), dt.date(year, 3, 31), str(year))
+
+    @classmethod
+    def reporting_years(cls, latest: int, count: int = 5) -> list[Period]:
+        """The latest reporting year and the `count - 1` before it, oldest first."""
+        return [cls.reporting_year(year) for year in range(latest - count + 1, latest + 1)]
 
     @classmethod
     def between(cls, start: dt.date, end: dt.date) -> Period:
@@ -130,12 +148,22 @@ def quarter_of(day: dt.date) -> str:
 
 @dataclass(frozen=True)
 class MeasureDef:
-    """One published measure: its id (the CSV's `measure`), a label, and how it is made."""
+    """One measure: a stable id, a human label, how it is made and where it is published.
+
+    `group`: `published` (the department's thirteen, `statistics.csv`), `breakdown` (England
+    only, `breakdowns.csv`), `inquiry` (`inquiry.csv`). `incident`, `breakdown` and `category`
+    fill those files' columns. `statistic`: a mean or median (not a count), national only.
+    """
 
     id: str
     label: str
     ratio: Ratio | None = None
     council: bool = True  # False: a national breakdown, not published per council
+    group: str = "published"
+    incident: str = ""
+    breakdown: str = ""
+    category: str = ""
+    statistic: bool = False
 
 
 @dataclass
@@ -151,6 +179,8 @@ class Results:
     national: dict[str, int | None]
     relations: list[Relation] = field(default_factory=list)
     bounds: list[UpperBound] = field(default_factory=list)
+    # National means and medians, already formatted (1 dp, `z` over no incidents).
+    statistics: dict[str, str] = field(default_factory=dict)
 
     def ratios(self, council_level: bool) -> dict[str, Ratio]:
         return {
@@ -159,83 +189,270 @@ class Results:
             if m.ratio is not None and (m.council or not council_level)
         }
 
+    @property
+    def council_measure_ids(self) -> set[str]:
+        """Count measures published per council (and per region)."""
+        return {m.id for m in self.measures if m.council and m.ratio is None and not m.statistic}
+
     def council_counts(self, code: str) -> dict[str, int | None]:
         """The counts published for one council (national-only breakdowns left out)."""
         published = {m.id for m in self.measures if m.council and m.ratio is None}
         return {k: v for k, v in self.councils[code].items() if k in published}
 
+    def national_counts(self) -> dict[str, int | None]:
+        """England's counts (every count measure)."""
+        return dict(self.national)
+
+
+def aggregate(
+    defs: Iterable[MeasureDef], parts: Iterable[Mapping[str, int | None]]
+) -> dict[str, int | None]:
+    """Sums of councils' counts (England, a region); `None` (`x`) where no council has it."""
+    rows = list(parts)
+    total: dict[str, int | None] = {}
+    for m in defs:
+        if m.ratio is not None or m.statistic:
+            continue
+        values = [v for c in rows if (v := c.get(m.id)) is not None]
+        total[m.id] = sum(values) if values else None
+    return total
+
 
 # -- the catalogue of measures ----------------------------------------------------------------
 
 _TYPE_WORD = {"missing": "missing", "away": "away from placement without authorisation"}
+_WENT = {
+    "missing": "had a missing incident",
+    "away": "were away from placement without authorisation",
+}
+INCIDENT_TYPE_LABELS = {
+    "missing": "Missing",
+    "away": "Away from placement without authorisation",
+}
+
+# The thirteen measures of the department's published file, `CLA_group` word for word
+# (DOMAIN.md, "National statistics"), in the order it lists them.
+PUBLISHED_LABELS = {
+    "children_looked_after": "Children looked after during the year",
+    "missing.children": "Children who had a missing incident during the year",
+    "missing.incidents": "Number of missing incidents during the year",
+    "missing.children_more_than_once": "Children who went missing more than once during the year",
+    "missing.children_at_period_end": "Children missing at 31 March",
+    "missing.children_pct": "Percentage of children who had a missing incident during the year",
+    "missing.incidents_per_child": (
+        "Average number of missing incidents per looked after child who went missing"
+    ),
+    "away.children": (
+        "Children who were away from placement without authorisation during the year"
+    ),
+    "away.incidents": (
+        "Number of away from placement without authorisation incidents during the year"
+    ),
+    "away.children_more_than_once": (
+        "Children who were away from placement without authorisation more than once during the year"
+    ),
+    "away.children_at_period_end": (
+        "Children away from placement without authorisation at 31 March"
+    ),
+    "away.children_pct": (
+        "Percentage of children who were away from placement without authorisation during the year"
+    ),
+    "away.incidents_per_child": (
+        "Average number of away from placement without authorisation incidents per looked after "
+        "child"
+    ),
+}
+
+AGE_LABELS = {
+    "under_1": "Under 1",
+    "1_to_4": "1 to 4 years",
+    "5_to_9": "5 to 9 years",
+    "10_to_15": "10 to 15 years",
+    "16_and_over": "16 years and over",
+    "not_known": "Not known",
+}
+DURATION_LABELS = {
+    "less_than_1_day": "Less than 1 day",
+    "1_to_2_days": "1 to 2 days",
+    "3_to_7_days": "3 to 7 days",
+    "8_to_10_days": "8 to 10 days",
+    "11_to_15_days": "11 to 15 days",
+    "16_to_20_days": "16 to 20 days",
+    "21_to_30_days": "21 to 30 days",
+    "more_than_30_days": "More than 30 days",
+    "not_ended": "Not ended",
+}
+PLACEMENT_LABELS = {
+    "inside_boundary": "Placed inside the council boundary",
+    "outside_boundary": "Placed outside the council boundary",
+    "not_known": "Not known",
+}
+TIME_TO_FIRST_LABELS = {
+    "within_48_hours": "Within 48 hours",
+    "2_to_7_days": "More than 48 hours, within 7 days",
+    "8_to_28_days": "More than 7 days, within 28 days",
+    "more_than_28_days": "More than 28 days",
+    "not_known": "Not known (started before the feed)",
+}
+SEX_LABELS = {"m": "Male", "f": "Female", "u": "Not known", "1": "Male", "2": "Female"}
+NOT_KNOWN = "not_known"
+
+# Breakdown names in the breakdowns file (`breakdown` column).
+BREAKDOWN_NAMES = {
+    "incidents_by_age": "Age at start of incident",
+    "incidents_by_duration": "Duration of incident",
+    "incidents_by_placement": "Placement inside or outside the council boundary",
+    "incidents_by_placement_type": "Placement type (SSDA903 PLACE)",
+    "incidents_by_gender": "Gender",
+    "incidents_by_ethnicity": "Ethnicity (SSDA903 ETHNIC)",
+    "incidents_by_month": "Month the incident started",
+    "time_to_first_incident.from_care_start": "Time from start of care to first incident",
+    "time_to_first_incident.from_placement_start": (
+        "Time from start of placement to first incident"
+    ),
+    "children_at_period_end_uasc": (
+        "Children missing at 31 March who are unaccompanied asylum-seeking children"
+    ),
+    "duration_days": "Duration of ended incidents, days",
+}
 
 
-def _count(mid: str, label: str, council: bool = True) -> MeasureDef:
-    return MeasureDef(mid, label, None, council)
+@dataclass(frozen=True)
+class Categories:
+    """The codes the feed has used for the open-ended breakdowns (the same for every period of
+    a run, so the years line up)."""
+
+    placement_types: tuple[str, ...] = ()
+    sexes: tuple[str, ...] = ()
+    ethnicities: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, state: StatsState) -> Categories:
+        placement: set[str] = set()
+        sexes: set[str] = set()
+        ethnicities: set[str] = set()
+        for child in state.children.values():
+            placement.update(
+                f.placement_type for f in child.episode_facts.values() if f.placement_type
+            )
+            if child.sex:
+                sexes.add(child.sex)
+            if child.ethnicity:
+                ethnicities.add(child.ethnicity)
+        return cls(tuple(sorted(placement)), tuple(sorted(sexes)), tuple(sorted(ethnicities)))
 
 
-def _pct(mid: str, label: str, num: str, den: str, council: bool = True) -> MeasureDef:
-    return MeasureDef(mid, label, Ratio("percent", num, den), council)
+def _count(
+    mid: str,
+    label: str,
+    council: bool = True,
+    *,
+    group: str = "published",
+    incident: str = "",
+    breakdown: str = "",
+    category: str = "",
+) -> MeasureDef:
+    return MeasureDef(mid, label, None, council, group, incident, breakdown, category)
 
 
-def measure_defs(period: Period) -> list[MeasureDef]:
-    """Every measure for `period`, in publication order."""
-    defs = [_count("children_looked_after", "Children looked after during the year")]
+def _pct(
+    mid: str,
+    label: str,
+    num: str,
+    den: str,
+    council: bool = True,
+    *,
+    group: str = "published",
+    incident: str = "",
+) -> MeasureDef:
+    return MeasureDef(mid, label, Ratio("percent", num, den), council, group, incident)
+
+
+def measure_defs(period: Period, categories: Categories | None = None) -> list[MeasureDef]:
+    """Every measure for `period`: the thirteen published, the England breakdowns, the
+    inquiry's, in publication order."""
+    cats = categories or Categories()
+    defs: list[MeasureDef] = []
+    for mid, label in PUBLISHED_LABELS.items():
+        t = mid.split(".")[0]
+        if mid.endswith("_pct"):
+            defs.append(
+                _pct(mid, label, f"{t}.children", "children_looked_after", group="published")
+            )
+        elif mid.endswith("incidents_per_child"):
+            defs.append(
+                MeasureDef(
+                    mid,
+                    label,
+                    Ratio("average", f"{t}.incidents", f"{t}.children"),
+                    group="published",
+                )
+            )
+        else:
+            defs.append(_count(mid, label, group="published"))
     for t, _code in INCIDENT_TYPES:
-        word = _TYPE_WORD[t]
-        defs += [
-            _count(f"{t}.children", f"Children who had a {word} incident during the year"),
-            _count(f"{t}.incidents", f"Number of {word} incidents during the year"),
-            _count(
-                f"{t}.children_more_than_once",
-                f"Children who went {word} more than once during the year",
-            ),
-            _count(f"{t}.children_at_period_end", f"Children {word} at 31 March (period end)"),
-            _pct(
-                f"{t}.children_pct",
-                f"Percentage of children who had a {word} incident during the year",
-                f"{t}.children",
-                "children_looked_after",
-            ),
-            MeasureDef(
-                f"{t}.incidents_per_child",
-                f"Average number of {word} incidents per looked after child who went {word}",
-                Ratio("average", f"{t}.incidents", f"{t}.children"),
-            ),
-        ]
-        defs += [
-            _count(f"{t}.incidents_by_age.{b}", f"{word} incidents, age at start: {b}", False)
-            for b in AGE_BANDS
-        ]
-        defs += [
-            _count(f"{t}.incidents_by_duration.{b}", f"{word} incidents lasting {b}", False)
-            for b in DURATION_BANDS
-        ]
-        defs += [
-            _count(f"{t}.incidents_by_placement.{b}", f"{word} incidents, placement {b}", False)
-            for b in PLACEMENT_BANDS
-        ]
+        defs += _breakdown_defs(t, period, cats)
+    defs += _inquiry_defs(period)
+    return defs
+
+
+def _breakdown_defs(t: str, period: Period, cats: Categories) -> list[MeasureDef]:
+    word = INCIDENT_TYPE_LABELS[t]
+    lists: list[tuple[str, Mapping[str, str]]] = [
+        ("incidents_by_age", AGE_LABELS),
+        ("incidents_by_duration", DURATION_LABELS),
+        ("incidents_by_placement", PLACEMENT_LABELS),
+        ("incidents_by_placement_type", {c: c for c in (*cats.placement_types, NOT_KNOWN)}),
+        ("incidents_by_gender", {c: SEX_LABELS.get(c, c) for c in (*cats.sexes, NOT_KNOWN)}),
+        ("incidents_by_ethnicity", {c: c for c in (*cats.ethnicities, NOT_KNOWN)}),
+        (
+            "incidents_by_month",
+            {m: dt.date(int(m[:4]), int(m[5:]), 1).strftime("%B %Y") for m in period.months()},
+        ),
+        ("time_to_first_incident.from_care_start", TIME_TO_FIRST_LABELS),
+        ("time_to_first_incident.from_placement_start", TIME_TO_FIRST_LABELS),
+    ]
+    defs: list[MeasureDef] = []
+    for name, labels in lists:
+        breakdown = BREAKDOWN_NAMES[name]
+        for code, category in labels.items():
+            category = "Not known" if code == NOT_KNOWN else category
+            defs.append(
+                _count(
+                    f"{t}.{name}.{code}",
+                    f"{word} incidents: {breakdown}: {category}",
+                    False,
+                    group="breakdown",
+                    incident=word,
+                    breakdown=breakdown,
+                    category=category,
+                )
+            )
+    defs.append(
+        _count(
+            f"{t}.children_at_period_end_uasc",
+            f"{word}: {BREAKDOWN_NAMES['children_at_period_end_uasc']}",
+            False,
+            group="breakdown",
+            incident=word,
+            breakdown=BREAKDOWN_NAMES["children_at_period_end_uasc"],
+            category="Total",
+        )
+    )
+    for stat in ("mean", "median"):
         defs.append(
-            _count(
-                f"{t}.children_at_period_end_uasc",
-                f"Children {word} at 31 March (period end) who are UASC",
+            MeasureDef(
+                f"{t}.duration_days.{stat}",
+                f"{word} incidents: {stat} duration of ended incidents, days",
+                None,
                 False,
+                group="breakdown",
+                incident=word,
+                breakdown=BREAKDOWN_NAMES["duration_days"],
+                category=stat.capitalize(),
+                statistic=True,
             )
         )
-        defs += [
-            _count(f"{t}.incidents_by_month.{m}", f"{word} incidents starting in {m}", False)
-            for m in period.months()
-        ]
-        for ref in ("care_start", "placement_start"):
-            defs += [
-                _count(
-                    f"{t}.time_to_first_incident.from_{ref}.{b}",
-                    f"Children by time from {ref} to first {word} incident: {b}",
-                    False,
-                )
-                for b in TIME_TO_FIRST_BANDS
-            ]
-    defs += _inquiry_defs(period)
     return defs
 
 
@@ -245,44 +462,74 @@ def _inquiry_defs(period: Period) -> list[MeasureDef]:
         _count(
             cohort,
             "Children looked after during the year with a trafficking concern or NRM referral",
+            group="inquiry",
         )
     ]
+    refs = {"care_start": "starting care", "placement_start": "starting the placement"}
     for t, _code in INCIDENT_TYPES:
         word = _TYPE_WORD[t]
+        incident = INCIDENT_TYPE_LABELS[t]
         base = f"trafficking.{t}"
         went = f"{base}.children"
         defs += [
-            _count(went, f"Of them, children who had a {word} incident during the year"),
-            _pct(f"{went}_pct", f"Percentage of them who had a {word} incident", went, cohort),
+            _count(
+                went,
+                f"Of them, children who {_WENT[t]} during the year",
+                group="inquiry",
+                incident=incident,
+            ),
+            _pct(
+                f"{went}_pct",
+                f"Percentage of them who {_WENT[t]} during the year",
+                went,
+                cohort,
+                group="inquiry",
+                incident=incident,
+            ),
         ]
-        for within, ref in (
-            ("48_hours", "care_start"),
-            ("7_days", "care_start"),
-            ("48_hours", "placement_start"),
-            ("7_days", "placement_start"),
-        ):
-            mid = f"{base}.first_within_{within}_of_{ref}"
-            label = f"Of those, first {word} incident within {within} of {ref}"
-            defs += [_count(mid, label), _pct(f"{mid}_pct", f"{label} (%)", mid, went)]
+        for within, within_label in (("48_hours", "48 hours"), ("7_days", "7 days")):
+            for ref in ("care_start", "placement_start"):
+                mid = f"{base}.first_within_{within}_of_{ref}"
+                label = f"Of those, first {word} within {within_label} of {refs[ref]}"
+                defs += [
+                    _count(mid, label, group="inquiry", incident=incident),
+                    _pct(
+                        f"{mid}_pct", f"{label} (%)", mid, went, group="inquiry", incident=incident
+                    ),
+                ]
         for mid, label in (
-            (f"{base}.children_missing_at_period_end", f"Of those, still {word} at period end"),
+            (f"{base}.children_missing_at_period_end", f"Of those, still {word} at 31 March"),
             (
                 f"{base}.children_missing_28_days_or_more",
-                f"Of those, still {word} 28 days or more after going {word}",
+                f"Of those, {word} for 28 days or more in one incident",
             ),
         ):
-            defs += [_count(mid, label), _pct(f"{mid}_pct", f"{label} (%)", mid, went)]
+            defs += [
+                _count(mid, label, group="inquiry", incident=incident),
+                _pct(f"{mid}_pct", f"{label} (%)", mid, went, group="inquiry", incident=incident),
+            ]
     for stage, code in STAGE_CODES.items():
+        stage_label = stage.replace("_", " ").capitalize()
         for column in NRM_COLUMNS:
             for quarter in [*period.quarters(), "all"]:
-                when = "the period" if quarter == "all" else f"the quarter from {quarter}"
+                when = "the year" if quarter == "all" else quarter_label(quarter)
                 defs.append(
                     _count(
                         f"trafficking.nrm.{code}.{column}.{quarter}",
-                        f"NRM {stage.replace('_', ' ')} decisions ({column}) in {when}",
+                        f"Of them, NRM {stage_label.lower()} decisions, {column}, {when}",
+                        group="inquiry",
+                        incident="NRM",
                     )
                 )
     return defs
+
+
+def quarter_label(quarter: str) -> str:
+    """`2024-04` -> `April to June 2024` (the Home Office names quarters by their months)."""
+    year, month = int(quarter[:4]), int(quarter[5:7])
+    first = dt.date(year, month, 1).strftime("%B")
+    last = dt.date(year, month + 2, 1).strftime("%B")
+    return f"{first} to {last} {year}"
 
 
 def relations_for(period: Period) -> list[Relation]:
@@ -345,10 +592,11 @@ def duration_band_of(incident: IncidentFact) -> str:
         return "1_to_2_days"
     if days <= 7:
         return "3_to_7_days"
-    if days <= 14:
-        return "8_to_14_days"
+    for upper, band in ((10, "8_to_10_days"), (15, "11_to_15_days"), (20, "16_to_20_days")):
+        if days <= upper:
+            return band
     if days <= 30:
-        return "15_to_30_days"
+        return "21_to_30_days"
     return "more_than_30_days"
 
 
@@ -384,6 +632,12 @@ def episode_at(episodes: Iterable[Episode], at: dt.datetime) -> Episode | None:
     return found
 
 
+def looked_after_at(episodes: Iterable[Episode], at: dt.datetime) -> bool:
+    """Whether the child is looked after at an instant, short breaks (V3/V4) not counting."""
+    episode = episode_at(episodes, at)
+    return episode is not None and episode.legal_status not in SHORT_BREAK_LEGAL_STATUSES
+
+
 def _elapsed(since: dt.datetime, start: dt.datetime | None) -> dt.timedelta | None:
     return None if start is None else since - start
 
@@ -394,7 +648,7 @@ def _empty(
     """Zero counts, with `None` (`x`) for what the council's feed has never carried."""
     counts: dict[str, int | None] = {}
     for m in defs:
-        if m.ratio is not None:
+        if m.ratio is not None or m.statistic:
             continue
         unknown = (not trafficking_known and m.id.startswith("trafficking.")) or (
             not boundary_known and m.id.endswith(UNKNOWN_WITHOUT_BOUNDARY)
@@ -403,9 +657,10 @@ def _empty(
     return counts
 
 
-def compute(state: StatsState, period: Period) -> Results:
+def compute(state: StatsState, period: Period, categories: Categories | None = None) -> Results:
     """Every measure for every council that has sent anything, and for England."""
-    defs = measure_defs(period)
+    cats = categories or Categories.of(state)
+    defs = measure_defs(period, cats)
     councils = {
         code: _empty(defs, code in state.trafficking_reported, code in state.boundary_reported)
         for code in sorted(state.councils)
@@ -413,10 +668,13 @@ def compute(state: StatsState, period: Period) -> Results:
     referred_from: dict[str, dt.datetime] = {}
     decisions_of: dict[str, list[str]] = {}
     for key, referral in state.referrals.items():
+        if not referral.child:
+            continue
         first = referred_from.get(referral.child)
         if first is None or referral.submitted_at < first:
             referred_from[referral.child] = referral.submitted_at
         decisions_of.setdefault(referral.child, []).append(key)
+    durations: dict[str, list[int]] = {t: [] for t, _ in INCIDENT_TYPES}
 
     for child_key, child in state.children.items():
         episodes = child.episodes()
@@ -431,7 +689,9 @@ def compute(state: StatsState, period: Period) -> Results:
         if in_cohort and counts["trafficking.children_looked_after"] is not None:
             _add(counts, "trafficking.children_looked_after")
         for t, code in INCIDENT_TYPES:
-            _count_incidents(counts, t, code, child.incidents.values(), episodes, period, in_cohort)
+            durations[t] += _count_incidents(
+                counts, t, code, child, episodes, period, in_cohort, cats
+            )
         if in_cohort:
             for referral_id in decisions_of.get(child_key, []):
                 for decision in state.decisions.get(referral_id, {}).values():
@@ -443,13 +703,27 @@ def compute(state: StatsState, period: Period) -> Results:
                         _add(counts, f"{cell}.{column}.{quarter}")
                         _add(counts, f"{cell}.{column}.all")
 
-    national: dict[str, int | None] = {}
-    for m in defs:
-        if m.ratio is not None:
-            continue
-        values = [c[m.id] for c in councils.values() if c[m.id] is not None]
-        national[m.id] = sum(v for v in values if v is not None) if values else None
-    return Results(period, defs, councils, national, relations_for(period), bounds_for())
+    national = aggregate(defs, councils.values())
+    statistics: dict[str, str] = {}
+    for t, days in durations.items():
+        statistics[f"{t}.duration_days.mean"] = (
+            format_average(sum(days), len(days)) if days else NOT_APPLICABLE
+        )
+        statistics[f"{t}.duration_days.median"] = (
+            f"{round_half_up(Fraction(exact_median(days)), 1):.1f}" if days else NOT_APPLICABLE
+        )
+    return Results(
+        period, defs, councils, national, relations_for(period), bounds_for(), statistics
+    )
+
+
+def exact_median(values: list[int]) -> Fraction:
+    """The median as an exact fraction (the mean of the two middle values for an even count)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return Fraction(ordered[middle])
+    return Fraction(ordered[middle - 1] + ordered[middle], 2)
 
 
 def _add(counts: dict[str, int | None], key: str, amount: int = 1) -> None:
@@ -462,32 +736,54 @@ def _count_incidents(
     counts: dict[str, int | None],
     t: str,
     code: str,
-    incidents: Iterable[IncidentFact],
+    child: ChildFacts,
     episodes: list[Episode],
     period: Period,
     in_cohort: bool,
-) -> None:
-    """Add one child's incidents of one type to the council's counts."""
-    of_type = sorted((i for i in incidents if i.missing_type == code), key=lambda i: i.since)
+    cats: Categories,
+) -> list[int]:
+    """Add one child's incidents of one type to the council's counts; the whole-day durations
+    of its ended incidents during the period (for the national mean and median).
+
+    An incident counts only if it started while the child was looked after (an episode in
+    force that is not a short break); a child counts as missing at the period end only if an
+    incident that started in care is still open then and the child is still looked after.
+    """
+    of_type = sorted(
+        (
+            i
+            for i in child.incidents.values()
+            if i.missing_type == code and looked_after_at(episodes, i.since)
+        ),
+        key=lambda i: i.since,
+    )
     during = [i for i in of_type if period.contains(i.since)]
+    still_in_care = looked_after_at(episodes, period.end_at - ONE_MICROSECOND)
     open_at_end = [
         i
         for i in of_type
-        if i.since < period.end_at and (i.until is None or i.until >= period.end_at)
+        if still_in_care
+        and i.since < period.end_at
+        and (i.until is None or i.until >= period.end_at)
     ]
     if open_at_end:
         _add(counts, f"{t}.children_at_period_end")
         if open_at_end[-1].uasc:
             _add(counts, f"{t}.children_at_period_end_uasc")
     if not during:
-        return
+        return []
     _add(counts, f"{t}.children")
     _add(counts, f"{t}.incidents", len(during))
     if len(during) > 1:
         _add(counts, f"{t}.children_more_than_once")
+    sex = child.sex if child.sex in cats.sexes else NOT_KNOWN
+    ethnicity = child.ethnicity if child.ethnicity in cats.ethnicities else NOT_KNOWN
+    days: list[int] = []
     for incident in during:
         _add(counts, f"{t}.incidents_by_age.{age_band_of(incident)}")
         _add(counts, f"{t}.incidents_by_duration.{duration_band_of(incident)}")
+        if incident.until is not None:
+            days.append((incident.until - incident.since) // ONE_DAY)
         episode = episode_at(episodes, incident.since)
         inside = incident.inside_boundary
         if inside is None and episode is not None:
@@ -496,6 +792,12 @@ def _count_incidents(
             "not_known" if inside is None else "inside_boundary" if inside else "outside_boundary"
         )
         _add(counts, f"{t}.incidents_by_placement.{band}")
+        placement_type = episode.placement_type if episode is not None else None
+        if placement_type not in cats.placement_types:
+            placement_type = NOT_KNOWN
+        _add(counts, f"{t}.incidents_by_placement_type.{placement_type}")
+        _add(counts, f"{t}.incidents_by_gender.{sex}")
+        _add(counts, f"{t}.incidents_by_ethnicity.{ethnicity}")
         _add(counts, f"{t}.incidents_by_month.{incident.since:%Y-%m}")
     first = during[0]
     episode = episode_at(episodes, first.since)
@@ -507,7 +809,7 @@ def _count_incidents(
         f"{t}.time_to_first_incident.from_placement_start.{time_to_first_band(from_placement)}",
     )
     if not in_cohort or counts["trafficking.children_looked_after"] is None:
-        return
+        return days
     base = f"trafficking.{t}"
     _add(counts, f"{base}.children")
     for limit, within in ((HOURS_48, "48_hours"), (DAYS_7, "7_days")):
@@ -519,6 +821,7 @@ def _count_incidents(
         _add(counts, f"{base}.children_missing_at_period_end")
     if any(_missing_at_least(i, DAYS_28, period) for i in during):
         _add(counts, f"{base}.children_missing_28_days_or_more")
+    return days
 
 
 def _missing_at_least(incident: IncidentFact, span: dt.timedelta, period: Period) -> bool:

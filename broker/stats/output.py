@@ -1,283 +1,320 @@
-"""Published outputs: CSV in the official long layout, JSON for other systems, an HTML report.
+"""Published outputs, in the department's tidy layout: the thirteen measures of "Children looked
+after in England" (`statistics.csv`), our extra files in the same style (`breakdowns.csv`,
+`inquiry.csv`, `nrm.csv`), a JSON form of all of them and the HTML report.
 
-Every output is built from the same disclosure-controlled rows (`published_rows`): nothing
-unrounded or unsuppressed leaves this module, charts included.
+Every output is built from the same disclosure-controlled values (`Publication`): nothing
+unrounded or unsuppressed leaves this module, charts included. CSV files are UTF-8 with a byte
+order mark, as the department's are (so that spreadsheet programs read them as UTF-8).
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
-import io
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from broker.stats.disclosure import disclose_council, disclose_national
-from broker.stats.measures import INCIDENT_TYPES, TIME_TO_FIRST_BANDS, Results
+from broker.stats.events import StatsState
+from broker.stats.exceptions import StatsError
+from broker.stats.measures import MeasureDef, Period, Results, aggregate
+from broker.stats.nrm import NRM_COLUMNS, nrm_rows
 
-CSV_COLUMNS = ("time_period", "geographic_level", "la_name", "new_la_code", "measure", "value")
+# The department's published columns, in its order.
+DFE_COLUMNS = (
+    "time_period",
+    "time_identifier",
+    "geographic_level",
+    "country_code",
+    "country_name",
+    "region_code",
+    "region_name",
+    "old_la_code",
+    "la_name",
+    "new_la_code",
+    "CLA_group",
+    "number",
+)
+GEOGRAPHY_COLUMNS = DFE_COLUMNS[:10]
+BREAKDOWN_COLUMNS = (
+    *DFE_COLUMNS[:5],
+    "incident_type",
+    "breakdown",
+    "category",
+    "number",
+)
+INQUIRY_COLUMNS = (*GEOGRAPHY_COLUMNS, "incident_type", "measure", "number")
+CSV_COLUMNS = DFE_COLUMNS  # the main file's columns (older name)
+
 NATIONAL = "National"
+REGIONAL = "Regional"
 LOCAL_AUTHORITY = "Local authority"
 ENGLAND = "England"
+ENGLAND_CODE = "E92000001"
+ENGLAND_KEY = ENGLAND_CODE  # key of England's values in `Publication.values`
+CSV_ENCODING = "utf-8-sig"  # UTF-8 with a byte order mark
 
-# GOV.UK palette: the screenshot test looks for these colours in the charts.
-COLOURS = {"missing": "#1d70b8", "away": "#f47738"}
+SYMBOLS = {
+    "c": "suppressed: a council count from 1 to 5 (or one that would reveal one), or an England"
+    " or regional count from 1 to 4 (which rounding would show as 0)",
+    "z": "not applicable",
+    "x": "not available: the statistics feed does not carry what the measure needs",
+    "k": "a percentage that rounds to 0 but is not 0",
+}
 
 
 @dataclass(frozen=True)
-class Row:
-    """One published cell."""
+class Council:
+    """A council as the department names it (`la_lookup.csv`)."""
 
-    time_period: str
-    geographic_level: str
-    la_name: str
     new_la_code: str
-    measure: str
-    value: str
+    la_name: str = ""
+    old_la_code: str = ""
+    region_code: str = ""
+    region_name: str = ""
 
-    def as_dict(self) -> dict[str, str]:
-        return {c: getattr(self, c) for c in CSV_COLUMNS}
+
+LOOKUP_COLUMNS = ("region_code", "region_name", "old_la_code", "la_name", "new_la_code")
 
 
-def published_rows(results: Results, la_names: Mapping[str, str] | None = None) -> list[Row]:
-    """All published cells, national first then councils by code, measures in catalogue order."""
-    names = la_names or {}
-    order = [m.id for m in results.measures]
+def read_la_lookup(path: Path) -> dict[str, Council]:
+    """`region_code,region_name,old_la_code,la_name,new_la_code` rows, by new (ONS) code."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if tuple(reader.fieldnames or ()) != LOOKUP_COLUMNS:
+                raise StatsError(
+                    f"{path} is not a council lookup: its header must be "
+                    f"{','.join(LOOKUP_COLUMNS)}; check --la-lookup"
+                )
+            return {
+                row["new_la_code"].strip(): Council(**{k: row[k].strip() for k in LOOKUP_COLUMNS})
+                for row in reader
+                if row.get("new_la_code")
+            }
+    except OSError as exc:
+        raise StatsError(f"cannot read {path}: {exc.strerror}; check --la-lookup") from None
+
+
+def time_identifier(period: Period) -> str:
+    """`Reporting year` for 1 April to 31 March, as the department labels it; else `Period`."""
+    is_year = (period.start.month, period.start.day, period.end.month, period.end.day) == (
+        4,
+        1,
+        3,
+        31,
+    ) and period.end.year == period.start.year + 1
+    return "Reporting year" if is_year else "Period"
+
+
+def _geography(
+    level: str, council: Council | None = None, region: Council | None = None
+) -> dict[str, str]:
+    row = dict.fromkeys(GEOGRAPHY_COLUMNS[2:], "")
+    row.update(geographic_level=level, country_code=ENGLAND_CODE, country_name=ENGLAND)
+    place = council or region
+    if place is not None:
+        row.update(region_code=place.region_code, region_name=place.region_name)
+    if council is not None:
+        row.update(
+            old_la_code=council.old_la_code,
+            la_name=council.la_name,
+            new_la_code=council.new_la_code,
+        )
+    return row
+
+
+@dataclass
+class Publication:
+    """Every published value of a run, and the rows of each file.
+
+    `values[(time_period, key)][measure id]` is the published text, `key` being `ENGLAND_KEY`,
+    a region code or a council's ONS code.
+    """
+
+    years: list[Results]
+    councils: dict[str, Council]
+    regions: dict[str, str]  # region code -> name, regions with a reporting council
+    values: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    statistics: list[dict[str, str]] = field(default_factory=list)
+    breakdowns: list[dict[str, str]] = field(default_factory=list)
+    inquiry: list[dict[str, str]] = field(default_factory=list)
+    nrm: list[dict[str, str]] = field(default_factory=list)
+    not_in_lookup: list[str] = field(default_factory=list)
+
+    @property
+    def latest(self) -> Results:
+        return self.years[-1]
+
+    @property
+    def measures(self) -> list[MeasureDef]:
+        return self.latest.measures
+
+    def value(self, time_period: str, key: str, measure: str) -> str:
+        return self.values.get((time_period, key), {}).get(measure, "x")
+
+
+def publish(
+    years: Sequence[Results], state: StatsState, lookup: Mapping[str, Council] | None = None
+) -> Publication:
+    """Disclosure-controlled values for every period, and the rows of every file."""
+    known = dict(lookup or {})
+    codes = sorted({code for r in years for code in r.councils})
+    councils = {code: known.get(code, Council(code)) for code in codes}
+    regions = {c.region_code: c.region_name for c in councils.values() if c.region_code}
+    pub = Publication(
+        list(years),
+        councils,
+        dict(sorted(regions.items())),
+        not_in_lookup=[c for c in codes if c not in known],
+    )
+    for results in years:
+        _publish_period(pub, results)
+    pub.nrm = nrm_rows(state)
+    return pub
+
+
+def _publish_period(pub: Publication, results: Results) -> None:
     tp = results.period.time_period
+    ti = time_identifier(results.period)
     national = disclose_national(results.national, results.ratios(council_level=False))
-    rows = [Row(tp, NATIONAL, ENGLAND, "", mid, national[mid]) for mid in order]
-    council_order = [m.id for m in results.measures if m.council]
+    national.update(results.statistics)
+    pub.values[(tp, ENGLAND_KEY)] = national
+    places: list[tuple[str, dict[str, str], str]] = [(ENGLAND_KEY, _geography(NATIONAL), NATIONAL)]
+    for region_code, region_name in pub.regions.items():
+        members = [
+            results.councils[c]
+            for c, info in pub.councils.items()
+            if info.region_code == region_code and c in results.councils
+        ]
+        counts = aggregate(results.measures, members)
+        pub.values[(tp, region_code)] = disclose_national(
+            {k: v for k, v in counts.items() if k in results.council_measure_ids},
+            results.ratios(council_level=True),
+        )
+        region = Council("", region_code=region_code, region_name=region_name)
+        places.append((region_code, _geography(REGIONAL, region=region), REGIONAL))
     for code in sorted(results.councils):
-        values = disclose_council(
+        pub.values[(tp, code)] = disclose_council(
             results.council_counts(code),
             results.ratios(council_level=True),
             results.relations,
             results.bounds,
         )
-        name = names.get(code, code)
-        rows += [Row(tp, LOCAL_AUTHORITY, name, code, mid, values[mid]) for mid in council_order]
-    return rows
+        places.append((code, _geography(LOCAL_AUTHORITY, council=pub.councils[code]), ""))
+    when = {"time_period": tp, "time_identifier": ti}
+    for key, geography, _level in places:
+        values = pub.values[(tp, key)]
+        for m in results.measures:
+            if m.group == "published":
+                pub.statistics.append(
+                    {**when, **geography, "CLA_group": m.label, "number": values[m.id]}
+                )
+        for m in results.measures:
+            if m.group == "inquiry":
+                pub.inquiry.append(
+                    {
+                        **when,
+                        **geography,
+                        "incident_type": m.incident,
+                        "measure": m.label,
+                        "number": values[m.id],
+                    }
+                )
+    england = {k: places[0][1][k] for k in DFE_COLUMNS[2:5]}
+    for m in results.measures:
+        if m.group == "breakdown":
+            pub.breakdowns.append(
+                {
+                    **when,
+                    **england,
+                    "incident_type": m.incident,
+                    "breakdown": m.breakdown,
+                    "category": m.category,
+                    "number": national[m.id],
+                }
+            )
 
 
-def write_csv(rows: Sequence[Row], path: Path) -> None:
-    """The published layout: `time_period, geographic_level, la_name, new_la_code, measure,
-    value`."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, lineterminator="\n")
+def write_csv(rows: Iterable[Mapping[str, str]], columns: Sequence[str], path: Path) -> None:
+    """A tidy CSV file, UTF-8 with a byte order mark."""
+    with path.open("w", newline="", encoding=CSV_ENCODING) as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(r.as_dict() for r in rows)
+        writer.writerows(rows)
 
 
-def to_json(results: Results, rows: Sequence[Row]) -> dict[str, Any]:
-    """The JSON form: period, measure definitions, and the same published cells as the CSV."""
+FILE_OF_GROUP = {
+    "published": "statistics.csv",
+    "breakdown": "breakdowns.csv",
+    "inquiry": "inquiry.csv",
+}
+FILES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "statistics": ("statistics.csv", DFE_COLUMNS),
+    "breakdowns": ("breakdowns.csv", BREAKDOWN_COLUMNS),
+    "inquiry": ("inquiry.csv", INQUIRY_COLUMNS),
+    "nrm": ("nrm.csv", NRM_COLUMNS),
+}
+
+
+def to_json(pub: Publication) -> dict[str, Any]:
+    """The JSON form: the periods, every measure's definition, and each file's columns and rows
+    (each row a list of values in the columns' order, as in the CSV file)."""
     return {
-        "time_period": results.period.time_period,
-        "period": {
-            "start": results.period.start.isoformat(),
-            "end": results.period.end.isoformat(),
-        },
+        "time_periods": [
+            {
+                "time_period": r.period.time_period,
+                "time_identifier": time_identifier(r.period),
+                "start": r.period.start.isoformat(),
+                "end": r.period.end.isoformat(),
+            }
+            for r in pub.years
+        ],
         "measures": [
             {
                 "id": m.id,
                 "label": m.label,
-                "kind": m.ratio.kind if m.ratio else "count",
+                "file": FILE_OF_GROUP[m.group],
+                "kind": m.ratio.kind if m.ratio else "statistic" if m.statistic else "count",
                 "published_per_council": m.council,
             }
-            for m in results.measures
+            for m in pub.measures
         ],
-        "symbols": {
-            "c": "suppressed (1 to 5, or would reveal one)",
-            "z": "not applicable",
-            "x": "not available",
-            "k": "percentage rounding to 0 that is not 0",
+        "symbols": SYMBOLS,
+        "councils_not_in_lookup": pub.not_in_lookup,
+        **{
+            name: {
+                "columns": list(cols),
+                "rows": [[r[c] for c in cols] for r in getattr(pub, name)],
+            }
+            for name, (_, cols) in FILES.items()
         },
-        "rows": [r.as_dict() for r in rows],
     }
-
-
-def write_json(results: Results, rows: Sequence[Row], path: Path) -> None:
-    path.write_text(json.dumps(to_json(results, rows), indent=2) + "\n", encoding="utf-8")
-
-
-# -- HTML report ----------------------------------------------------------------------------
-
-
-def _value(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _figure_png(draw: Any, width: float = 9.6, height: float = 3.6) -> str:
-    """Run `draw(axes)` on a new figure and return a PNG data URI."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    axes = figure.add_subplot()
-    draw(axes)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _by_measure(rows: Sequence[Row], level: str) -> dict[tuple[str, str], str]:
-    return {(r.new_la_code, r.measure): r.value for r in rows if r.geographic_level == level}
-
-
-def _grouped_bars(
-    axes: Any, labels: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str
-) -> None:
-    width = 0.8 / max(1, len(series))
-    for n, (name, values) in enumerate(series.items()):
-        positions = [i + (n - (len(series) - 1) / 2) * width for i in range(len(labels))]
-        axes.bar(positions, values, width, label=name, color=COLOURS.get(name))
-    axes.set_xticks(range(len(labels)))
-    axes.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
-    axes.set_ylabel(ylabel)
-    axes.legend()
-
-
-def chart_incidents_by_month(results: Results, rows: Sequence[Row]) -> str:
-    national = _by_measure(rows, NATIONAL)
-    months = results.period.months()
-    series = {
-        t: [_value(national[("", f"{t}.incidents_by_month.{m}")]) or 0.0 for m in months]
-        for t, _ in INCIDENT_TYPES
-    }
-
-    def draw(axes: Any) -> None:
-        _grouped_bars(axes, months, series, "incidents (England, rounded to 10)")
-        axes.set_title("Missing and away incidents by month of start")
-
-    return _figure_png(draw)
-
-
-def chart_time_to_first(rows: Sequence[Row]) -> str:
-    national = _by_measure(rows, NATIONAL)
-    bands = list(TIME_TO_FIRST_BANDS)
-    series = {
-        t: [
-            _value(national[("", f"{t}.time_to_first_incident.from_placement_start.{b}")]) or 0.0
-            for b in bands
-        ]
-        for t, _ in INCIDENT_TYPES
-    }
-
-    def draw(axes: Any) -> None:
-        _grouped_bars(axes, [b.replace("_", " ") for b in bands], series, "children (rounded)")
-        axes.set_title("Time from start of placement to first incident in the period")
-
-    return _figure_png(draw)
-
-
-def chart_council_comparison(
-    results: Results, rows: Sequence[Row], names: Mapping[str, str]
-) -> str:
-    councils = _by_measure(rows, LOCAL_AUTHORITY)
-    codes = sorted(results.councils)
-    labels = [names.get(c, c) for c in codes]
-    series: dict[str, list[float]] = {}
-    notes: dict[int, str] = {}
-    for t, _ in INCIDENT_TYPES:
-        values: list[float] = []
-        for i, code in enumerate(codes):
-            text = councils[(code, f"{t}.children_pct")]
-            number = _value(text)
-            values.append(number or 0.0)
-            if number is None:
-                notes[i] = text
-        series[t] = values
-
-    def draw(axes: Any) -> None:
-        _grouped_bars(axes, labels or ["(no councils)"], series or {"missing": [0.0]}, "%")
-        axes.set_title("Percentage of looked after children with an incident, by council")
-        for i, text in sorted(notes.items()):
-            axes.annotate(text, (i, 0), ha="center", va="bottom", fontsize=8)
-
-    return _figure_png(draw)
-
-
-def render_html(
-    results: Results, rows: Sequence[Row], la_names: Mapping[str, str] | None = None
-) -> str:
-    """A self-contained report a policy officer can open: charts first, then the tables."""
-    names = la_names or {}
-    charts = [
-        ("incidents-by-month", chart_incidents_by_month(results, rows)),
-        ("time-to-first", chart_time_to_first(rows)),
-        ("council-comparison", chart_council_comparison(results, rows, names)),
-    ]
-    national = _by_measure(rows, NATIONAL)
-    councils = _by_measure(rows, LOCAL_AUTHORITY)
-    headline = [m for m in results.measures if m.council]
-    esc = html.escape
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>Children looked after who went missing: {esc(results.period.time_period)}</title>",
-        "<style>",
-        "body{margin:0;font-family:Arial,Helvetica,sans-serif;color:#0b0c0c;background:#fff}",
-        "header{height:120px;box-sizing:border-box;padding:16px 24px;overflow:hidden;"
-        "background:#0b0c0c;color:#fff}",
-        "header h1{margin:0 0 8px;font-size:24px}header p{margin:0;font-size:14px}",
-        ".chart{display:block;width:960px;height:360px;margin:0 24px}",
-        "main{padding:0 24px 24px}table{border-collapse:collapse;font-size:13px;margin:12px 0}",
-        "td,th{border:1px solid #b1b4b6;padding:4px 8px;text-align:right}",
-        "th:first-child,td:first-child{text-align:left}",
-        "</style></head><body>",
-        "<header><h1>Children looked after who went missing or were away without authorisation"
-        "</h1>",
-        f"<p>Period {esc(results.period.start.isoformat())} to "
-        f"{esc(results.period.end.isoformat())} (time_period {esc(results.period.time_period)})."
-        " Council counts 1 to 5 are shown as c, with further cells suppressed where a total would"
-        " reveal them; England figures are rounded to the nearest 10; z not applicable,"
-        " x not available, k a percentage below 0.5.</p></header>",
-    ]
-    parts += [
-        f"<img class='chart' id='{cid}' alt='{cid.replace('-', ' ')}' src='{uri}'>"
-        for cid, uri in charts
-    ]
-    parts.append("<main><h2>Measures</h2><table><tr><th>Measure</th><th>England</th>")
-    codes = sorted(results.councils)
-    parts += [
-        f"<th>{esc(names[c])}<br>{esc(c)}</th>" if c in names else f"<th>{esc(c)}</th>"
-        for c in codes
-    ]
-    parts.append("</tr>")
-    for m in headline:
-        parts.append(f"<tr><td>{esc(m.label)}</td><td>{esc(national[('', m.id)])}</td>")
-        parts += [f"<td>{esc(councils[(c, m.id)])}</td>" for c in codes]
-        parts.append("</tr>")
-    parts.append(
-        "</table><h2>England breakdowns</h2><table><tr><th>Measure</th><th>England</th></tr>"
-    )
-    for m in results.measures:
-        if not m.council:
-            parts.append(f"<tr><td>{esc(m.label)}</td><td>{esc(national[('', m.id)])}</td></tr>")
-    parts.append("</table></main></body></html>\n")
-    return "".join(parts)
 
 
 def write_outputs(
-    results: Results, out_dir: Path, la_names: Mapping[str, str] | None = None
+    years: Sequence[Results] | Results,
+    out_dir: Path,
+    state: StatsState | None = None,
+    lookup: Mapping[str, Council] | None = None,
+    selected: str | None = None,
 ) -> dict[str, Path]:
-    """Write `statistics.csv`, `statistics.json` and `report.html` into `out_dir`."""
+    """Write the four CSV files, `statistics.json` and `report.html` into `out_dir`."""
+    from broker.stats.report import render_html
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = published_rows(results, la_names)
-    paths = {
-        "csv": out_dir / "statistics.csv",
-        "json": out_dir / "statistics.json",
-        "html": out_dir / "report.html",
-    }
-    write_csv(rows, paths["csv"])
-    write_json(results, rows, paths["json"])
-    paths["html"].write_text(render_html(results, rows, la_names), encoding="utf-8")
+    periods = [years] if isinstance(years, Results) else list(years)
+    pub = publish(periods, state or StatsState(), lookup)
+    paths: dict[str, Path] = {}
+    for name, (filename, columns) in FILES.items():
+        paths[name] = out_dir / filename
+        write_csv(getattr(pub, name), columns, paths[name])
+    paths["json"] = out_dir / "statistics.json"
+    paths["json"].write_text(
+        json.dumps(to_json(pub), separators=(",", ":")) + "\n", encoding="utf-8"
+    )
+    paths["html"] = out_dir / "report.html"
+    paths["html"].write_text(render_html(pub, selected), encoding="utf-8")
     return paths

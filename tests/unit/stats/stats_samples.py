@@ -125,7 +125,12 @@ class FeedBuilder:
             f"council.{council}",
             child,
             at,
-            {"first_responder_type": "local_authority", "exploitation_types": ["criminal"]},
+            {
+                "first_responder_type": "local_authority",
+                "age_at_exploitation": "child",
+                "exploitation_types": ["criminal"],
+                "exploitation_location": "uk",
+            },
             {"referral_pseudonym": referral},
         )
 

@@ -20,7 +20,7 @@ from broker.stats.disclosure import (
     format_percent,
     round_national,
 )
-from broker.stats.output import published_rows
+from broker.stats.output import ENGLAND_KEY, Council, publish
 
 # -- one test per rule -------------------------------------------------------------------------
 
@@ -95,7 +95,8 @@ def test_national_rounded_to_nearest_ten_halves_up() -> None:
         1230,
         1240,
     ]
-    assert disclose_national({"a": 3, "b": 17}, {}) == {"a": "0", "b": "20"}
+    # 1 to 4 would round to 0: suppressed instead (test_stats_department_rules.py).
+    assert disclose_national({"a": 3, "b": 17, "z": 0}, {}) == {"a": "c", "b": "20", "z": "0"}
 
 
 def test_national_rates_use_unrounded_counts() -> None:
@@ -106,7 +107,7 @@ def test_national_rates_use_unrounded_counts() -> None:
 
 def test_z_not_applicable() -> None:
     assert format_percent(0, 0) == "z"
-    assert format_average(0, 0) == "z"
+    assert format_average(0, 0) == "0"  # as the department publishes it
 
 
 def test_x_not_available() -> None:
@@ -130,27 +131,37 @@ def test_percentages_whole_averages_one_decimal_halves_up() -> None:
 
 
 def test_every_published_council_cell_obeys_the_rules() -> None:
-    """On a real multi-council run: council counts never 1-5, national multiples of 10."""
+    """On a real multi-council run: council counts never 1-5, England and regional counts
+    multiples of 10 (never 1-4 shown as 0: those are c)."""
     state = StatsState()
     state.apply_all(synthetic_feed())
     results = compute(state, Period.reporting_year(2025))
-    rows = published_rows(results)
-    rates = {m.id for m in results.measures if m.ratio is not None}
+    regions = {"E12000004", "E12000005", "E12000008", "E13000001"}
+    pub = publish(
+        [results],
+        state,
+        {
+            c: Council(c, region_code=r)
+            for c, r in zip(sorted(results.councils), sorted(regions), strict=True)
+        },
+    )
+    rates = {m.id for m in results.measures if m.ratio is not None or m.statistic}
     suppressed = 0
-    for row in rows:
-        if row.measure in rates or not row.value.isdigit():
-            suppressed += row.value == "c"
-            continue
-        value = int(row.value)
-        if row.geographic_level == "National":
-            assert value % 10 == 0
-        else:
-            assert not 1 <= value <= 5, row
-    assert suppressed > 0
     by_council: dict[str, dict[str, str]] = {}
-    for row in rows:
-        if row.geographic_level == "Local authority":
-            by_council.setdefault(row.new_la_code, {})[row.measure] = row.value
+    for (_, key), values in pub.values.items():
+        national = key == ENGLAND_KEY or key in regions
+        if not national:
+            by_council[key] = values
+        for measure, value in values.items():
+            if measure in rates or not value.isdigit():
+                suppressed += value == "c"
+                continue
+            if national:
+                assert int(value) % 10 == 0, (key, measure)
+            else:
+                assert not 1 <= int(value) <= 5, (key, measure)
+    assert suppressed > 0
+    assert set(by_council) == set(results.councils)
     for code, values in by_council.items():
         counts = results.council_counts(code)
         hidden = {k for k, v in values.items() if v == "c" and k in counts}

@@ -1,9 +1,11 @@
-"""Acceptance 4: the HTML report opens in a real headless Chromium and its charts are drawn.
+"""The HTML report opens in a real headless Chromium, its charts are drawn and its script runs.
 
 Chromium is part of the project's set-up (scripts/ensure_chromium.sh); this test requires it.
-The report's layout is fixed (a 120 px header, then three 960x360 px charts), so the test knows
-where each chart is on the screenshot. As a control, the same page with its images removed must
-fail the same checks.
+The report's layout is fixed (a 120 px header, then three 960x360 px charts: the trend for the
+picked council, its region and England; time to the first incident; incidents by month), so the
+test knows where each chart is on the screenshot (kept as `report.png` in the test's temporary
+directory, to look at). As a control, the same page with its charts removed must fail the same
+checks.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from matplotlib import image as mpimg
 from stats_samples import synthetic_feed
 
 from broker.stats import Period, StatsState, compute
-from broker.stats.output import COLOURS, write_outputs
+from broker.stats.output import Council, write_outputs
+from broker.stats.report import COLOURS, ENGLAND_COLOUR
 
 HEADER = 120
 CHART_W, CHART_H, MARGIN = 960, 360, 24
-CHARTS = ("incidents-by-month", "time-to-first", "council-comparison")
+CHARTS = ("trend", "time-to-first", "incidents-by-month")
 WINDOW = (1280, HEADER + CHART_H * len(CHARTS) + 200)
 
 
@@ -37,8 +40,16 @@ def chromium() -> str:
 
 
 def screenshot(page: Path, out: Path) -> np.ndarray:
+    run_chromium(page, f"--screenshot={out}", f"--window-size={WINDOW[0]},{WINDOW[1]}")
+    assert out.exists(), "chromium wrote no screenshot"
+    pixels = np.asarray(mpimg.imread(out))[:, :, :3]
+    assert pixels.shape[:2] == (WINDOW[1], WINDOW[0])
+    return pixels
+
+
+def run_chromium(page: Path, *options: str) -> str:
     with tempfile.TemporaryDirectory(prefix="stats-chromium-") as profile:
-        subprocess.run(
+        done = subprocess.run(
             [
                 chromium(),
                 "--headless",
@@ -52,18 +63,15 @@ def screenshot(page: Path, out: Path) -> np.ndarray:
                 "--hide-scrollbars",
                 "--force-device-scale-factor=1",
                 f"--user-data-dir={profile}",
-                f"--screenshot={out}",
-                f"--window-size={WINDOW[0]},{WINDOW[1]}",
+                *options,
                 page.resolve().as_uri(),
             ],
             check=True,
             capture_output=True,
+            text=True,
             timeout=120,
         )
-    assert out.exists(), "chromium wrote no screenshot"
-    pixels = np.asarray(mpimg.imread(out))[:, :, :3]
-    assert pixels.shape[:2] == (WINDOW[1], WINDOW[0])
-    return pixels
+    return done.stdout
 
 
 def rgb(colour: str) -> np.ndarray:
@@ -81,26 +89,45 @@ def bar_pixels(region: np.ndarray, colour: str) -> int:
     return int((np.abs(region - rgb(colour)).max(axis=2) < 0.06).sum())
 
 
+LOOKUP = {
+    "E09000033": Council("E09000033", "Westminster", "213", "E13000001", "Inner London"),
+    "E08000025": Council("E08000025", "Birmingham", "330", "E12000005", "West Midlands"),
+}
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five reporting years of the synthetic feed (which starts in June 2023: two years have
+    data, three are empty), Westminster picked."""
     state = StatsState()
     state.apply_all(synthetic_feed())
     out = tmp_path_factory.mktemp("report")
-    return write_outputs(compute(state, Period.reporting_year(2025)), out)["html"]
+    years = [compute(state, p) for p in Period.reporting_years(2025)]
+    return write_outputs(years, out, state, LOOKUP, "E09000033")["html"]
 
 
-def test_report_charts_render_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    pixels = screenshot(report, tmp_path / "report.png")
+def test_report_charts_render_in_headless_chromium(report: Path) -> None:
+    pixels = screenshot(report, report.parent / "report.png")
     for name, region in chart_regions(pixels).items():
         assert region.std() > 0.05, f"chart {name} looks blank"
         assert (region.mean(axis=2) < 0.5).sum() > 500, f"chart {name} has no axes or text"
-        assert bar_pixels(region, COLOURS["missing"]) > 300, f"chart {name} has no missing bars"
-        assert bar_pixels(region, COLOURS["away"]) > 100, f"chart {name} has no away bars"
+        assert bar_pixels(region, COLOURS["missing"]) > 300, f"chart {name} shows no missing"
+        assert bar_pixels(region, COLOURS["away"]) > 100, f"chart {name} shows no away"
+    trend = chart_regions(pixels)["trend"]
+    assert bar_pixels(trend, ENGLAND_COLOUR) > 100, "no England line in the trend"
 
 
-def test_the_check_fails_when_the_images_do_not_load(report: Path, tmp_path: Path) -> None:
+def test_the_picked_council_is_named_and_its_script_runs(report: Path) -> None:
+    dom = run_chromium(report, "--dump-dom", "--virtual-time-budget=2000")
+    assert '<option value="E09000033" selected="">Westminster (E09000033)</option>' in dom
+    # The script marked the picked council's row in the comparison table.
+    assert re.search(r'<tr data-council="E09000033" class="selected">', dom), dom[:2000]
+    assert "Westminster" in dom and "E09000033" in dom
+
+
+def test_the_check_fails_when_the_charts_are_missing(report: Path, tmp_path: Path) -> None:
     html = report.read_text(encoding="utf-8")
-    broken = re.sub(r"src='data:image/png;base64,[^']*'", "src='missing.png'", html)
+    broken = re.sub(r"<svg .*?</svg>", "<div style='height:360px'></div>", html, flags=re.S)
     assert broken != html
     page = tmp_path / "broken.html"
     page.write_text(broken, encoding="utf-8")

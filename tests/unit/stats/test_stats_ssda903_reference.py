@@ -214,15 +214,27 @@ def reference(t: Tables, p0: dt.date, p1: dt.date) -> dict[str, int | None]:
             return "8_to_28_days"
         return "more_than_28_days"
 
+    def in_care(child: str, on: dt.date) -> bool:
+        placement = in_force(child, on)
+        return placement is not None and placement[1]["LS"] not in SHORT_BREAKS
+
     for t_name, code in (("missing", "M"), ("away", "A")):
         by_child: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for m in t.missing:
-            if m["MISSING"] == code and m["CHILD"] in looked_after:
+            if (
+                m["MISSING"] == code
+                and m["CHILD"] in looked_after
+                and in_care(m["CHILD"], m["start"])
+            ):
                 by_child[m["CHILD"]].append(m)
         for child, incidents in by_child.items():
             incidents.sort(key=lambda m: m["start"])
             open_at_end = [
-                m for m in incidents if m["start"] <= p1 and (m["until"] is None or m["until"] > p1)
+                m
+                for m in incidents
+                if m["start"] <= p1
+                and (m["until"] is None or m["until"] > p1)
+                and in_care(child, p1)
             ]
             if open_at_end:
                 out[f"{t_name}.children_at_period_end"] += 1
@@ -263,9 +275,13 @@ def reference(t: Tables, p0: dt.date, p1: dt.date) -> dict[str, int | None]:
                         if days <= 2
                         else "3_to_7_days"
                         if days <= 7
-                        else "8_to_14_days"
-                        if days <= 14
-                        else "15_to_30_days"
+                        else "8_to_10_days"
+                        if days <= 10
+                        else "11_to_15_days"
+                        if days <= 15
+                        else "16_to_20_days"
+                        if days <= 20
+                        else "21_to_30_days"
                         if days <= 30
                         else "more_than_30_days"
                     )
@@ -280,6 +296,9 @@ def reference(t: Tables, p0: dt.date, p1: dt.date) -> dict[str, int | None]:
                     else "outside_boundary"
                 )
                 out[f"{t_name}.incidents_by_placement.{where}"] += 1
+                # The converter gives no placement type, sex or ethnicity.
+                for breakdown in ("placement_type", "gender", "ethnicity"):
+                    out[f"{t_name}.incidents_by_{breakdown}.not_known"] += 1
                 out[f"{t_name}.incidents_by_month.{m['start']:%Y-%m}"] += 1
             first = during[0]
             placement = in_force(child, first["start"])
