@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "broker.stats.cli",
     "broker.demo",
     "broker.audit.cli",
+    "broker.alerts.cli",
     "connectors.cli",
 )
 
