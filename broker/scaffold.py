@@ -26,6 +26,11 @@ DEMO_AGENCIES: dict[str, str] = {
     "guardian.ictg": "Independent Child Trafficking Guardian service",
     "stats.national": "National statistics (children looked after)",
 }
+# The alerts service (docs/alerts.md): an agency of its own, with rules and agreements apart
+# from the examples (a deployment without it is unchanged).
+ALERTS_ID = "alerts.main"
+ALERT_RULES = REPO_ROOT / "alerts" / "rules"
+ALERT_AGREEMENTS = REPO_ROOT / "agreements" / "alerts"
 ROUTER_ID = "router.main"
 REGISTRY_ID = "registry.main"  # the registry authority: signs registry.keys records
 
@@ -38,12 +43,15 @@ def write_deployment(
     agreements_dir: Path = EXAMPLE_AGREEMENTS,
     partitions: int = 3,
     router: dict[str, object] | None = None,
+    alerts: dict[str, object] | None = None,
 ) -> Path:
     """Write keys and `config.yaml` into `directory`; return the config path.
 
     Given a secured cluster's `ClusterAccess`, the config connects with SASL_SSL and names its
     CA certificate and credentials directory (where `broker.kafka.operator.provision` issues
-    each principal's credential); a bare address gives a PLAINTEXT config.
+    each principal's credential); a bare address gives a PLAINTEXT config. With `alerts`
+    (settings of the `alerts` section; its `id` must be one of `agencies`), the config runs an
+    alerts service with a state secret of its own.
     """
     access = (
         bootstrap_servers
@@ -101,6 +109,15 @@ def write_deployment(
             "signing_key": str(signing[REGISTRY_ID].relative_to(directory)),
         },
     }
+    if alerts is not None:
+        state_secret = private / "alerts-state.secret"
+        state_secret.write_bytes(os.urandom(32).hex().encode())
+        state_secret.chmod(0o600)
+        config["alerts"] = {
+            "rules_dir": str(ALERT_RULES),
+            "state_secret_file": str(state_secret.relative_to(directory)),
+            **alerts,
+        }
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -32,7 +32,15 @@ from kafka.structs import OffsetAndMetadata
 
 from broker.agreements.evaluate import EventView
 from broker.alerts.check import load_rules
-from broker.alerts.clocks import ALERT_EVENT_TYPE, ChildKey, ChildState, Clock, Engine, child_key
+from broker.alerts.clocks import (
+    ALERT_EVENT_TYPE,
+    ChildKey,
+    ChildState,
+    Clock,
+    Engine,
+    child_key,
+    iso_duration,
+)
 from broker.alerts.metrics import AlertsMetrics
 from broker.alerts.state import apply_record, seal_for, state_key
 from broker.config import AlertsSettings, BrokerConfig, ConfigError, topic_feed, topic_ingress
@@ -229,7 +237,7 @@ class AlertsService:
         for alert in due:
             self.metrics.raised.labels(alert.rule.key).inc()
             log.info("alert raised: rule %s, stage %s, council %s", alert.rule.key,
-                     alert.stage, alert.child[0])
+                     iso_duration(alert.stage), alert.child[0])
         self.raised_total += len(due)
         for rule, reason in self.engine.errors:
             self.metrics.condition_errors.labels(rule).inc()

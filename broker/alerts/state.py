@@ -11,10 +11,20 @@ that does not authenticate or decode is ignored (counted by reason), never appli
 from __future__ import annotations
 
 from broker.alerts.clocks import ChildKey, ChildState
+from broker.config import BrokerConfig
+from broker.kafka.client import TopicSpec
 from broker.router.changelog import ChangelogAuthError, ChangelogSeal, Ignored
 
 SEP = "|"
 HKDF_INFO = b"uk.safeguarding.alerts.state-mac.v1"
+
+
+def alerts_topic_specs(config: BrokerConfig) -> list[TopicSpec]:
+    """The alerts service's state topic (one partition: the service replays all of it), created
+    by the operator (`provision`); the router neither creates nor sees it."""
+    if config.alerts is None:
+        return []
+    return [TopicSpec(config.alerts.state_topic, 1, compacted=True)]
 
 
 def seal_for(secret: bytes) -> ChangelogSeal:

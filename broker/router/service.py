@@ -98,8 +98,6 @@ def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
         TopicSpec(TOPIC_REGISTRY_KEYS, 1, compacted=True, append_time=True),
         TopicSpec(TOPIC_REGISTRY_AGREEMENTS, 1, compacted=True, append_time=True),
     ]
-    if config.alerts is not None:  # one partition: the alerts service replays all of it
-        specs.append(TopicSpec(config.alerts.state_topic, 1, compacted=True))
     return specs
 
 
