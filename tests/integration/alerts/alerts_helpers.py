@@ -114,7 +114,9 @@ def child_event(dep: Deployment, event_type: str, child: str, tag: str, hours: f
                 **fields: Any) -> dict[str, Any]:
     """A council event about `child` occurring `hours` after T0 (no name of any use to a rule
     is left to chance: the flags rules test are set explicitly)."""
-    defaults: dict[str, Any] = {"la_child_id": child, "trafficking_concern": False, "uasc": False}
+    defaults: dict[str, Any] = {"la_child_id": child}
+    if event_type.startswith(("child.", "guardian.")):
+        defaults.update(trafficking_concern=False, uasc=False)
     if event_type == "child.missing.started":
         defaults.update(missing_type="M", risk_level="medium", missing_since=at(hours))
     if event_type == "child.missing.ended":
