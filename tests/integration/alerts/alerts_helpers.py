@@ -66,6 +66,10 @@ class ManualClock:
 class AlertsDeployment(Deployment):
     clock_file: Path = field(default=Path("clock"))
 
+    @property
+    def agency_ids(self) -> list[str]:
+        return [self.id(a) for a in ALL_AGENCIES]
+
     def set_clock(self, at: datetime) -> None:
         """The time a service started with `--clock-file` reads."""
         tmp = self.clock_file.with_suffix(".tmp")
