@@ -66,9 +66,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from broker.alerts.check import load_rules
     from broker.alerts.clocks import Engine
     from broker.alerts.service import replay_state, settings_of
@@ -96,14 +93,19 @@ def _status(args: argparse.Namespace) -> int:
             if clock.state == "running":
                 key = (clock.council, clock.rule)
                 next_due[key] = min(next_due.get(key, clock.due_at), clock.due_at)
-    table = Table(title=f"Open alert clocks at {at.isoformat()}")
-    for column in ("council", "rule", "running", "overdue", "next due"):
-        table.add_column(column)
     pairs = sorted({(c, r) for c, r, _ in counts})
+    if not pairs:
+        print(f"no open alert clocks at {at.isoformat()}")
+        return 0
+    print(f"open alert clocks at {at.isoformat()} (running: not due yet; overdue: raised, "
+          "still not stopped)")
+    rows = [("council", "rule", "running", "overdue", "next due")]
     for council, rule in pairs:
         due = next_due.get((council, rule))
-        table.add_row(council, rule, str(counts[(council, rule, "running")]),
-                      str(counts[(council, rule, "overdue")]),
-                      due.isoformat() if due else "-")
-    Console().print(table if pairs else "no open clocks")
+        rows.append((council, rule, str(counts[(council, rule, "running")]),
+                     str(counts[(council, rule, "overdue")]),
+                     due.strftime("%Y-%m-%dT%H:%M:%SZ") if due else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     return 0

@@ -8,6 +8,7 @@ raised when the stopping event came in time.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -25,13 +26,19 @@ from alerts_helpers import (
     running,
     wait_applied,
     wait_for_alerts,
+    wait_until,
 )
 from router_helpers import publish
+
+from broker.alerts.service import AlertsService
+from broker.cli import main
 
 pytestmark = pytest.mark.integration
 
 
-def test_missing_without_police_report(alerts_deployment: AlertsDeployment) -> None:
+def test_missing_without_police_report(
+    alerts_deployment: AlertsDeployment, capsys: pytest.CaptureFixture[str]
+) -> None:
     dep = alerts_deployment
     clock = ManualClock(T0)
     with running(dep, clock) as service:
@@ -45,7 +52,10 @@ def test_missing_without_police_report(alerts_deployment: AlertsDeployment) -> N
         service_raised_before = service.raised_total
         clock.set(T0 + timedelta(hours=2, minutes=1))
         alerts = wait_for_alerts(dep, MET, 1)
+        wait_until(lambda: metric(service, "raised") == 1, what="the raised metric")
+        overdue = metric(service, "clocks_overdue")
     assert service_raised_before == 0
+    assert overdue == 1  # the unreported child's clock: past due, still no report
     assert rules_of(alerts) == [("missing-no-police-report", "PT2H")]
     (alert,) = alerts
     assert alert["fields"]["la_child_id"] == "C-UNREPORTED"
@@ -54,6 +64,24 @@ def test_missing_without_police_report(alerts_deployment: AlertsDeployment) -> N
     council = [a for a in alerts_in_feed(dep, WESTMINSTER)]
     assert rules_of(council) == [("missing-no-police-report", "PT2H")]
     assert alerts_in_feed(dep, GUARDIAN) == []  # no guardian appointed: nothing to tell it
+
+    # For people: the feed says it plainly; the status lists clocks without child ids.
+    assert main(["feed", "--config", str(dep.config_path), "--agency", dep.id(MET),
+                 "--from-beginning"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (shown,) = [e for e in lines if e["event_type"] == "alert.raised"]
+    assert shown["alert"].startswith("HIGH ALERT: Missing child with no police missing-person "
+                                     "report - child C-UNREPORTED")
+    assert "Do: Council: phone the police" in shown["alert"]
+    at = (T0 + timedelta(hours=3)).isoformat()
+    assert main(["alerts", "status", "--config", str(dep.config_path), "--at", at]) == 0
+    status = capsys.readouterr().out
+    assert dep.id(WESTMINSTER) in status and "missing-no-police-report@1" in status
+    assert "C-UNREPORTED" not in status and "C-REPORTED" not in status
+
+
+def metric(service: AlertsService, name: str, rule: str = "missing-no-police-report@1") -> float:
+    return getattr(service.metrics, name).labels(rule)._value.get()  # type: ignore[no-any-return]
 
 
 def test_trafficked_child_missing_is_raised_at_once_with_risk_context(

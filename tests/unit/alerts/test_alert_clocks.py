@@ -185,3 +185,20 @@ def test_the_same_event_twice_is_seen_once(engine: Engine) -> None:
     state = ChildState()
     assert engine.observe(state, missing(T0), now=T0)
     assert not engine.observe(state, missing(T0), now=T0)
+
+
+def test_feed_shows_alerts_first_and_plainly() -> None:
+    from broker.alerts.display import alerts_first, plain
+
+    other = {"event_type": "child.missing.started", "fields": {}}
+    low = {"event_type": "alert.raised", "fields": {"priority": "low"}}
+    high = {"event_type": "alert.raised", "fields": {
+        "priority": "high", "title": "Child still missing", "la_child_id": "C1",
+        "local_authority": COUNCIL, "clock_started_at": "2026-11-24T18:00:00Z",
+        "due_at": "2026-11-26T18:00:00Z", "message": "Missing for\n 48 hours.",
+        "action": "Escalate."}}
+    assert alerts_first([other, low, high]) == [high, low, other]
+    assert plain(high) == (
+        f"HIGH ALERT: Child still missing - child C1 ({COUNCIL}), since 2026-11-24T18:00:00Z, "
+        "due 2026-11-26T18:00:00Z: Missing for 48 hours. Do: Escalate.")
+    assert "child (withheld)" in plain(low)
