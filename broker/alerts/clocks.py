@@ -7,7 +7,7 @@ history whenever asked, so an event that arrives late counts as if it had come o
 
 - a clock of rule R started by event S has one due time per stage: `S.occurred_at + duration`;
 - a stage is stopped by any stop event of R for the same child that occurred at or after S and
-  before that due time, whenever it arrived (also before S: out of order across agencies);
+  at or before that due time, whenever it arrived (also before S: out of order across agencies);
 - a stage is due at service time `now` when `now >= due` and it is neither stopped nor raised.
 
 An alert has an id derived from (service, rule, start event, stage), recorded as raised in the
@@ -222,6 +222,14 @@ class Engine:
                                   _guardian(state)))
         return sorted(found, key=lambda a: (a.due_at, a.alert_id))
 
+    def next_due(self, state: ChildState) -> datetime | None:
+        """The earliest due time of a stage neither raised nor stopped (None: nothing pending),
+        so that the service looks only at children with something due."""
+        pending = [due_at for start, compiled, index, _stage, due_at in self._stages(state)
+                   if self.alert_id(compiled.rule, start, index) not in state.raised
+                   and not self._stopped(state, compiled.rule.key, start, due_at)]
+        return min(pending, default=None)
+
     def clocks(self, child: ChildKey, state: ChildState, now: datetime) -> list[Clock]:
         """Open clocks of a child: stages still running, and raised ones not stopped since."""
         clocks = []
@@ -265,7 +273,8 @@ class Engine:
 
     @staticmethod
     def _stopped(state: ChildState, key: str, start: Seen, due_at: datetime) -> bool:
-        return any(key in s.stops and s is not start and start.at <= s.at < due_at
+        # In time means by the due time: a report made exactly when it was due stops the clock.
+        return any(key in s.stops and s is not start and start.at <= s.at <= due_at
                    for s in state.seen)
 
     def _matches(self, compiled: _Compiled, trigger: Trigger, condition: Condition | None,

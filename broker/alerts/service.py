@@ -64,6 +64,22 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
+class ManualClock:
+    """A clock someone sets (tests, the demo): the time it was last set to."""
+
+    def __init__(self, at: datetime) -> None:
+        self._at = at
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._at
+
+    def set(self, at: datetime) -> None:
+        with self._lock:
+            self._at = at
+
+
 class FileClock:
     """A clock read from a file holding one ISO 8601 time (for tests and drills: the time a
     scenario says it is); until the file holds a valid time, the wall clock."""
@@ -108,6 +124,10 @@ class AlertsService:
         self.clock = clock or wall_clock
         self.metrics = AlertsMetrics()
         self.states: dict[ChildKey, ChildState] = {}
+        # Each child's earliest pending due time: a transaction looks at the children it
+        # touched and those with something due, never at every child.
+        self.next_due: dict[ChildKey, datetime] = {}
+        self._metrics_at = 0.0
         self.feed_topic = topic_feed(settings.id)
         self.ingress_topic = topic_ingress(settings.id)
         self.raised_total = 0
@@ -207,8 +227,9 @@ class AlertsService:
                 if child is not None:
                     touched.add(child)
             offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-        due = [alert for child, state in self.states.items()
-               for alert in self.engine.due(child, state, now)]
+        ripe = {child for child, at in self.next_due.items() if at <= now}
+        due = [alert for child in sorted(touched | ripe)
+               for alert in self.engine.due(child, self.states[child], now)]
         if not due and not touched and not offsets:
             self._update_clocks(now)
             return
@@ -234,6 +255,8 @@ class AlertsService:
             self.metrics.transactions.labels("abort").inc()
             raise
         self.metrics.transactions.labels("commit").inc()
+        for child in touched:
+            self._schedule(child)
         for alert in due:
             self.metrics.raised.labels(alert.rule.key).inc()
             log.info("alert raised: rule %s, stage %s, council %s", alert.rule.key,
@@ -244,6 +267,13 @@ class AlertsService:
             log.warning("rule %s: condition failed (%s); treated as false", rule, reason)
         self.engine.errors.clear()
         self._update_clocks(now)
+
+    def _schedule(self, child: ChildKey) -> None:
+        at = self.engine.next_due(self.states[child])
+        if at is None:
+            self.next_due.pop(child, None)
+        else:
+            self.next_due[child] = at
 
     def _observe(self, partition: int, record: Any, now: datetime) -> ChildKey | None:
         item = self.verifier.verify(partition, record.offset, record.value, record.timestamp)
@@ -276,6 +306,10 @@ class AlertsService:
                 for c in self.engine.clocks(child, state, at)]
 
     def _update_clocks(self, now: datetime) -> None:
+        """The clock gauges, at most once per tick (they look at every child)."""
+        if time.monotonic() - self._metrics_at < self.settings.tick_s:
+            return
+        self._metrics_at = time.monotonic()
         running: dict[str, int] = dict.fromkeys(self.engine.rules, 0)
         overdue: dict[str, int] = dict.fromkeys(self.engine.rules, 0)
         for clock in self.open_clocks(now):
@@ -289,6 +323,7 @@ class AlertsService:
     def _reset(self, consumer: Any) -> None:
         """Forget in-memory state; it is rebuilt from the changelog before the next batch."""
         self.states.clear()
+        self.next_due.clear()
         self._recovering = True
         with contextlib.suppress(Exception):
             consumer.pause(*consumer.assignment())
@@ -311,6 +346,9 @@ class AlertsService:
         started = time.monotonic()
         self.states = replay_state(self.clients, self.settings, self.seal, self.metrics,
                                    stop=self._stop)
+        self.next_due.clear()
+        for child in self.states:
+            self._schedule(child)
         self._rewind_to_committed(consumer)
         self._recovering = False
         consumer.resume(*consumer.assignment())
@@ -368,10 +406,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         self.service.states.clear()
+        self.service.next_due.clear()
         self.service._recovering = True
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.service.assigned(assigned)
 
 
-__all__ = ["AlertsService", "BrokerError", "FileClock", "replay_state", "wall_clock"]
+__all__ = ["AlertsService", "BrokerError", "FileClock", "ManualClock", "replay_state", "wall_clock"]

@@ -46,22 +46,6 @@ MET = "police.met"
 GUARDIAN = "guardian.ictg"
 
 
-class ManualClock:
-    """The alerts service's time in a test: set it, read it (thread-safe)."""
-
-    def __init__(self, at: datetime) -> None:
-        self._at = at
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._at
-
-    def set(self, at: datetime) -> None:
-        with self._lock:
-            self._at = at
-
-
 @dataclass
 class AlertsDeployment(Deployment):
     clock_file: Path = field(default=Path("clock"))

@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))
 
-from alerts_helpers import AlertsDeployment, make_alerts_deployment  # noqa: E402
+from alerts_helpers import AlertsDeployment, make_alerts_deployment
 
-from broker.kafka.local import ClusterAccess  # noqa: E402
+from broker.kafka.local import ClusterAccess
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from alerts_helpers import (
     WESTMINSTER,
     AlertsDeployment,
     AlertsProcess,
-    ManualClock,
     alerts_in_feed,
     child_event,
     police_report,
@@ -28,6 +27,7 @@ from alerts_helpers import (
 )
 from router_helpers import publish, read_topic, router_thread
 
+from broker.alerts.service import ManualClock
 from broker.config import topic_ingress
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -18,7 +18,6 @@ from alerts_helpers import (
     T0,
     WESTMINSTER,
     AlertsDeployment,
-    ManualClock,
     alerts_in_feed,
     child_event,
     police_report,
@@ -30,7 +29,7 @@ from alerts_helpers import (
 )
 from router_helpers import publish
 
-from broker.alerts.service import AlertsService
+from broker.alerts.service import AlertsService, ManualClock
 from broker.cli import main
 
 pytestmark = pytest.mark.integration

@@ -18,25 +18,31 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
 
-from alerts_helpers import (  # noqa: E402
+from alerts_helpers import (
     GUARDIAN,
     MET,
     T0,
     WESTMINSTER,
     AlertsDeployment,
-    ManualClock,
     alerts_in_feed,
     child_event,
     running,
     wait_applied,
     wait_for_alerts,
 )
-from router_helpers import decisions, publish, read_feed, wait_for_decisions  # noqa: E402
-from security_helpers import ALLOW, DENY, actors  # noqa: E402
+from router_helpers import decisions, publish, read_feed, wait_for_decisions
+from security_helpers import ALLOW, DENY, actors
 
-from broker.config import TOPIC_AUDIT, TOPIC_QUARANTINE, TOPIC_ROUTER_STATE, topic_feed, topic_ingress  # noqa: E402
-from broker.kafka.credentials import principal_of  # noqa: E402
-from broker.scaffold import ALERT_AGREEMENTS  # noqa: E402
+from broker.alerts.service import ManualClock
+from broker.config import (
+    TOPIC_AUDIT,
+    TOPIC_QUARANTINE,
+    TOPIC_ROUTER_STATE,
+    topic_feed,
+    topic_ingress,
+)
+from broker.kafka.credentials import principal_of
+from broker.scaffold import ALERT_AGREEMENTS
 
 pytestmark = pytest.mark.integration
 
