@@ -46,12 +46,13 @@ DEMO_CHILD = "WCC-2026-0147"  # Westminster's reference for the child of the sto
 console = Console(width=140)
 
 
-def run_demo(*, bootstrap: str | None = None) -> int:
+def run_demo(*, bootstrap: str | ClusterAccess | None = None) -> int:
     """Start a private Kafka (unless given one), run the scenario, stop what was started."""
     with tempfile.TemporaryDirectory(prefix="broker-demo-") as tmp:
         work = Path(tmp)
         if bootstrap is not None:
-            return _scenario(ClusterAccess(bootstrap), work)
+            access = bootstrap if isinstance(bootstrap, ClusterAccess) else ClusterAccess(bootstrap)
+            return _scenario(access, work)
         kafka = LocalKafka(work / "kafka")
         took = kafka.start()
         console.print(
@@ -126,7 +127,7 @@ def _live_alerts(config: BrokerConfig) -> int:
     from broker.alerts.service import AlertsService, ManualClock
     from broker.router.service import RouterService
 
-    console.rule("4. Live alerts: the broker notices what nobody did")
+    console.rule("3c. Live alerts: the broker notices what nobody did")
     clock = ManualClock(datetime(2026, 11, 26, 20, 5, tzinfo=UTC))
     router = RouterService(config, instance_id="demo")
     alerts = AlertsService(config, clock=clock, instance_id="demo")

@@ -82,7 +82,7 @@ def write_deployment(
     secret.write_bytes(os.urandom(32).hex().encode())
     secret.chmod(0o600)
     id_secrets = {agency_id: _write_secret(private, agency_id) for agency_id in agencies}
-    config = {
+    config: dict[str, object] = {
         "kafka": {
             **kafka,
             "topics": {"create": True, "partitions": partitions, "replication_factor": 1},

@@ -56,5 +56,5 @@ class AlertRule(_Strict):
     def stages(self, risk_level: object) -> list[timedelta]:
         """The stage durations for a start event graded `risk_level`."""
         if isinstance(risk_level, str) and risk_level in self.after_by_risk:
-            return self.after_by_risk[risk_level]  # type: ignore[index]
+            return self.after_by_risk[risk_level]
         return self.after

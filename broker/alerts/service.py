@@ -50,7 +50,7 @@ from broker.feed import FeedVerifier
 from broker.kafka.client import KafkaClients, KafkaDeadline, KafkaUnavailable, TransactionalProducer
 from broker.kafka.credentials import principal_of
 from broker.publish import agency_key
-from broker.router.changelog import Ignored
+from broker.router.changelog import ChangelogSeal, Ignored
 from broker.router.service import _describe, _recoverable
 from broker.schemas import SchemaRegistry
 
@@ -357,8 +357,13 @@ class AlertsService:
 
 
 def replay_state(
-    clients: KafkaClients, settings: AlertsSettings, seal: Any, metrics: AlertsMetrics | None = None,
-    *, stop: threading.Event | None = None, stall_s: float = 30.0,
+    clients: KafkaClients,
+    settings: AlertsSettings,
+    seal: ChangelogSeal,
+    metrics: AlertsMetrics | None = None,
+    *,
+    stop: threading.Event | None = None,
+    stall_s: float = 30.0,
 ) -> dict[ChildKey, ChildState]:
     """Every child's committed state, read from `state.<service>` (sealed records only)."""
     states: dict[ChildKey, ChildState] = {}

@@ -1,4 +1,4 @@
-"""`broker bench alerts`: alert latency at a fixed rate, and its cost per event against the router's.
+"""`broker bench alerts`: alert latency at a fixed rate; its cost per event against the router's.
 
 On one secured Kafka (a local one unless `--bootstrap` names another), the router and the alerts
 service run as their own processes. Signed `child.missing.started` events for unaccompanied

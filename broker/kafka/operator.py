@@ -173,8 +173,8 @@ def provision(config: BrokerConfig, *, prune: bool = False) -> list[str]:
     Principals that already hold both keep their password, so deployments sharing a cluster
     and a credentials directory (the tests, the demo) do not rotate each other's.
     """
-    from broker.kafka.credentials import credential_path
     from broker.alerts.state import alerts_topic_specs
+    from broker.kafka.credentials import credential_path
     from broker.router.service import topic_specs
 
     if not config.kafka.secured:

@@ -122,7 +122,7 @@ def police_report(dep: Deployment, child: str, tag: str, hours: float,
     return evt
 
 
-# -- running the services ---------------------------------------------------------------------------
+# -- running the services ---------------------------------------------------------------
 
 
 @contextlib.contextmanager

@@ -107,4 +107,5 @@ def test_late_and_out_of_order_events(alerts_deployment: AlertsDeployment) -> No
     assert rules_of(police) == [("missing-no-police-report", "PT2H")]
     (alert,) = police
     assert alert["fields"]["la_child_id"] == "C-LATE-START"
-    assert alert["fields"]["due_at"].startswith("2026-11-24T20:30:00")  # due when it should have been
+    # Due when it should have been:
+    assert alert["fields"]["due_at"].startswith("2026-11-24T20:30:00")

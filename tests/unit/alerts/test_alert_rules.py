@@ -1,4 +1,4 @@
-"""`broker alerts check`: the starter rules are valid; each kind of mistake is named with its line."""
+"""`broker alerts check`: the starter rules are valid; each mistake is named with its line."""
 
 from __future__ import annotations
 
