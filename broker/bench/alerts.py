@@ -120,6 +120,8 @@ def _measure(access: ClusterAccess, scratch: Path, rate: float, seconds: float) 
         reader.assign(parts)
         reader.seek_to_end(*parts)
         published: dict[str, float] = {}
+        children: dict[str, str] = {}  # event id -> child
+        arrived: dict[str, float] = {}  # child -> alert readable in the police feed
         latencies: list[float] = []
         done = threading.Event()
 
@@ -133,9 +135,11 @@ def _measure(access: ClusterAccess, scratch: Path, rate: float, seconds: float) 
                         event = item.event
                         if event is None or event.event_type != "alert.raised":
                             continue
-                        sent = published.get(str(event.fields.get("trigger_event_id")))
+                        trigger = str(event.fields.get("trigger_event_id"))
+                        sent = published.get(trigger)
                         if sent is not None:
                             latencies.append(got - sent)
+                            arrived[children[trigger]] = got
 
         def send(n: int, tag: str) -> None:
             child = f"bench-{tag}-{n:06d}"
@@ -146,6 +150,7 @@ def _measure(access: ClusterAccess, scratch: Path, rate: float, seconds: float) 
                            "trafficking_concern": True, "uasc": True,
                            "missing_since": datetime.now(UTC).isoformat()},
             }, issuer=council, key=key, registry=registry)
+            children[envelope.header.event_id] = child
             published[envelope.header.event_id] = time.time()
             producer.send(topic_ingress(council), key=child.encode(),
                           value=envelope.to_bytes(registry))
@@ -184,6 +189,8 @@ def _measure(access: ClusterAccess, scratch: Path, rate: float, seconds: float) 
             with contextlib.suppress(Exception):
                 proc.terminate()
                 proc.wait(timeout=60)
+    load = {children[e]: t for e, t in published.items() if "-load-" in children[e]}
+    hops = _hops(config, ids, load, arrived)
     got = sorted(latencies)
     if not got:
         print("no alert arrived in the police feed", file=sys.stderr)
@@ -199,7 +206,52 @@ def _measure(access: ClusterAccess, scratch: Path, rate: float, seconds: float) 
           f"p99 {p99 * 1000:.0f} ms (goal p99 < 1000 ms)")
     print(f"CPU per event: alerts service {alerts_ms:.2f} ms, router {router_ms:.2f} ms per "
           f"record routed; alerts / router = {alerts_ms / router_ms:.2f}")
+    for name, values in hops.items():
+        ordered = sorted(values)
+        if ordered:
+            print(f"  {name}: p50 {_pct(ordered, 0.5) * 1000:.0f} ms, "
+                  f"p99 {_pct(ordered, 0.99) * 1000:.0f} ms")
     return 0 if len(got) == count else 1
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _hops(config: Any, ids: dict[str, str], sent: dict[str, float],
+          arrived: dict[str, float]) -> dict[str, list[float]]:
+    """Where the time goes, per alert, from the topics' append times (read as the operator): the
+    router forwarding the event, the alerts service raising, the router forwarding the alert."""
+    from broker.audit.reader import TopicReader
+    from broker.config import topic_feed, topic_ingress
+    from broker.envelope.canonical import feed_record_key
+    from broker.kafka.client import KafkaClients
+    from broker.kafka.credentials import OPERATOR
+    from broker.scaffold import ALERTS_ID
+
+    alerts, council = ids[ALERTS_ID], ids[_WESTMINSTER]
+    key = config.pseudonym_key(alerts)
+    by_key = {feed_record_key(key, council, child): child for child in sent}
+    forwarded: dict[str, float] = {}
+    raised: dict[str, float] = {}
+    with TopicReader(KafkaClients(config.kafka, OPERATOR)) as reader:
+        for record in reader.read_topic(topic_feed(alerts)):
+            child = by_key.get(record.key or b"")
+            if child is not None:
+                forwarded[child] = record.timestamp / 1000
+        for record in reader.read_topic(topic_ingress(alerts)):
+            child = (record.key or b"").decode().rpartition("/")[2]
+            if child in sent:
+                raised[child] = record.timestamp / 1000
+    hops: dict[str, list[float]] = {"router forwards the event": [],
+                                    "alerts service raises the alert": [],
+                                    "router forwards the alert to the police": []}
+    for child, at in sent.items():
+        if child in forwarded and child in raised and child in arrived:
+            hops["router forwards the event"].append(forwarded[child] - at)
+            hops["alerts service raises the alert"].append(raised[child] - forwarded[child])
+            hops["router forwards the alert to the police"].append(arrived[child] - raised[child])
+    return hops
 
 
 __all__: list[Any] = ["add_arguments", "run"]
