@@ -13,6 +13,9 @@ class AlertsMetrics:
         r = self.registry
         self.raised = Counter("broker_alerts_raised", "Alerts raised (committed), by rule",
                               ["rule"], registry=r)
+        self.issue_failed = Counter("broker_alerts_issue_failed",
+                                    "Alerts due that could not be signed or encoded, by rule",
+                                    ["rule"], registry=r)
         self.clocks_open = Gauge("broker_alert_clocks_open",
                                  "Clocks running (not yet due), by rule", ["rule"], registry=r)
         self.clocks_overdue = Gauge(

@@ -235,11 +235,20 @@ class AlertsService:
             return
         producer.begin()
         try:
+            failed = []
             for alert in due:
-                envelope = issue(alert.event(), issuer=self.settings.id, key=self.key,
-                                 registry=self.registry)
-                producer.send(self.ingress_topic, key=(envelope.subject or "").encode(),
-                              value=envelope.to_bytes(self.registry))
+                try:
+                    envelope = issue(alert.event(), issuer=self.settings.id, key=self.key,
+                                     registry=self.registry)
+                except BrokerError as exc:
+                    # An alert the schema or the key refuses would fail the same way for ever:
+                    # recorded as handled (so the service goes on) and reported by rule.
+                    failed.append(alert)
+                    log.error("rule %s: alert could not be issued (%s); check the rule and the "
+                              "service's key", alert.rule.key, type(exc).__name__)
+                else:
+                    producer.send(self.ingress_topic, key=(envelope.subject or "").encode(),
+                                  value=envelope.to_bytes(self.registry))
                 self.states[alert.child].raised.add(alert.alert_id)
                 touched.add(alert.child)
             for child in sorted(touched):
@@ -257,6 +266,9 @@ class AlertsService:
         self.metrics.transactions.labels("commit").inc()
         for child in touched:
             self._schedule(child)
+        for alert in failed:
+            self.metrics.issue_failed.labels(alert.rule.key).inc()
+        due = [alert for alert in due if alert not in failed]
         for alert in due:
             self.metrics.raised.labels(alert.rule.key).inc()
             log.info("alert raised: rule %s, stage %s, council %s", alert.rule.key,
