@@ -430,4 +430,4 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service.assigned(assigned)
 
 
-__all__ = ["AlertsService", "BrokerError", "FileClock", "ManualClock", "replay_state", "wall_clock"]
+__all__ = ["AlertsService", "FileClock", "ManualClock", "replay_state", "wall_clock"]

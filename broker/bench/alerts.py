@@ -253,5 +253,3 @@ def _hops(config: Any, ids: dict[str, str], sent: dict[str, float],
             hops["router forwards the alert to the police"].append(arrived[child] - raised[child])
     return hops
 
-
-__all__: list[Any] = ["add_arguments", "run"]
