@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "broker.demo",
     "broker.audit.cli",
     "broker.ops.cli",
+    "broker.alerts.cli",
     "connectors.cli",
 )
 

@@ -144,6 +144,41 @@ class RegistrySettings(_Strict):
     passphrase_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] | None = None
 
 
+class AlertsSettings(_Strict):
+    """The alerts service (docs/alerts.md): an agency of the registry (`id`, with its own issuer
+    key there) that reads its feed, keeps per-child clocks in `state.<id>` and publishes signed
+    `alert.raised` events to its ingress topic."""
+
+    id: AgencyId = "alerts.main"
+    rules_dir: Path
+    # The key that seals its state records: its own secret, never the router's.
+    state_secret_env: Annotated[str, StringConstraints(pattern=_ENV_NAME)] = (
+        "BROKER_ALERTS_STATE_SECRET"
+    )
+    state_secret_file: Path | None = None
+    instance_id: str = "alerts-0"
+    batch_max_records: int = Field(default=500, ge=1)
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    # How often clocks are checked when no input arrives.
+    tick_s: float = Field(default=1.0, gt=0)
+    transaction_timeout_ms: int = Field(default=15000, ge=1000)
+    kafka_timeout_s: float = Field(default=10.0, gt=0)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @property
+    def group_id(self) -> str:
+        """Its consumer group: inside the `feed-<id>.` groups every agency owns."""
+        return f"feed-{self.id}.alerts"
+
+    @property
+    def transactional_prefix(self) -> str:
+        return f"{self.id}-"
+
+    @property
+    def state_topic(self) -> str:
+        return f"state.{self.id}"
+
+
 class BrokerConfig(_Strict):
     """The whole deployment config file."""
 
@@ -154,6 +189,8 @@ class BrokerConfig(_Strict):
     router: RouterSettings
     # Without it, keys come from keys_dir alone (no live registry is followed).
     registry: RegistrySettings | None = None
+    # Without it, no alerts service runs (and no ACL for one is generated).
+    alerts: AlertsSettings | None = None
     source: Path = Field(default=Path("config.yaml"), exclude=True)
 
     def agency(self, agency_id: str) -> Agency:
@@ -183,6 +220,25 @@ class BrokerConfig(_Strict):
         raise ConfigError(
             f"{self.source}: no pseudonym secret: set ${self.router.pseudonym_secret_env} or "
             "router.pseudonym_secret_file to a file holding a long random secret"
+        )
+
+    @cached_property
+    def alerts_state_secret(self) -> bytes:
+        """The alerts service's secret for sealing its state (env var, else file)."""
+        settings = self.alerts
+        if settings is None:
+            raise ConfigError(f"{self.source}: no `alerts` section: add one (docs/alerts.md)")
+        value = os.environ.get(settings.state_secret_env)
+        if value:
+            return value.encode()
+        if settings.state_secret_file is not None:
+            try:
+                return settings.state_secret_file.read_bytes().strip()
+            except OSError:
+                pass
+        raise ConfigError(
+            f"{self.source}: no alerts state secret: set ${settings.state_secret_env} or "
+            "alerts.state_secret_file to a file holding a long random secret"
         )
 
     def pseudonym_key(self, recipient: str) -> bytes:
@@ -218,6 +274,8 @@ _PATH_FIELDS = (
     ("router", "signing_key"),
     ("router", "pseudonym_secret_file"),
     ("registry", "signing_key"),
+    ("alerts", "rules_dir"),
+    ("alerts", "state_secret_file"),
     ("kafka", "ssl_cafile"),
     ("kafka", "credentials_dir"),
 )
@@ -314,6 +372,17 @@ def _check_consistency(config: BrokerConfig, path: Path) -> None:
                 "(principals are ids in lower case with - for _): rename one of them"
             )
         owners[principal] = owner
+    if config.alerts is not None:
+        if config.alerts.id not in seen:
+            raise ConfigError(
+                f"{path}: alerts.id {config.alerts.id} is not in the `agencies` registry: add "
+                "it there with its own signing_key (it issues alert events like any agency)"
+            )
+        if not config.alerts.rules_dir.is_dir():
+            raise ConfigError(
+                f"{path}: alerts.rules_dir {config.alerts.rules_dir} is not a directory: point "
+                "it at the folder of alert rule files (alerts/rules/)"
+            )
     if not config.keys_dir.is_dir():
         raise ConfigError(
             f"{path}: keys_dir {config.keys_dir} is not a directory: create it and put the "

@@ -5,12 +5,16 @@ guardian and refers her to the NRM; she goes missing within 48 hours; the police
 missing-person report; the NRM decides. A second child is "away" with no concern. A forged event
 is quarantined. Each agency's verified feed is then printed: who received what, under which
 agreement; the police are refused other agencies' topics by Kafka; the auditor verifies and
-replays the log.
+replays the log. Then the alerts service watches the clocks of a second child (unaccompanied,
+placed, guardian appointed) who goes missing: no police report within 2 hours, still missing at
+24 and 48 hours, found but no return home interview within 72 hours; each alert arrives, verified,
+in the police, council and guardian feeds its agreements allow.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,21 +29,30 @@ from broker.kafka.credentials import AUDITOR, principal_of
 from broker.kafka.local import ClusterAccess, LocalKafka
 from broker.kafka.operator import provision
 from broker.publish import Publisher, read_jsonl
-from broker.scaffold import REPO_ROOT, write_deployment
+from broker.scaffold import (
+    ALERT_AGREEMENTS,
+    ALERTS_ID,
+    DEMO_AGENCIES,
+    EXAMPLE_AGREEMENTS,
+    REPO_ROOT,
+    write_deployment,
+)
 
 EXAMPLE_EVENTS = REPO_ROOT / "examples" / "events"
+ALERT_STORY = EXAMPLE_EVENTS / "alerts-story"
 SSDA903_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "ssda903-fake"
 STATS_OUT = Path("var") / "demo" / "statistics"
 DEMO_CHILD = "WCC-2026-0147"  # Westminster's reference for the child of the story
 console = Console(width=140)
 
 
-def run_demo(*, bootstrap: str | None = None) -> int:
+def run_demo(*, bootstrap: str | ClusterAccess | None = None) -> int:
     """Start a private Kafka (unless given one), run the scenario, stop what was started."""
     with tempfile.TemporaryDirectory(prefix="broker-demo-") as tmp:
         work = Path(tmp)
         if bootstrap is not None:
-            return _scenario(ClusterAccess(bootstrap), work)
+            access = bootstrap if isinstance(bootstrap, ClusterAccess) else ClusterAccess(bootstrap)
+            return _scenario(access, work)
         kafka = LocalKafka(work / "kafka")
         took = kafka.start()
         console.print(
@@ -54,7 +67,17 @@ def run_demo(*, bootstrap: str | None = None) -> int:
 
 
 def _scenario(access: ClusterAccess, work: Path) -> int:
-    config = load_config(write_deployment(work / "deployment", bootstrap_servers=access))
+    agreements = work / "agreements"  # the example agreements and the alerts service's
+    agreements.mkdir()
+    for source in [*EXAMPLE_AGREEMENTS.glob("*.yaml"), *ALERT_AGREEMENTS.glob("*.yaml")]:
+        (agreements / source.name).write_text(source.read_text())
+    config = load_config(write_deployment(
+        work / "deployment",
+        bootstrap_servers=access,
+        agencies={**DEMO_AGENCIES, ALERTS_ID: "Safeguarding alerts service"},
+        agreements_dir=agreements,
+        alerts={"id": ALERTS_ID, "tick_s": 0.2},
+    ))
     issued = provision(config)
     if issued:
         console.print(
@@ -89,10 +112,100 @@ def _scenario(access: ClusterAccess, work: Path) -> int:
     if config.kafka.secured:
         console.rule("3b. The transport refuses what an agency's agreements do not give it")
         _transport_refusals(config)
+    alerted = _live_alerts(config)
     config_path = work / "deployment" / "config.yaml"
     status = _national_collection(config, config_path)
     audited = _auditor(config_path)
-    return 1 if failures else status or audited
+    return 1 if failures or alerted else status or audited
+
+
+def _live_alerts(config: BrokerConfig) -> int:
+    """The alerts service on a story clock: raise, forward by agreement, show in each feed."""
+    import threading
+    from datetime import UTC, datetime
+
+    from broker.alerts.service import AlertsService, ManualClock
+    from broker.router.service import RouterService
+
+    console.rule("3c. Live alerts: the broker notices what nobody did")
+    clock = ManualClock(datetime(2026, 11, 26, 20, 5, tzinfo=UTC))
+    router = RouterService(config, instance_id="demo")
+    alerts = AlertsService(config, clock=clock, instance_id="demo")
+    threads = [threading.Thread(target=service.run, daemon=True) for service in (router, alerts)]
+    for thread in threads:
+        thread.start()
+
+    def publish(path: Path) -> None:
+        publisher = Publisher(config, "council.E09000033")
+        try:
+            with path.open() as stream:
+                publisher.publish_all(read_jsonl(stream, path.name))
+        finally:
+            publisher.close()
+
+    def until(count: int, what: str) -> bool:
+        deadline = time.monotonic() + 60
+        while alerts.raised_total < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        console.print(f"  service clock {clock().strftime('%a %d %b %H:%M')}: {what} "
+                      f"({alerts.raised_total} alert(s) raised so far)")
+        return alerts.raised_total >= count
+
+    publish(ALERT_STORY / "council.E09000033.jsonl")
+    console.print("Westminster places an unaccompanied child (WCC-2026-0212), appoints a guardian; "
+                  "he goes missing at 20:00 on 26 Nov; no police report follows.")
+    steps = [
+        (datetime(2026, 11, 26, 20, 5, tzinfo=UTC), 3, "unaccompanied child missing (at once); "
+         "the story's first child, met late, too"),
+        (datetime(2026, 11, 26, 22, 5, tzinfo=UTC), 4, "no police report after 2 hours"),
+        (datetime(2026, 11, 28, 20, 5, tzinfo=UTC), 6, "still missing after 24 and 48 hours"),
+    ]
+    ok = True
+    for at, count, what in steps:
+        clock.set(at)
+        ok = until(count, what) and ok
+    publish(ALERT_STORY / "found.council.E09000033.jsonl")
+    console.print("He is found at 08:00 on 29 Nov; no return home interview is recorded.")
+    clock.set(datetime(2026, 12, 2, 8, 5, tzinfo=UTC))
+    ok = until(7, "no return home interview within 72 hours") and ok
+    time.sleep(3)  # the router forwards the last alerts
+    router.stop()
+    alerts.stop()
+    for thread in threads:
+        thread.join(timeout=60)
+    for agency in ("police.met", "council.E09000033", "guardian.ictg"):
+        _show_alerts(config, agency)
+    if not ok:
+        console.print("[red]the alerts service did not raise every alert of the story[/red]")
+    return 0 if ok else 1
+
+
+def _show_alerts(config: BrokerConfig, agency: str) -> None:
+    from broker.alerts.display import is_alert
+
+    reader = FeedReader(config, agency, from_beginning=True)
+    table = Table(title=f"alerts in feed.{agency} (verified)", title_justify="left", expand=True,
+                  show_lines=True)
+    for column in ("priority", "alert / child", "since / due", "what to do"):
+        table.add_column(column, ratio=2 if column == "what to do" else 1)
+    try:
+        for batch in reader.batches(follow=False):
+            for item in batch:
+                if item.event is None:
+                    continue
+                shown = item.event.to_json(reader.registry)
+                if not is_alert(shown):
+                    continue
+                f = shown["fields"]
+                table.add_row(
+                    str(f.get("priority")).upper(),
+                    f"{f.get('title')}\nchild {f.get('la_child_id')} ({f.get('stage')})",
+                    f"{f.get('clock_started_at')}\n{f.get('due_at')}",
+                    str(f.get("action")),
+                )
+    finally:
+        reader.close()
+    console.print(table if table.row_count else f"feed.{agency}: no alerts")
 
 
 def _national_collection(config: BrokerConfig, config_path: Path) -> int:

@@ -173,8 +173,11 @@ def emit_jsonl(
     reader: FeedReader, *, follow: bool, write: Callable[[dict[str, Any]], None]
 ) -> tuple[int, int]:
     """Write every verified event; return (emitted, failed)."""
+    from broker.alerts.display import alerts_first, is_alert, plain
+
     emitted = failed = 0
     for batch in reader.batches(follow=follow):
+        shown: list[dict[str, Any]] = []
         for item in batch:
             if item.event is None:
                 failed += 1
@@ -184,7 +187,12 @@ def emit_jsonl(
                     file=sys.stderr,
                 )
                 continue
-            write(item.event.to_json(reader.registry))
+            event = item.event.to_json(reader.registry)
+            if is_alert(event):  # alerts first, each with one plain line (docs/alerts.md)
+                event["alert"] = plain(event)
+            shown.append(event)
+        for event in alerts_first(shown):
+            write(event)
             emitted += 1
         reader.commit()
     return emitted, failed

@@ -32,6 +32,11 @@ DEMO_AGENCIES: dict[str, str] = {
     "guardian.ictg": "Independent Child Trafficking Guardian service",
     "stats.national": "National statistics (children looked after)",
 }
+# The alerts service (docs/alerts.md): an agency of its own, with rules and agreements apart
+# from the examples (a deployment without it is unchanged).
+ALERTS_ID = "alerts.main"
+ALERT_RULES = REPO_ROOT / "alerts" / "rules"
+ALERT_AGREEMENTS = REPO_ROOT / "agreements" / "alerts"
 ROUTER_ID = "router.main"
 REGISTRY_ID = "registry.main"  # the registry authority: signs registry.keys records
 
@@ -44,12 +49,15 @@ def write_deployment(
     agreements_dir: Path = EXAMPLE_AGREEMENTS,
     partitions: int = 3,
     router: dict[str, object] | None = None,
+    alerts: dict[str, object] | None = None,
 ) -> Path:
     """Write keys and `config.yaml` into `directory`; return the config path.
 
     Given a secured cluster's `ClusterAccess`, the config connects with SASL_SSL and names its
     CA certificate and credentials directory (where `broker.kafka.operator.provision` issues
-    each principal's credential); a bare address gives a PLAINTEXT config.
+    each principal's credential); a bare address gives a PLAINTEXT config. With `alerts`
+    (settings of the `alerts` section; its `id` must be one of `agencies`), the config runs an
+    alerts service with a state secret of its own.
     """
     return ensure_deployment(
         directory,
@@ -58,6 +66,7 @@ def write_deployment(
         agreements_dir=agreements_dir,
         partitions=partitions,
         router=router,
+        alerts=alerts,
     ).config
 
 
@@ -79,6 +88,7 @@ def ensure_deployment(
     partitions: int = 3,
     replication: int = 1,
     router: dict[str, object] | None = None,
+    alerts: dict[str, object] | None = None,
     keep_config: bool = False,
 ) -> Written:
     """Make `directory` a deployment: a signing key per agency (issuer), the router (router and
@@ -139,7 +149,7 @@ def ensure_deployment(
             _write_secret(private, agency_id)
             written.made.append(path)
         id_secrets[agency_id] = path
-    config = {
+    config: dict[str, object] = {
         "kafka": {
             **kafka,
             "topics": {
@@ -170,6 +180,18 @@ def ensure_deployment(
             "signing_key": str(signing[REGISTRY_ID].relative_to(directory)),
         },
     }
+    if alerts is not None:
+        state_secret = private / "alerts-state.secret"
+        if state_secret.exists():
+            written.kept.append(state_secret)
+        else:
+            _write_new_secret(state_secret)
+            written.made.append(state_secret)
+        config["alerts"] = {
+            "rules_dir": str(ALERT_RULES),
+            "state_secret_file": str(state_secret.relative_to(directory)),
+            **alerts,
+        }
     if keep_config and written.config.exists():
         written.kept.append(written.config)
     else:

@@ -14,6 +14,9 @@ records, touch another principal's groups, or create or alter topics and ACLs.
 - `stats`: read `feed.<s>` of each `stats.*` agency; groups `stats-*`;
 - `registry` (the registry authority): read and write `registry.keys`, `registry.agreements`;
   every other principal reads them (each verifies keys itself);
+- the alerts service `S` (`alerts:` in the config; an agency, so it also has the agency rules
+  above, whose `feed-S.` groups hold its consumer group): read and write `state.S`;
+  transactional ids `S-*`;
 - `operator`: everything (a super user, as the brokers are).
 
 The same rules render to Strimzi `KafkaUser` resources, so a production cluster gets exactly the
@@ -92,6 +95,14 @@ def registry_acls(config: BrokerConfig) -> list[Acl]:
     rules += _topic(router, TOPIC_ROUTER_STATE, READ, WRITE)
     rules.append(Acl(router, GROUP, LITERAL, group, READ))
     rules += [Acl(router, TRANSACTIONAL_ID, PREFIXED, f"{group}-", op) for op in (WRITE, DESCRIBE)]
+
+    if config.alerts is not None:
+        alerts = principal_of(config.alerts.id)
+        rules += _topic(alerts, config.alerts.state_topic, READ, WRITE)
+        rules += [
+            Acl(alerts, TRANSACTIONAL_ID, PREFIXED, config.alerts.transactional_prefix, op)
+            for op in (WRITE, DESCRIBE)
+        ]
 
     rules += _topic(AUDITOR, "audit.", READ, pattern=PREFIXED)  # also copies made for review
     rules += _topic(AUDITOR, TOPIC_QUARANTINE, READ)

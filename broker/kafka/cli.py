@@ -226,9 +226,10 @@ def _acl(args: argparse.Namespace) -> int:
         return 0
     clients = operator.operator_clients(config)
     if args.verb == "apply":
+        from broker.alerts.state import alerts_topic_specs
         from broker.router.service import topic_specs
 
-        made = clients.ensure_topics(topic_specs(config))
+        made = clients.ensure_topics(topic_specs(config) + alerts_topic_specs(config))
         if made:
             print(f"created {len(made)} topic(s): {', '.join(made)}")
         result = operator.apply(clients, config, prune=not args.keep_stale)

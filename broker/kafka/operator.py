@@ -173,6 +173,7 @@ def provision(config: BrokerConfig, *, prune: bool = False) -> list[str]:
     Principals that already hold both keep their password, so deployments sharing a cluster
     and a credentials directory (the tests, the demo) do not rotate each other's.
     """
+    from broker.alerts.state import alerts_topic_specs
     from broker.kafka.credentials import credential_path
     from broker.router.service import topic_specs
 
@@ -188,6 +189,6 @@ def provision(config: BrokerConfig, *, prune: bool = False) -> list[str]:
         if p not in holders or not credential_path(directory, p).is_file()
     ]
     issue(clients, needed, directory)
-    clients.ensure_topics(topic_specs(config))
+    clients.ensure_topics(topic_specs(config) + alerts_topic_specs(config))
     apply(clients, config, prune=prune, issued=needed)
     return needed

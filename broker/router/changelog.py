@@ -75,9 +75,10 @@ class ChangelogSeal:
         self._key = key
 
     @classmethod
-    def from_secret(cls, secret: bytes) -> ChangelogSeal:
-        """The state key derived from the router's pseudonym secret (see the module doc)."""
-        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO)
+    def from_secret(cls, secret: bytes, info: bytes = HKDF_INFO) -> ChangelogSeal:
+        """The state key derived from the router's pseudonym secret (see the module doc);
+        another `info` label gives another service's independent key (the alerts service)."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
         return cls(hkdf.derive(secret))
 
     def _tag(self, key: bytes, op: int, payload: bytes) -> bytes:

@@ -35,6 +35,9 @@ MINIMUM_FIELDS = {
     "police_force age_at_exploitation nationality gender exploitation_types exploitation_location",
     "nrm.decision.made": "referral_id first_responder stage outcome decision_date",
     "guardian.appointed": "guardian_service appointed_on",
+    # docs/alerts.md (issue 17): issued by the alerts service.
+    "alert.raised": "la_child_id local_authority rule title priority message action "
+    "clock_started_at due_at stage trigger_event_type trigger_event_id",
 }
 COMMON = [
     "la_child_id", "first_name", "last_name", "dob", "birth_year", "age_band", "sex", "uasc",

@@ -1,0 +1,255 @@
+"""`broker bench alerts`: alert latency at a fixed rate; its cost per event against the router's.
+
+On one secured Kafka (a local one unless `--bootstrap` names another), the router and the alerts
+service run as their own processes. Signed `child.missing.started` events for unaccompanied
+children with a trafficking concern are published at a fixed rate (default 200/s); each one makes
+the alerts service raise the immediate `trafficked-child-missing` alert, which the router forwards
+to the police. The time from publishing the triggering event to the alert being readable by a
+`read_committed` consumer of the police feed gives p50/p99 (goal p99 < 1 s). In the same run, the
+CPU time each process spent over the load (from /proc) divided by the events it handled gives the
+cost per event of the alerts service and of the router, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from broker.bench import bench_kafka
+from broker.kafka.local import ClusterAccess
+
+_WESTMINSTER = "council.E09000033"
+_POLICE = "police.met"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=float, default=200.0, help="events per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long to publish")
+    parser.add_argument("--bootstrap", default=None,
+                        help="use this secured Kafka (with --kafka-ca, --kafka-credentials)")
+    parser.add_argument("--kafka-ca", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--kafka-credentials", type=Path, default=None, metavar="DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    external = None
+    if args.bootstrap:
+        external = ClusterAccess(args.bootstrap, args.kafka_ca, args.kafka_credentials)
+    with tempfile.TemporaryDirectory() as tmp, bench_kafka(external, Path(tmp) / "kafka") as kafka:
+        return _measure(kafka, Path(tmp), args.rate, args.seconds)
+
+
+def _deployment(directory: Path, access: ClusterAccess) -> tuple[Path, dict[str, str]]:
+    from broker.scaffold import (
+        ALERT_AGREEMENTS,
+        ALERT_RULES,
+        ALERTS_ID,
+        DEMO_AGENCIES,
+        EXAMPLE_AGREEMENTS,
+        write_deployment,
+    )
+
+    suffix = uuid.uuid4().hex[:8]
+    names = {**DEMO_AGENCIES, ALERTS_ID: "alerts"}
+    ids = {agency: f"{agency}_{suffix}" for agency in names}
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, ids)) + r")(?![\w-])")
+    for source_dir, target in ((EXAMPLE_AGREEMENTS, "agreements"),
+                               (ALERT_AGREEMENTS, "agreements"), (ALERT_RULES, "rules")):
+        (directory / target).mkdir(parents=True, exist_ok=True)
+        for source in source_dir.glob("*.yaml"):
+            text = pattern.sub(lambda m: ids[m.group(1)], source.read_text())
+            (directory / target / source.name).write_text(text)
+    config = write_deployment(
+        directory, bootstrap_servers=access,
+        agencies={ids[a]: name for a, name in names.items()},
+        agreements_dir=directory / "agreements", partitions=3,
+        router={"group_id": f"bench-router-{suffix}", "instance_id": "bench"},
+        alerts={"id": ids[ALERTS_ID], "rules_dir": str(directory / "rules"), "tick_s": 1.0,
+                "poll_timeout_ms": 20},
+    )
+    return config, ids
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(access: ClusterAccess, scratch: Path, rate: float, seconds: float) -> int:
+    from kafka import TopicPartition
+
+    from broker.config import load_config, topic_feed, topic_ingress
+    from broker.envelope import issue
+    from broker.feed import FeedVerifier
+    from broker.kafka.client import KafkaClients
+    from broker.kafka.credentials import principal_of
+    from broker.kafka.operator import provision
+    from broker.publish import agency_key
+    from broker.schemas import SchemaRegistry
+
+    config_path, ids = _deployment(scratch / "deployment", access)
+    config = load_config(config_path)
+    provision(config)
+    council, police = ids[_WESTMINSTER], ids[_POLICE]
+    log = scratch / "services.log"
+    procs = {}
+    with log.open("ab") as out:
+        for name, args in (("router", ["route", "--instance", "bench"]), ("alerts", ["alerts"])):
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "broker.cli", args[0], "--config", str(config_path),
+                 *args[1:]], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        registry = SchemaRegistry.default()
+        key = agency_key(config, council)
+        producer = KafkaClients(config.kafka, principal_of(council)).producer(linger_ms=0)
+        verifier = FeedVerifier.from_config(config, police)
+        reader = KafkaClients(config.kafka, principal_of(police)).consumer(group_id=None)
+        feed = topic_feed(police)
+        parts = [TopicPartition(feed, p) for p in sorted(reader.partitions_for_topic(feed) or [])]
+        reader.assign(parts)
+        reader.seek_to_end(*parts)
+        published: dict[str, float] = {}
+        children: dict[str, str] = {}  # event id -> child
+        arrived: dict[str, float] = {}  # child -> alert readable in the police feed
+        latencies: list[float] = []
+        done = threading.Event()
+
+        def read() -> None:
+            while not done.is_set():
+                for tp, records in reader.poll(timeout_ms=50).items():
+                    for record in records:
+                        got = time.time()
+                        item = verifier.verify(tp.partition, record.offset, record.value,
+                                               record.timestamp)
+                        event = item.event
+                        if event is None or event.event_type != "alert.raised":
+                            continue
+                        trigger = str(event.fields.get("trigger_event_id"))
+                        sent = published.get(trigger)
+                        if sent is not None:
+                            latencies.append(got - sent)
+                            arrived[children[trigger]] = got
+
+        def send(n: int, tag: str) -> None:
+            child = f"bench-{tag}-{n:06d}"
+            envelope = issue({
+                "event_type": "child.missing.started", "subject": child,
+                "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "fields": {"la_child_id": child, "missing_type": "M", "risk_level": "high",
+                           "trafficking_concern": True, "uasc": True,
+                           "missing_since": datetime.now(UTC).isoformat()},
+            }, issuer=council, key=key, registry=registry)
+            children[envelope.header.event_id] = child
+            published[envelope.header.event_id] = time.time()
+            producer.send(topic_ingress(council), key=child.encode(),
+                          value=envelope.to_bytes(registry))
+            producer.flush()
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        # Warm-up: both services joined, one alert through end to end.
+        send(0, "warm")
+        deadline = time.monotonic() + 120
+        while not latencies:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs.values()):
+                print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+                print("the services did not raise the warm-up alert", file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        latencies.clear()
+        cpu_before = {name: _cpu_seconds(p.pid) for name, p in procs.items()}
+        count = int(rate * seconds)
+        start = time.monotonic()
+        for n in range(count):
+            wait = start + n / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            send(n, "load")
+        deadline = time.monotonic() + 60
+        while len(latencies) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        cpu = {name: _cpu_seconds(p.pid) - cpu_before[name] for name, p in procs.items()}
+        done.set()
+        thread.join(timeout=5)
+        reader.close(autocommit=False)
+        producer.close()
+    finally:
+        for proc in procs.values():
+            with contextlib.suppress(Exception):
+                proc.terminate()
+                proc.wait(timeout=60)
+    load = {children[e]: t for e, t in published.items() if "-load-" in children[e]}
+    hops = _hops(config, ids, load, arrived)
+    got = sorted(latencies)
+    if not got:
+        print("no alert arrived in the police feed", file=sys.stderr)
+        return 1
+    p50 = got[len(got) // 2]
+    p99 = got[min(len(got) - 1, round(0.99 * (len(got) - 1)))]
+    # The router handles each triggering event and each alert; the alerts service each event.
+    router_ms = cpu["router"] / (2 * count) * 1000
+    alerts_ms = cpu["alerts"] / count * 1000
+    print(f"alerts bench: {count} triggering events at {rate:.0f}/s over {seconds:.0f} s; "
+          f"{len(got)} alerts read in the police feed ({count - len(got)} missing)")
+    print(f"latency publish -> alert readable in the police feed: p50 {p50 * 1000:.0f} ms, "
+          f"p99 {p99 * 1000:.0f} ms (goal p99 < 1000 ms)")
+    print(f"CPU per event: alerts service {alerts_ms:.2f} ms, router {router_ms:.2f} ms per "
+          f"record routed; alerts / router = {alerts_ms / router_ms:.2f}")
+    for name, values in hops.items():
+        ordered = sorted(values)
+        if ordered:
+            print(f"  {name}: p50 {_pct(ordered, 0.5) * 1000:.0f} ms, "
+                  f"p99 {_pct(ordered, 0.99) * 1000:.0f} ms")
+    return 0 if len(got) == count else 1
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _hops(config: Any, ids: dict[str, str], sent: dict[str, float],
+          arrived: dict[str, float]) -> dict[str, list[float]]:
+    """Where the time goes, per alert, from the topics' append times (read as the operator): the
+    router forwarding the event, the alerts service raising, the router forwarding the alert."""
+    from broker.audit.reader import TopicReader
+    from broker.config import topic_feed, topic_ingress
+    from broker.envelope.canonical import feed_record_key
+    from broker.kafka.client import KafkaClients
+    from broker.kafka.credentials import OPERATOR
+    from broker.scaffold import ALERTS_ID
+
+    alerts, council = ids[ALERTS_ID], ids[_WESTMINSTER]
+    key = config.pseudonym_key(alerts)
+    by_key = {feed_record_key(key, council, child): child for child in sent}
+    forwarded: dict[str, float] = {}
+    raised: dict[str, float] = {}
+    with TopicReader(KafkaClients(config.kafka, OPERATOR)) as reader:
+        for record in reader.read_topic(topic_feed(alerts)):
+            child = by_key.get(record.key or b"")
+            if child is not None:
+                forwarded[child] = record.timestamp / 1000
+        for record in reader.read_topic(topic_ingress(alerts)):
+            child = (record.key or b"").decode().rpartition("/")[2]
+            if child in sent:
+                raised[child] = record.timestamp / 1000
+    hops: dict[str, list[float]] = {"router forwards the event": [],
+                                    "alerts service raises the alert": [],
+                                    "router forwards the alert to the police": []}
+    for child, at in sent.items():
+        if child in forwarded and child in raised and child in arrived:
+            hops["router forwards the event"].append(forwarded[child] - at)
+            hops["alerts service raises the alert"].append(raised[child] - forwarded[child])
+            hops["router forwards the alert to the police"].append(arrived[child] - raised[child])
+    return hops
+
