@@ -138,7 +138,7 @@ def _live_alerts(config: BrokerConfig) -> int:
     def publish(path: Path) -> None:
         publisher = Publisher(config, "council.E09000033")
         try:
-            with path.open() as stream:
+            with path.open("rb") as stream:
                 publisher.publish_all(read_jsonl(stream, path.name))
         finally:
             publisher.close()
