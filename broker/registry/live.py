@@ -439,8 +439,9 @@ class RawRecord(NamedTuple):
 
 class RegistryHistory:
     """Every record of both registry topics, and the seed they apply to: the registry as it
-    stood at any position (`at`), for replay to judge each decision with the view the router
-    recorded it was made under. Pure: the records are read once by the caller."""
+    stood at any position (`RegistryCursor.at`), for replay to judge each decision with the
+    view the router recorded it was made under. Pure: the records are read once by the
+    caller."""
 
     def __init__(
         self,
@@ -451,8 +452,6 @@ class RegistryHistory:
         self.seed = seed
         self.keys = sorted(keys, key=lambda r: r.offset)
         self.agreements = sorted(agreements, key=lambda r: r.offset)
-        self._view = seed()
-        self.rebuilds = 0
 
     @property
     def end(self) -> RegistryPosition:
@@ -460,25 +459,6 @@ class RegistryHistory:
             self.keys[-1].offset + 1 if self.keys else 0,
             self.agreements[-1].offset + 1 if self.agreements else 0,
         )
-
-    def at(self, position: RegistryPosition) -> tuple[KeyRegistry, AgreementSet]:
-        """The key registry and agreement set as they were after reading up to `position`.
-
-        Views only move forward; asking for an earlier position rebuilds from the seed (rare:
-        one ingress partition's decisions are made at non-decreasing positions)."""
-        keys, agreements = self._view
-        if position.keys < keys.position or position.agreements < agreements.position:
-            self._view = keys, agreements = self.seed()
-            self.rebuilds += 1
-        for view, records, upto in (
-            (keys, self.keys, position.keys),
-            (agreements, self.agreements, position.agreements),
-        ):
-            for record in records:
-                if view.position <= record.offset < upto:
-                    view.apply(record.key, record.value, record.offset, record.timestamp)
-            view.position = max(view.position, upto)
-        return keys.keys, agreements.agreements
 
     @classmethod
     def from_config(cls, config: BrokerConfig, reader: Any) -> RegistryHistory:
@@ -500,6 +480,54 @@ class RegistryHistory:
             return keys, agreements
 
         return cls(seed, read[TOPIC_REGISTRY_KEYS], read[TOPIC_REGISTRY_AGREEMENTS])
+
+    def cursor(self) -> RegistryCursor:
+        """A view of its own that moves through the history (one per ingress partition)."""
+        return RegistryCursor(self)
+
+    def latest(self) -> tuple[KeyRegistry, AgreementSet]:
+        """The registry as it stands now (after every record)."""
+        return self.cursor().at(self.end)
+
+
+class RegistryCursor:
+    """One view moving through a `RegistryHistory`: forward by applying records, backward by
+    rebuilding from the seed (rare: one ingress partition's decisions are made at
+    non-decreasing positions)."""
+
+    def __init__(self, history: RegistryHistory) -> None:
+        self.history = history
+        self._view = history.seed()
+        self.rebuilds = 0
+
+    @property
+    def position(self) -> RegistryPosition:
+        keys, agreements = self._view
+        return RegistryPosition(keys.position, agreements.position)
+
+    @property
+    def keys(self) -> KeyRegistry:
+        return self._view[0].keys
+
+    @property
+    def agreements(self) -> AgreementSet:
+        return self._view[1].agreements
+
+    def at(self, position: RegistryPosition) -> tuple[KeyRegistry, AgreementSet]:
+        """The key registry and agreement set as they were after reading up to `position`."""
+        keys, agreements = self._view
+        if position.keys < keys.position or position.agreements < agreements.position:
+            self._view = keys, agreements = self.history.seed()
+            self.rebuilds += 1
+        for view, records, upto in (
+            (keys, self.history.keys, position.keys),
+            (agreements, self.history.agreements, position.agreements),
+        ):
+            for record in records:
+                if view.position <= record.offset < upto:
+                    view.apply(record.key, record.value, record.offset, record.timestamp)
+            view.position = max(view.position, upto)
+        return keys.keys, agreements.agreements
 
 
 def registry_time(now: datetime | None = None) -> datetime:

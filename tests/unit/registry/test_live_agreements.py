@@ -35,7 +35,7 @@ from broker.registry.records import (
 from broker.scaffold import REGISTRY_ID, write_deployment
 
 COUNCIL = "council.E09000033"
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)  # after the keys exist
 
 DOC = """\
 id: dsa.test.live
@@ -219,14 +219,15 @@ def test_history_gives_the_registry_as_it_was_at_a_position(
     history = RegistryHistory(seed, [], records)
     assert history.end == RegistryPosition(0, 2)
     later = NOW + timedelta(seconds=10)
-    _, at_1 = history.at(RegistryPosition(0, 1))
+    cursor = history.cursor()
+    _, at_1 = cursor.at(RegistryPosition(0, 1))
     assert "dsa.test.live@1" in at_1.decide(event(later), now=later).grants["police.met"].agreements
-    _, at_2 = history.at(RegistryPosition(0, 2))
+    _, at_2 = cursor.at(RegistryPosition(0, 2))
     grant = at_2.decide(event(later), now=later).grants["police.met"]
     assert "dsa.test.live@2" in grant.agreements and "dsa.test.live@1" not in grant.agreements
-    assert history.rebuilds == 0
-    _, back = history.at(RegistryPosition(0, 1))  # backwards: rebuilt from the seed
-    assert history.rebuilds == 1
+    assert cursor.rebuilds == 0
+    _, back = cursor.at(RegistryPosition(0, 1))  # backwards: rebuilt from the seed
+    assert cursor.rebuilds == 1
     assert (
         "dsa.test.live@2"
         not in back.decide(event(later), now=later).grants["police.met"].agreements
