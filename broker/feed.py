@@ -1,13 +1,15 @@
 """The subscriber's side: read `feed.<agency>`, verify every event end to end, emit JSON.
 
 An event is emitted only after the issuer's signature, every disclosure digest and the router's
-signature over derived values have been checked; an event that fails is reported on stderr (its
-offset and reason code, never its content) and never emitted.
+signature over derived values have been checked (and, following a registry, that every agreement
+it names is a version the registry holds for this agency); an event that fails is reported on
+stderr (its offset and reason code, never its content) and never emitted.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -19,13 +21,14 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from broker.agreements import AgreementSet
 from broker.config import BrokerConfig, load_config, topic_feed
 from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent, verify_forwarded
 from broker.errors import BrokerError
 from broker.ingress import record_time
 from broker.kafka.client import KafkaClients, KafkaDenied
 from broker.kafka.credentials import principal_of
-from broker.registry.live import LiveKeys, RegistryFollower
+from broker.registry.live import LiveAgreements, LiveKeys, RegistryFollower
 from broker.schemas import SchemaRegistry
 
 
@@ -49,6 +52,9 @@ class FeedVerifier:
     keys: KeyRegistry
     registry: SchemaRegistry
     max_skew: timedelta
+    # The live agreement registry (with a `registry` section): every agreement a forward names
+    # must be a version it holds whose recipient is this agency (`unknown_agreement`).
+    agreements: AgreementSet | None = None
 
     @classmethod
     def from_config(cls, config: BrokerConfig, agency_id: str) -> FeedVerifier:
@@ -75,9 +81,22 @@ class FeedVerifier:
                 max_skew=self.max_skew,
                 registry=self.registry,
             )
+            self._check_agreements(event)
         except VerificationError as exc:
             return FeedItem(partition, offset, None, exc)
         return FeedItem(partition, offset, event)
+
+    def _check_agreements(self, event: VerifiedEvent) -> None:
+        if self.agreements is None:
+            return
+        for key in event.agreements:
+            held = self.agreements.get(key)
+            if held is None or held.agreement.recipient != self.agency_id:
+                raise VerificationError(
+                    "unknown_agreement",
+                    f"event {event.header.event_id} names agreement {key}, which the registry "
+                    f"does not hold for {self.agency_id}",
+                )
 
 
 class FeedReader:
@@ -101,11 +120,14 @@ class FeedReader:
         self.group_id = group_id or f"feed-{agency_id}"
         self.principal = principal or principal_of(agency_id)
         clients = KafkaClients(config.kafka, self.principal)
-        # The live key registry: a revocation reaches this reader between polls.
+        # The live registry: a revocation or a new agreement version reaches this reader
+        # before it judges any record the broker received after it (`batches`).
         self.follower: RegistryFollower | None = None
         if config.registry is not None:
             live = LiveKeys.from_config(config, self.verifier.keys)
-            self.follower = RegistryFollower(clients, live)
+            agreements = LiveAgreements.from_config(config)
+            self.verifier = dataclasses.replace(self.verifier, agreements=agreements.agreements)
+            self.follower = RegistryFollower(clients, live, agreements)
             self.follower.catch_up()
         self.consumer = clients.consumer(group_id=None if from_beginning else self.group_id)
         partitions = sorted(self.consumer.partitions_for_topic(self.topic) or [])
@@ -136,6 +158,8 @@ class FeedReader:
             polled = self.consumer.poll(timeout_ms=poll_ms)
             if self.follower is not None:
                 self.follower.poll()
+                stamps = [r.timestamp for rs in polled.values() for r in rs if r.timestamp]
+                self.follower.sync_for(max(stamps, default=None))
             batch = [
                 self.verify(tp.partition, record.offset, record.value, record.timestamp)
                 for tp, records in sorted(polled.items())

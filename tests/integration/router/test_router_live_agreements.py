@@ -6,6 +6,7 @@ read for longer than `router.registry_max_stale_s` the router holds (fails close
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,19 @@ from router_helpers import (
     produce_raw,
     publish,
     read_audit,
+    read_feed,
+    read_topic,
     router_thread,
     wait_for_decisions,
 )
 
+from broker.agreements import AgreementSet
 from broker.audit import Outcome
 from broker.audit.cli import replay_log
 from broker.audit.record import DecisionRecord
 from broker.cli import main
-from broker.config import TOPIC_REGISTRY_AGREEMENTS, TOPIC_REGISTRY_KEYS
+from broker.config import TOPIC_REGISTRY_AGREEMENTS, TOPIC_REGISTRY_KEYS, topic_feed
+from broker.feed import FeedReader
 from broker.kafka import acl as acls
 from broker.kafka.local import ClusterAccess
 from broker.kafka.operator import operator_clients
@@ -130,6 +135,31 @@ def test_a_new_agreement_version_takes_effect_within_5_s_and_replay_uses_the_rec
         assert before[0].registry_agreements is not None
         assert record.registry_agreements > before[0].registry_agreements
 
+    # The police's feed reader follows the same registry: each forward names a version it
+    # holds for the police (v2 before, v3 after), so all four verify.
+    feed = read_feed(dep, MET)
+    assert len(feed) == 4 and all(item.event is not None for item in feed), feed
+    assert {a for item in feed if item.event for a in item.event.agreements} == {
+        f"{MISSING}@2",
+        f"{MISSING}@3",
+    }
+    # A reader whose registry does not hold the named version refuses the forward.
+    reader = FeedReader(dep.config, dep.id(MET), from_beginning=True)
+    try:
+        assert reader.verifier.agreements is not None
+        stale = dataclasses.replace(reader.verifier, agreements=AgreementSet())
+        item = feed[0]
+        raw = next(
+            m
+            for m in read_topic(dep, topic_feed(dep.id(MET)))
+            if m.offset == item.offset and m.partition == item.partition
+        )
+        refused = stale.verify(raw.partition, raw.offset, raw.value or b"", raw.timestamp)
+        assert refused.event is None and refused.error is not None
+        assert refused.error.code == "unknown_agreement"
+    finally:
+        reader.close()
+
     status, out = _run(capsys, "agreements", "list", "--config", config)
     assert status == 0, out
     line_3 = next(line for line in out.splitlines() if line.startswith(f"{MISSING}@3"))
@@ -176,8 +206,6 @@ def test_agreements_publish_refuses_an_invalid_agreement_and_publishes_nothing(
 
 
 def _registry(dep: Deployment) -> list[bytes]:
-    from router_helpers import read_topic
-
     return [m.key or b"" for m in read_topic(dep, TOPIC_REGISTRY_AGREEMENTS)]
 
 
@@ -194,8 +222,6 @@ def test_an_agreement_record_signed_by_a_non_admin_key_is_ignored_and_counted(
     forged = AgreementRecord.sign(MISSING, 3, v3, police)
     assert dep.config.registry is not None
     in_its_name = AgreementRecord.sign(MISSING, 3, v3, police)
-    import dataclasses
-
     in_its_name = dataclasses.replace(in_its_name, signer=dep.config.registry.id)
     produce_raw(
         dep,
