@@ -157,9 +157,17 @@ class FeedReader:
         while True:
             polled = self.consumer.poll(timeout_ms=poll_ms)
             if self.follower is not None:
-                self.follower.poll()
                 stamps = [r.timestamp for rs in polled.values() for r in rs if r.timestamp]
-                self.follower.sync_for(max(stamps, default=None))
+                try:
+                    self.follower.poll()
+                    self.follower.sync_for(max(stamps, default=None))
+                except Exception as exc:  # fail closed: nothing verified against a stale view
+                    raise BrokerError(
+                        f"cannot read the registry (registry.keys, registry.agreements) as "
+                        f"{self.principal} ({type(exc).__name__}): no event is verified against "
+                        "a registry that may be stale; nothing was committed, run again when "
+                        "Kafka answers"
+                    ) from None
             batch = [
                 self.verify(tp.partition, record.offset, record.value, record.timestamp)
                 for tp, records in sorted(polled.items())
