@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 IGNORED_LOGGED = 5  # ignored records logged one by one; the rest are counted
 POLL_INTERVAL_S = 0.5  # how often a follower asks Kafka for new registry records
+POLL_TIMEOUT_S = 2.0  # how long such a check may wait for Kafka
 
 
 class SignedRecord(Protocol):
@@ -373,7 +374,9 @@ class RegistryFollower:
         if time.monotonic() - self._last_poll < self.interval_s:
             return 0
         self._last_poll = time.monotonic()
-        return self.catch_up()
+        # Short: between batches the loop must not wait long on an unavailable partition
+        # (missed rounds only age the view; `stale_for` bounds how far).
+        return self.catch_up(timeout_s=min(self.timeout_s, POLL_TIMEOUT_S))
 
     def stale_for(self) -> float:
         """Seconds since the view was last confirmed complete (infinite if never)."""
