@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,7 +29,7 @@ from broker.errors import BrokerError
 from broker.ingress import record_time
 from broker.kafka.client import KafkaClients, KafkaDenied
 from broker.kafka.credentials import principal_of
-from broker.registry.live import LiveAgreements, LiveKeys, RegistryFollower
+from broker.registry.live import POLL_INTERVAL_S, LiveAgreements, LiveKeys, RegistryFollower
 from broker.schemas import SchemaRegistry
 
 
@@ -123,6 +124,7 @@ class FeedReader:
         # The live registry: a revocation or a new agreement version reaches this reader
         # before it judges any record the broker received after it (`batches`).
         self.follower: RegistryFollower | None = None
+        self.registry_max_stale_s = config.router.registry_max_stale_s
         if config.registry is not None:
             live = LiveKeys.from_config(config, self.verifier.keys)
             agreements = LiveAgreements.from_config(config)
@@ -151,28 +153,59 @@ class FeedReader:
         """See `FeedVerifier.verify`."""
         return self.verifier.verify(partition, offset, value, timestamp)
 
+    def _sync_registry(self, polled: dict[Any, list[Any]]) -> bool:
+        """Before verifying a batch: apply every registry record the broker received before
+        its newest record. False after a slow answer (the batch is read again later); once the
+        view has not been confirmed for `router.registry_max_stale_s`, fail closed (one clear
+        error, nothing of the batch emitted or committed)."""
+        if self.follower is None:
+            return True
+        stamps = [r.timestamp for rs in polled.values() for r in rs if r.timestamp]
+        try:
+            self.follower.poll()
+            self.follower.sync_for(max(stamps, default=None))
+            return True
+        except Exception as exc:
+            if self.follower.stale_for() <= self.registry_max_stale_s:
+                return False
+            raise BrokerError(
+                f"cannot read the registry (registry.keys, registry.agreements) as "
+                f"{self.principal} ({type(exc).__name__}): no event is verified against a "
+                "registry that may be stale; nothing was committed, run again when Kafka answers"
+            ) from None
+
     def batches(self, *, follow: bool, poll_ms: int = 500) -> Iterator[list[FeedItem]]:
         """Verified batches in partition order; without `follow`, stop at the current end."""
         ends = None if follow else self.consumer.end_offsets(self.partitions)
         while True:
             polled = self.consumer.poll(timeout_ms=poll_ms)
-            if self.follower is not None:
-                stamps = [r.timestamp for rs in polled.values() for r in rs if r.timestamp]
-                try:
-                    self.follower.poll()
-                    self.follower.sync_for(max(stamps, default=None))
-                except Exception as exc:  # fail closed: nothing verified against a stale view
-                    raise BrokerError(
-                        f"cannot read the registry (registry.keys, registry.agreements) as "
-                        f"{self.principal} ({type(exc).__name__}): no event is verified against "
-                        "a registry that may be stale; nothing was committed, run again when "
-                        "Kafka answers"
-                    ) from None
+            if not self._sync_registry(polled):
+                for tp, records in polled.items():  # not judged yet: read again
+                    self.consumer.seek(tp, records[0].offset)
+                time.sleep(POLL_INTERVAL_S)
+                continue
             batch = [
                 self.verify(tp.partition, record.offset, record.value, record.timestamp)
                 for tp, records in sorted(polled.items())
                 for record in records
             ]
+            if self.follower is not None and any(
+                item.error is not None and item.error.code == "unknown_agreement" for item in batch
+            ):
+                # A version published a moment ago (clocks of two brokers): look once more.
+                try:
+                    self.follower.catch_up()
+                except Exception:
+                    if self.follower.stale_for() > self.registry_max_stale_s:
+                        raise
+                    for tp, records in polled.items():  # not judged yet: read again
+                        self.consumer.seek(tp, records[0].offset)
+                    continue
+                batch = [
+                    self.verify(tp.partition, record.offset, record.value, record.timestamp)
+                    for tp, records in sorted(polled.items())
+                    for record in records
+                ]
             if batch:
                 yield batch
             if ends is not None and all(
