@@ -154,16 +154,15 @@ class FeedReader:
         return self.verifier.verify(partition, offset, value, timestamp)
 
     def _sync_registry(self, polled: dict[Any, list[Any]]) -> bool:
-        """Before verifying a batch: apply every registry record the broker received before
-        its newest record. False after a slow answer (the batch is read again later); once the
-        view has not been confirmed for `router.registry_max_stale_s`, fail closed (one clear
-        error, nothing of the batch emitted or committed)."""
+        """Before verifying a batch: apply what arrived on the registry (confirming it read
+        to the end every few seconds). False after a slow answer (the batch is read again
+        later); once the view has not been confirmed for `router.registry_max_stale_s`, fail
+        closed (one clear error, nothing of the batch emitted or committed). A forward naming
+        an agreement the view lacks is looked up again before it is refused (`batches`)."""
         if self.follower is None:
             return True
-        stamps = [r.timestamp for rs in polled.values() for r in rs if r.timestamp]
         try:
             self.follower.poll()
-            self.follower.sync_for(max(stamps, default=None))
             return True
         except Exception as exc:
             if self.follower.stale_for() <= self.registry_max_stale_s:

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 IGNORED_LOGGED = 5  # ignored records logged one by one; the rest are counted
 POLL_INTERVAL_S = 0.5  # how often a follower asks Kafka for new registry records
 POLL_TIMEOUT_S = 2.0  # how long such a check may wait for Kafka
+CONFIRM_EVERY_S = 5.0  # how often a follower confirms it has read to the end (one request)
 
 
 class SignedRecord(Protocol):
@@ -293,6 +294,7 @@ class RegistryFollower:
         *,
         interval_s: float = POLL_INTERVAL_S,
         timeout_s: float = 10.0,
+        confirm_every_s: float = CONFIRM_EVERY_S,
     ):
         from kafka import TopicPartition
 
@@ -307,6 +309,7 @@ class RegistryFollower:
             self.views[TOPIC_REGISTRY_AGREEMENTS] = agreements
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.confirm_every_s = confirm_every_s
         self._consumer = clients.consumer(isolation_level="read_committed")
         self._partitions: list[TopicPartition] = []
         self._assign()
@@ -369,14 +372,20 @@ class RegistryFollower:
         return count
 
     def poll(self) -> int:
-        """At most every `interval_s`: read up to the current end (which also confirms the
-        view as complete); return how many records were read."""
-        if time.monotonic() - self._last_poll < self.interval_s:
+        """At most every `interval_s`: apply what arrived; at least every `confirm_every_s`,
+        read up to the current end instead (which confirms the view complete: what
+        `stale_for` measures). Return how many records were read."""
+        now = time.monotonic()
+        if now - self._last_poll < self.interval_s:
             return 0
-        self._last_poll = time.monotonic()
-        # Short: between batches the loop must not wait long on an unavailable partition
-        # (missed rounds only age the view; `stale_for` bounds how far).
-        return self.catch_up(timeout_s=min(self.timeout_s, POLL_TIMEOUT_S))
+        self._last_poll = now
+        if self.confirmed_at is None or now - self.confirmed_at >= self.confirm_every_s:
+            # Short: between batches the loop must not wait long on an unavailable partition
+            # (missed rounds only age the view; `stale_for` bounds how far).
+            return self.catch_up(timeout_s=min(self.timeout_s, POLL_TIMEOUT_S))
+        if not self._assign():
+            return 0
+        return self._apply(self._consumer.poll(timeout_ms=0))
 
     def stale_for(self) -> float:
         """Seconds since the view was last confirmed complete (infinite if never)."""

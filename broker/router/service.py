@@ -59,7 +59,7 @@ from broker.kafka.client import (
     TransactionalProducer,
 )
 from broker.kafka.credentials import principal_of
-from broker.registry.live import LiveAgreements, LiveKeys, RegistryFollower
+from broker.registry.live import CONFIRM_EVERY_S, LiveAgreements, LiveKeys, RegistryFollower
 from broker.router.changelog import ChangelogSeal, Ignored
 from broker.router.core import IngressRecord, RouterCore, RouteResult
 from broker.router.metrics import RouterMetrics
@@ -202,9 +202,7 @@ class RouterService:
             self.live_keys = LiveKeys.from_config(config, self.core.keys)
             self.live_agreements = LiveAgreements.from_config(config, self.core.agreements)
             for view in (self.live_keys, self.live_agreements):
-                view.on_ignored = lambda reason: self.metrics.registry_ignored.labels(
-                    reason
-                ).inc()
+                view.on_ignored = lambda reason: self.metrics.registry_ignored.labels(reason).inc()
 
     @property
     def stop_bound_s(self) -> float:
@@ -257,6 +255,8 @@ class RouterService:
                 self.live_keys,
                 self.live_agreements,
                 timeout_s=min(settings.kafka_timeout_s, settings.registry_max_stale_s),
+                # Confirmed several times within the bound, so one slow answer never holds.
+                confirm_every_s=min(CONFIRM_EVERY_S, settings.registry_max_stale_s / 4),
             )
             try:
                 read = self._follower.catch_up()
@@ -435,8 +435,7 @@ class RouterService:
     def _registry_failed(self, exc: Exception) -> None:
         if not self._registry_failing:
             log.warning(
-                "reading the registry failed (%s); routing holds if it cannot be read for "
-                "%.0f s",
+                "reading the registry failed (%s); routing holds if it cannot be read for %.0f s",
                 _describe(exc),
                 self.config.router.registry_max_stale_s,
             )
