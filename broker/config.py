@@ -132,6 +132,9 @@ class RouterSettings(_Strict):
     kafka_timeout_s: float = Field(default=10.0, gt=0)
     # No committed transaction for this long while there is work: the router reports stuck.
     stuck_after_s: float = Field(default=30.0, gt=0)
+    # Fail closed: when the registry topics could not be read to their end for this long, the
+    # router holds routing (no decision, no commit) until it can again.
+    registry_max_stale_s: float = Field(default=30.0, gt=0)
 
 
 class RegistrySettings(_Strict):

@@ -1,15 +1,18 @@
 """The subscriber's side: read `feed.<agency>`, verify every event end to end, emit JSON.
 
 An event is emitted only after the issuer's signature, every disclosure digest and the router's
-signature over derived values have been checked; an event that fails is reported on stderr (its
-offset and reason code, never its content) and never emitted.
+signature over derived values have been checked (and, following a registry, that every agreement
+it names is a version the registry holds for this agency); an event that fails is reported on
+stderr (its offset and reason code, never its content) and never emitted.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,13 +22,14 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from broker.agreements import AgreementSet
 from broker.config import BrokerConfig, load_config, topic_feed
 from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent, verify_forwarded
 from broker.errors import BrokerError
 from broker.ingress import record_time
 from broker.kafka.client import KafkaClients, KafkaDenied
 from broker.kafka.credentials import principal_of
-from broker.registry.live import LiveKeys, RegistryFollower
+from broker.registry.live import POLL_INTERVAL_S, LiveAgreements, LiveKeys, RegistryFollower
 from broker.schemas import SchemaRegistry
 
 
@@ -49,6 +53,9 @@ class FeedVerifier:
     keys: KeyRegistry
     registry: SchemaRegistry
     max_skew: timedelta
+    # The live agreement registry (with a `registry` section): every agreement a forward names
+    # must be a version it holds whose recipient is this agency (`unknown_agreement`).
+    agreements: AgreementSet | None = None
 
     @classmethod
     def from_config(cls, config: BrokerConfig, agency_id: str) -> FeedVerifier:
@@ -75,9 +82,22 @@ class FeedVerifier:
                 max_skew=self.max_skew,
                 registry=self.registry,
             )
+            self._check_agreements(event)
         except VerificationError as exc:
             return FeedItem(partition, offset, None, exc)
         return FeedItem(partition, offset, event)
+
+    def _check_agreements(self, event: VerifiedEvent) -> None:
+        if self.agreements is None:
+            return
+        for key in event.agreements:
+            held = self.agreements.get(key)
+            if held is None or held.agreement.recipient != self.agency_id:
+                raise VerificationError(
+                    "unknown_agreement",
+                    f"event {event.header.event_id} names agreement {key}, which the registry "
+                    f"does not hold for {self.agency_id}",
+                )
 
 
 class FeedReader:
@@ -101,11 +121,15 @@ class FeedReader:
         self.group_id = group_id or f"feed-{agency_id}"
         self.principal = principal or principal_of(agency_id)
         clients = KafkaClients(config.kafka, self.principal)
-        # The live key registry: a revocation reaches this reader between polls.
+        # The live registry: a revocation or a new agreement version reaches this reader
+        # before it judges any record the broker received after it (`batches`).
         self.follower: RegistryFollower | None = None
+        self.registry_max_stale_s = config.router.registry_max_stale_s
         if config.registry is not None:
             live = LiveKeys.from_config(config, self.verifier.keys)
-            self.follower = RegistryFollower(clients, live)
+            agreements = LiveAgreements.from_config(config)
+            self.verifier = dataclasses.replace(self.verifier, agreements=agreements.agreements)
+            self.follower = RegistryFollower(clients, live, agreements)
             self.follower.catch_up()
         self.consumer = clients.consumer(group_id=None if from_beginning else self.group_id)
         partitions = sorted(self.consumer.partitions_for_topic(self.topic) or [])
@@ -129,18 +153,58 @@ class FeedReader:
         """See `FeedVerifier.verify`."""
         return self.verifier.verify(partition, offset, value, timestamp)
 
+    def _sync_registry(self, polled: dict[Any, list[Any]]) -> bool:
+        """Before verifying a batch: apply what arrived on the registry (confirming it read
+        to the end every few seconds). False after a slow answer (the batch is read again
+        later); once the view has not been confirmed for `router.registry_max_stale_s`, fail
+        closed (one clear error, nothing of the batch emitted or committed). A forward naming
+        an agreement the view lacks is looked up again before it is refused (`batches`)."""
+        if self.follower is None:
+            return True
+        try:
+            self.follower.poll()
+            return True
+        except Exception as exc:
+            if self.follower.stale_for() <= self.registry_max_stale_s:
+                return False
+            raise BrokerError(
+                f"cannot read the registry (registry.keys, registry.agreements) as "
+                f"{self.principal} ({type(exc).__name__}): no event is verified against a "
+                "registry that may be stale; nothing was committed, run again when Kafka answers"
+            ) from None
+
     def batches(self, *, follow: bool, poll_ms: int = 500) -> Iterator[list[FeedItem]]:
         """Verified batches in partition order; without `follow`, stop at the current end."""
         ends = None if follow else self.consumer.end_offsets(self.partitions)
         while True:
             polled = self.consumer.poll(timeout_ms=poll_ms)
-            if self.follower is not None:
-                self.follower.poll()
+            if not self._sync_registry(polled):
+                for tp, records in polled.items():  # not judged yet: read again
+                    self.consumer.seek(tp, records[0].offset)
+                time.sleep(POLL_INTERVAL_S)
+                continue
             batch = [
                 self.verify(tp.partition, record.offset, record.value, record.timestamp)
                 for tp, records in sorted(polled.items())
                 for record in records
             ]
+            if self.follower is not None and any(
+                item.error is not None and item.error.code == "unknown_agreement" for item in batch
+            ):
+                # A version published a moment ago (clocks of two brokers): look once more.
+                try:
+                    self.follower.catch_up()
+                except Exception:
+                    if self.follower.stale_for() > self.registry_max_stale_s:
+                        raise
+                    for tp, records in polled.items():  # not judged yet: read again
+                        self.consumer.seek(tp, records[0].offset)
+                    continue
+                batch = [
+                    self.verify(tp.partition, record.offset, record.value, record.timestamp)
+                    for tp, records in sorted(polled.items())
+                    for record in records
+                ]
             if batch:
                 yield batch
             if ends is not None and all(

@@ -21,7 +21,7 @@ from broker.agreements.conditions import (
 )
 from broker.agreements.evaluate import AgreementSet
 from broker.agreements.exceptions import AgreementError, Problem
-from broker.agreements.loader import SourcedAgreement, read_dir
+from broker.agreements.loader import SourcedAgreement, read_dir, read_text
 from broker.agreements.model import Rule
 from broker.agreements.transforms import TRANSFORMS
 from broker.ids import AGENCY_ID_RE, AGENCY_KIND_RE, SUBJECT_FIELD
@@ -56,6 +56,26 @@ def load_agreements(directory: Path, registry: FieldCatalogue | None = None) -> 
     if problems:
         raise AgreementError(problems)
     return AgreementSet.of((s.agreement, s.file) for s in sourced)
+
+
+def load_documents(
+    documents: Sequence[tuple[str, Path]],
+    registry: FieldCatalogue | None = None,
+    agencies: Collection[str] | None = None,
+) -> list[SourcedAgreement]:
+    """Parse and validate agreement documents `(text, name)` together, as `check` does a
+    directory; raise `AgreementError` listing every problem."""
+    sourced: list[SourcedAgreement] = []
+    problems: list[Problem] = []
+    for text, name in documents:
+        one, found = read_text(text, name)
+        problems.extend(found)
+        if one is not None:
+            sourced.append(one)
+    problems.extend(validate(sourced, registry or default_catalogue(), agencies))
+    if problems:
+        raise AgreementError(sorted(problems, key=lambda p: (str(p.file), p.line or 0)))
+    return sourced
 
 
 def check_dir(

@@ -220,6 +220,10 @@ class AgreementSet:
         if held.revoked_at is None or at < held.revoked_at:
             held.revoked_at = at
 
+    def get(self, key: str) -> AgreementVersion | None:
+        """The version `id@version`, if held."""
+        return self._versions.get(key)
+
     def versions(self) -> tuple[AgreementVersion, ...]:
         """Every version held, revoked or expired included, ordered by id then version."""
         return tuple(sorted(self._versions.values(),

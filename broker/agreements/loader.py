@@ -109,6 +109,12 @@ def read_file(path: Path) -> tuple[SourcedAgreement | None, list[Problem]]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(path, None, f"cannot read file ({exc.__class__.__name__})",
                               "make it a readable UTF-8 text file")]
+    return read_text(text, path)
+
+
+def read_text(text: str, path: Path) -> tuple[SourcedAgreement | None, list[Problem]]:
+    """Parse and validate one agreement document (a file's text, or a registry record's);
+    `path` names it in problems."""
     try:
         data, lines, duplicates = parse_yaml(text)
     except YamlLimitError as exc:

@@ -73,6 +73,8 @@ class ChainState:
         digests: Iterable[str] = (),
         recipients: Iterable[RecipientDecision] = (),
         condition_errors: Iterable[ConditionError] = (),
+        registry_keys: int | None = None,
+        registry_agreements: int | None = None,
     ) -> DecisionRecord:
         """Make the next record of this chain (seq and prev_hash set here) and advance the head."""
         record = DecisionRecord(
@@ -93,6 +95,8 @@ class ChainState:
             digests=tuple(digests),
             recipients=tuple(recipients),
             condition_errors=tuple(condition_errors),
+            registry_keys=registry_keys,
+            registry_agreements=registry_agreements,
         )
         self._advance(record.to_bytes(), record.record_hash)
         return record

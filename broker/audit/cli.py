@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,19 +227,27 @@ def replay_log(
     end: datetime | None = None,
     progress: Any = None,
     workers: int = 1,
+    at_positions: bool = True,
 ) -> Any:
     """Replay every ingress topic of `config` against `audit_topic`; return a `ReplayReport`.
 
     With `workers` > 1 the ingress partitions are shared among that many worker processes.
+    Each decision is judged with the registry (keys and agreements) at the position it records;
+    `at_positions=False` judges every one with the registry as it is now instead (to show what
+    a later change would have decided).
     """
-    from broker.agreements import load_agreements
     from broker.audit.replay import Judge, Replay, WorkerPool, index_decisions
+    from broker.registry.live import RegistryHistory
 
+    with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
+        history = RegistryHistory.from_config(config, reader)
+    keys, agreements = history.latest()
     judge = Judge(
-        keys=live_keys(config),
-        agreements=load_agreements(config.agreements_dir),
+        keys=keys,
+        agreements=agreements,
         agencies=config.agency_ids,
         max_skew=timedelta(seconds=config.router.max_clock_skew_s),
+        history=history if at_positions else None,
     )
     pool = WorkerPool(judge, workers, audit_topic=audit_topic) if workers > 1 else None
     try:
@@ -306,6 +315,23 @@ def replay_log(
 # -- disclosures ---------------------------------------------------------------------------------
 
 
+def _keys_at(config: BrokerConfig, reader: TopicReader) -> Callable[[Any], KeyRegistry]:
+    """The key registry each disclosure row's decision was made under (its recorded registry
+    position; the registry as it is now for a decision that records none)."""
+    from broker.registry.live import RegistryHistory, RegistryPosition
+
+    history = RegistryHistory.from_config(config, reader)
+    cursor = history.cursor()
+    latest, _ = history.latest()
+
+    def keys(row: Any) -> KeyRegistry:
+        if row.registry is None:
+            return latest
+        return cursor.at(RegistryPosition(*row.registry))[0]
+
+    return keys
+
+
 def run_disclosures(args: argparse.Namespace) -> int:
     from broker.audit.disclosures import DisclosureRow
 
@@ -319,12 +345,20 @@ def run_disclosures(args: argparse.Namespace) -> int:
         if args.with_values and rows:
             wanted = {row.ingress for row in rows}
             ingress: dict[tuple[str, int, int], bytes | None] = {}
+            received: dict[tuple[str, int, int], int | None] = {}
             for topic, partition, offset in sorted(wanted):
                 span = Span(topic, partition, offset, offset + 1)
                 for batch in reader.read([span]):
                     for m in batch:
                         ingress[(m.topic, m.partition, m.offset)] = m.value
-            rows = add_values(rows, ingress, live_keys(config))
+                        received[(m.topic, m.partition, m.offset)] = m.timestamp
+            rows = add_values(
+                rows,
+                ingress,
+                _keys_at(config, reader),
+                received=received,
+                max_skew=timedelta(seconds=config.router.max_clock_skew_s),
+            )
     if args.format == "json":
         sys.stdout.write(to_json(rows, args.subject, args.issuer))
     elif args.format == "csv":

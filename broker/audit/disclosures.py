@@ -14,9 +14,9 @@ import dataclasses
 import io
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from broker.audit.record import Outcome, decode_fields, format_time
@@ -24,6 +24,7 @@ from broker.envelope import KeyRegistry, VerificationError
 from broker.envelope.verifier import verify_envelope
 from broker.errors import BrokerError
 from broker.ids import SUBJECT_FIELD
+from broker.ingress import DEFAULT_MAX_SKEW, record_time
 from broker.schemas import SchemaRegistry
 
 ALLOW_VALUES_ENV = "BROKER_AUDIT_ALLOW_VALUES"
@@ -76,6 +77,8 @@ class DisclosureRow:
     ingress: tuple[str, int, int]
     audit: tuple[int, int]
     values: dict[str, Any] | None = field(default=None, compare=False)
+    # (registry.keys, registry.agreements) positions the decision records (None: version 1).
+    registry: tuple[int, int] | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -128,22 +131,35 @@ def disclosures_about(
                     agreements=tuple(r["agreements"]),
                     ingress=(d["ingress_topic"], d["ingress_partition"], d["ingress_offset"]),
                     audit=(partition, offset),
+                    registry=_position(d),
                 )
             )
     rows.sort(key=lambda r: (r.decided_at, r.recipient, r.event_id))
     return rows
 
 
+def _position(d: Mapping[str, Any]) -> tuple[int, int] | None:
+    keys, agreements = d.get("registry_keys"), d.get("registry_agreements")
+    return None if keys is None or agreements is None else (keys, agreements)
+
+
 def add_values(
     rows: list[DisclosureRow],
     ingress: Mapping[tuple[str, int, int], bytes | None],
-    keys: KeyRegistry,
+    keys: KeyRegistry | Callable[[DisclosureRow], KeyRegistry],
     registry: SchemaRegistry | None = None,
+    *,
+    received: Mapping[tuple[str, int, int], int | None] | None = None,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> list[DisclosureRow]:
     """The rows with the verified values of the forwarded fields (JSON form), from `ingress`.
 
     A value is shown only if its ingress envelope verifies and is the event the decision names;
-    otherwise the row says why (`values` holds the reason code only).
+    otherwise the row says why (`values` holds the reason code only). Keys are judged as the
+    router judged them: at the time the broker received the ingress record (`received`: its
+    Kafka timestamp in ms; without one, the decision time, as the router used its clock), never
+    at the issuer-chosen `issued_at`. `keys` may be a function giving the key registry a row's
+    decision was made under (its recorded registry position).
     """
     registry = registry or SchemaRegistry.default()
     out = []
@@ -153,7 +169,11 @@ def add_values(
         try:
             if value is None:
                 raise VerificationError("bad_encoding", "ingress record not found")
-            event = verify_envelope(value, keys, registry=registry)
+            at = record_time((received or {}).get(row.ingress)) or row.decided_at
+            row_keys = keys(row) if callable(keys) else keys
+            event = verify_envelope(
+                value, row_keys, received_at=at, max_skew=max_skew, registry=registry
+            )
             if event.event_id != row.event_id or event.issuer != row.issuer:
                 raise VerificationError("digest_mismatch", "ingress record is another event")
             values = {

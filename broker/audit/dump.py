@@ -21,7 +21,7 @@ from broker.audit.checkpoint import Checkpoint, KeyLookup
 from broker.audit.exceptions import AuditError
 from broker.audit.reader import Message
 from broker.audit.record import (
-    DECISION_HEADER,
+    DECISION_HEADERS,
     ZERO_HASH,
     DecisionRecord,
     format_time,
@@ -85,7 +85,7 @@ class Dumper:
                 out["source"] = message.key.decode("utf-8", "replace")
             if "reason" in headers:
                 out["reason"] = headers["reason"].decode("utf-8", "replace")
-        elif value.startswith(DECISION_HEADER):
+        elif value.startswith(DECISION_HEADERS):
             out.update(self._decision(value))
         else:
             out.update(self._checkpoint_or_other(value))

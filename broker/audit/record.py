@@ -13,6 +13,7 @@ Records are chained: ``prev_hash`` is the ``record_hash`` of the previous record
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, NamedTuple
 
 from broker.audit._codec import HEADER_LEN, SingleObjectCodec, load_schema, read_long
 from broker.audit.exceptions import RecordFormatError
+from broker.schemas.registry import default_released_dir
 
 HASH_LEN = 32
 ZERO_HASH = bytes(HASH_LEN)
@@ -36,11 +38,35 @@ CHAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,249}/[0-9]{1,10}")
 
 DECISION_SCHEMA: dict[str, Any] = load_schema("audit.decision.avsc")
 """``uk.safeguarding.audit.Decision``. Verifiers read its first three fields without a full
-decode (`read_header`): they stay first."""
+decode (`read_header`): they stay first. Version 2 adds the registry position
+(`registry_keys`, `registry_agreements`) at the end."""
+
+DECISION_SCHEMA_V1: dict[str, Any] = json.loads(
+    (default_released_dir() / "v1" / "audit" / "audit.decision.avsc").read_text("utf-8")
+)
+"""Version 1, without the registry position: records written before it stay verifiable (each
+record is hashed and decoded under the schema its own header names)."""
 
 _CODEC = SingleObjectCodec(DECISION_SCHEMA, "audit decision record")
+_CODEC_V1 = SingleObjectCodec(DECISION_SCHEMA_V1, "audit decision record")
 DECISION_HEADER = _CODEC.header
-"""The 10-byte single-object header every decision record starts with."""
+"""The 10-byte single-object header every decision record the router writes starts with."""
+DECISION_HEADER_V1 = _CODEC_V1.header
+DECISION_HEADERS = (DECISION_HEADER, DECISION_HEADER_V1)
+"""Every header a decision record may start with (``bytes.startswith`` takes the tuple)."""
+_CODECS = {2: _CODEC, 1: _CODEC_V1}
+
+
+def schema_version(data: bytes) -> int:
+    """2 or 1 from a record's header; `RecordFormatError` for anything else."""
+    header = data[:HEADER_LEN]
+    if header == DECISION_HEADER:
+        return 2
+    if header == DECISION_HEADER_V1:
+        return 1
+    raise RecordFormatError(
+        "not an audit decision record: missing header or wrong schema fingerprint"
+    )
 
 
 class Outcome(StrEnum):
@@ -136,8 +162,23 @@ class DecisionRecord:
     digests: tuple[str, ...] = ()
     recipients: tuple[RecipientDecision, ...] = ()
     condition_errors: tuple[ConditionError, ...] = ()
+    # The registry position the decision was made under (offsets after the last record read
+    # of registry.keys and registry.agreements); None without a registry. Version 1 records
+    # have neither (`schema_version`).
+    registry_keys: int | None = None
+    registry_agreements: int | None = None
+    schema_version: int = 2
 
     def __post_init__(self) -> None:
+        if self.schema_version not in _CODECS:
+            raise ValueError("schema_version must be 1 or 2")
+        if self.schema_version == 1 and (
+            self.registry_keys is not None or self.registry_agreements is not None
+        ):
+            raise ValueError("a version 1 record has no registry position")
+        for position in (self.registry_keys, self.registry_agreements):
+            if position is not None and position < 0:
+                raise ValueError("a registry position is >= 0")
         if not isinstance(self.prev_hash, bytes) or len(self.prev_hash) != HASH_LEN:
             raise ValueError("prev_hash must be 32 bytes")
         if self.seq < 0:
@@ -182,11 +223,13 @@ class DecisionRecord:
             "condition_errors": [
                 {"agreement": c.agreement, "code": c.code} for c in self.condition_errors
             ],
+            "registry_keys": self.registry_keys,
+            "registry_agreements": self.registry_agreements,
         }
 
     @cached_property
     def _encoded(self) -> bytes:
-        return _CODEC.encode(self._to_avro())
+        return _CODECS[self.schema_version].encode(self._to_avro())
 
     def to_bytes(self) -> bytes:
         """The canonical bytes: the Kafka value of the record and the input of its hash."""
@@ -204,7 +247,9 @@ class DecisionRecord:
         Refusing non-canonical bytes means that the hash of a decoded record is always the hash of
         the bytes it came from.
         """
-        d = _CODEC.decode(data)
+        version = schema_version(data)
+        codec = _CODECS[version]
+        d = codec.decode(data)
         try:
             record = cls(
                 chain=d["chain"],
@@ -224,12 +269,15 @@ class DecisionRecord:
                 digests=tuple(b.hex() for b in d["digests"]),
                 recipients=tuple(RecipientDecision(**r) for r in d["recipients"]),
                 condition_errors=tuple(ConditionError(**c) for c in d["condition_errors"]),
+                registry_keys=d.get("registry_keys"),
+                registry_agreements=d.get("registry_agreements"),
+                schema_version=version,
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise RecordFormatError(
                 f"audit decision record has invalid content ({type(exc).__name__})"
             ) from None
-        if _CODEC.encode(record._to_avro()) != data:
+        if codec.encode(record._to_avro()) != data:
             raise RecordFormatError("audit decision record is not in canonical form")
         record.__dict__["_encoded"] = bytes(data)  # pre-fill the cached canonical bytes
         return record
@@ -258,6 +306,8 @@ class DecisionRecord:
             "condition_errors": [
                 {"agreement": c.agreement, "code": c.code} for c in self.condition_errors
             ],
+            "registry_keys": self.registry_keys,
+            "registry_agreements": self.registry_agreements,
         }
 
 
@@ -268,7 +318,10 @@ def decode_fields(data: bytes) -> dict[str, Any]:
     `DecisionRecord.from_bytes`. Whether the bytes are canonical and chained is `verify`'s job.
     Times are aware datetimes, hashes and digests bytes, ``outcome`` a string.
     """
-    return _CODEC.decode(data)
+    d = _CODECS[schema_version(data)].decode(data)
+    d.setdefault("registry_keys", None)  # version 1: no registry position recorded
+    d.setdefault("registry_agreements", None)
+    return d
 
 
 class RecordHeader(NamedTuple):
@@ -281,10 +334,7 @@ class RecordHeader(NamedTuple):
 
 def read_header(data: bytes) -> RecordHeader:
     """Read chain, seq and prev_hash from a record's bytes (fast path of chain verification)."""
-    if data[:HEADER_LEN] != DECISION_HEADER:
-        raise RecordFormatError(
-            "not an audit decision record: missing header or wrong schema fingerprint"
-        )
+    schema_version(data)
     length, pos = read_long(data, HEADER_LEN)
     end = pos + length
     if length < 0 or end > len(data):

@@ -6,6 +6,10 @@ its issuer owns the ingress topic, verify the issuer's signature and key, de-dup
 rebuild the per-subject relationships earlier events created (guardians appointed, NRM
 referrers), and evaluate the agreements **in force at the recorded decision time** (`decided_at`;
 agreement versions are never overwritten, so old decisions re-evaluate under the old versions).
+Keys and agreements are those of the registry **at the position the decision records**
+(`registry_keys`, `registry_agreements`: how far the router had read `registry.keys` and
+`registry.agreements`), rebuilt from the registry's history, not the registry as it is now; a
+version 1 record (no position) is judged with the registry as it is now.
 The result is compared with the decision in `audit.decisions`: outcome, reason code, header
 values, digests, and per recipient the fields forwarded and withheld, derived value names and
 agreements. Any difference is a finding naming the decision's audit offset and the ingress record.
@@ -41,6 +45,7 @@ from broker.ingress import (
     learn_relationships,
     record_time,
 )
+from broker.registry.live import RegistryHistory, RegistryPosition
 from broker.schemas import SchemaRegistry
 
 NO_AGREEMENT = "no_agreement"
@@ -112,12 +117,15 @@ class Judge:
         agencies: Collection[str],
         registry: SchemaRegistry | None = None,
         max_skew: timedelta = DEFAULT_MAX_SKEW,
+        history: RegistryHistory | None = None,
     ) -> None:
         self.keys = keys
         self.agreements = agreements
         self.agencies = frozenset(agencies)
         self.registry = registry or SchemaRegistry.default()
         self.max_skew = max_skew
+        # With a history, each decision is judged with the registry at its recorded position.
+        self.history = history
 
 
 class PartitionReplay:
@@ -129,6 +137,18 @@ class PartitionReplay:
         self.agency = agency_of_ingress(topic)  # the only issuer this topic accepts
         self.seen: set[tuple[str, str]] = set()
         self.subjects: dict[str, SubjectContext] = {}
+        self.cursor = judge.history.cursor() if judge.history is not None else None
+        self.keys, self.agreements = judge.keys, judge.agreements
+
+    def _at(self, recorded: Recorded) -> None:
+        """Judge with the registry as the decision records it stood (keys and agreements)."""
+        keys, agreements = recorded.fields.get("registry_keys"), recorded.fields.get(
+            "registry_agreements"
+        )
+        if self.cursor is None or keys is None or agreements is None:
+            self.keys, self.agreements = self.judge.keys, self.judge.agreements
+            return
+        self.keys, self.agreements = self.cursor.at(RegistryPosition(keys, agreements))
 
     def _check(self, value: bytes | None, received_at: datetime | None) -> IngressCheck:
         judge = self.judge
@@ -137,7 +157,7 @@ class PartitionReplay:
             topic=self.topic,
             agency=self.agency,
             seen=self.seen,
-            keys=judge.keys,
+            keys=self.keys,
             registry=judge.registry,
             received_at=received_at,
             max_skew=judge.max_skew,
@@ -171,6 +191,7 @@ class PartitionReplay:
 
         Keys are judged at `received_at`, the record's Kafka timestamp, as the router judged
         them (the decision time when the record has none, as the router used its clock)."""
+        self._at(recorded)
         checked = self._check(value, received_at or recorded.decided_at)
         legacy = recorded_before_subject(recorded.fields)
         expected = self._expected(checked, recorded.decided_at, legacy=legacy)
@@ -202,7 +223,7 @@ class PartitionReplay:
             outcome = Outcome.DUPLICATE if reason == DUPLICATE else Outcome.QUARANTINED
             return _Expected(outcome, reason, header, digests, [], [])
         event = checked.event
-        decision = self.judge.agreements.decide(
+        decision = self.agreements.decide(
             event_view(event),
             now=now,
             context=self.subjects.get(issued_subject(event)) or SubjectContext(),

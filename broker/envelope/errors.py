@@ -22,6 +22,9 @@ ReasonCode = Literal[
     "wrong_router",
     "clock_skew",
     "non_canonical",
+    # A subscriber following the registry: a forward names an agreement version the registry
+    # does not hold for this recipient (broker/feed.py; not a wire-format check).
+    "unknown_agreement",
 ]
 
 

@@ -1,7 +1,9 @@
-"""`broker keys publish|revoke|rotate|list --config CONFIG`: the live key registry.
+"""`broker keys publish|revoke|rotate|list --config CONFIG`: the live key registry; and the
+work behind `broker agreements publish|withdraw|list` (the agreement registry).
 
-`publish`, `revoke` and `rotate` act as the registry authority (Kafka principal `registry`,
-signing with `registry.signing_key`); `list` reads the live view as any principal may.
+`publish`, `revoke`, `rotate` and `withdraw` act as the registry authority (Kafka principal
+`registry`, signing with `registry.signing_key`); `list` reads the live view as any principal
+may.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broker.config import TOPIC_REGISTRY_KEYS, BrokerConfig, load_config
+from broker.config import TOPIC_REGISTRY_AGREEMENTS, TOPIC_REGISTRY_KEYS, BrokerConfig, load_config
 from broker.envelope.keys import (
     PUBLIC_SUFFIX,
     ROLE_REGISTRY_ADMIN,
@@ -26,8 +28,15 @@ from broker.envelope.keys import (
 )
 from broker.kafka.credentials import REGISTRY
 from broker.registry.exceptions import RegistryError
-from broker.registry.live import LiveKeys, follow, registry_time, summary
-from broker.registry.records import KeyRecord
+from broker.registry.live import (
+    LiveAgreements,
+    LiveKeys,
+    RegistryFollower,
+    follow,
+    registry_time,
+    summary,
+)
+from broker.registry.records import AgreementRecord, KeyRecord
 
 
 def register(commands: Any) -> None:
@@ -257,3 +266,95 @@ def _export(args: argparse.Namespace) -> int:
         f"{live.position})"
     )
     return 0
+
+
+# -- the agreement registry ----------------------------------------------------------------------
+
+
+def _send(config: BrokerConfig, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    from broker.kafka.client import KafkaClients
+
+    producer = KafkaClients(config.kafka, REGISTRY).producer()
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def publish_agreements(config: BrokerConfig, files: list[Path]) -> list[AgreementRecord]:
+    """Validate `files` together (as `broker agreements check` does, agencies of the config
+    included), sign each as the registry authority and write them to `registry.agreements`.
+
+    Raises `AgreementError` naming every problem, before anything is published."""
+    from broker.agreements import AgreementError, Problem
+    from broker.agreements.check import load_documents
+
+    if not files:
+        raise RegistryError(
+            f"no agreement files given and none in agreements_dir {config.agreements_dir}"
+        )
+    documents: list[tuple[str, Path]] = []
+    for path in files:
+        try:
+            documents.append((path.read_text(encoding="utf-8"), path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AgreementError(
+                [Problem(path, None, f"cannot read file ({type(exc).__name__})",
+                         "give a readable UTF-8 agreement file")]
+            ) from None  # fmt: skip
+    sourced = load_documents(documents, agencies=config.agency_ids)
+    admin = _admin_key(config)
+    now = registry_time()
+    records = [
+        AgreementRecord.sign(one.agreement.id, one.agreement.version, text, admin, published_at=now)
+        for one, (text, _) in zip(sourced, documents, strict=True)
+    ]
+    _send(config, TOPIC_REGISTRY_AGREEMENTS, [(r.kafka_key, r.to_bytes()) for r in records])
+    return records
+
+
+def live_agreements(config: BrokerConfig) -> LiveAgreements:
+    """`agreements_dir` with `registry.agreements` applied, read to its end as `registry`."""
+    from broker.kafka.client import KafkaClients
+
+    _require_registry(config)
+    keys, agreements = LiveKeys.from_config(config), LiveAgreements.from_config(config)
+    follower = RegistryFollower(KafkaClients(config.kafka, REGISTRY), keys, agreements)
+    try:
+        follower.catch_up()
+    finally:
+        follower.close()
+    return agreements
+
+
+def withdraw_agreement(
+    config: BrokerConfig, agreement_id: str, version: int, at: datetime | None
+) -> AgreementRecord:
+    """Publish the withdrawal of `agreement_id@version` from `at` (default: now)."""
+    from broker.agreements.loader import agreement_files
+
+    key = f"{agreement_id}@{version}"
+    live = live_agreements(config)
+    held = live.agreements.get(key)
+    if held is None:
+        raise RegistryError(
+            f"no agreement version {key} in agreements_dir or {TOPIC_REGISTRY_AGREEMENTS}: "
+            f"see `broker agreements list --config {config.source}`"
+        )
+    # The record carries the version's document: its registry record's, or its file's.
+    document = live.documents.get(key)
+    if document is None:
+        for path in agreement_files(config.agreements_dir):
+            if held.source is not None and path.resolve() == held.source.resolve():
+                document = path.read_text(encoding="utf-8")
+    if document is None:
+        raise RegistryError(f"{key}: its document was not found; publish it first")
+    record = AgreementRecord.sign(
+        agreement_id, version, document, _admin_key(config),
+        withdrawn_at=at.astimezone(UTC) if at is not None else registry_time(),
+        published_at=registry_time(),
+    )  # fmt: skip
+    _send(config, TOPIC_REGISTRY_AGREEMENTS, [(record.kafka_key, record.to_bytes())])
+    return record

@@ -1,9 +1,11 @@
-"""The live view of the key registry: `registry.keys` applied, in order, to a `KeyRegistry`.
+"""The live view of the registry: `registry.keys` applied, in order, to a `KeyRegistry`, and
+`registry.agreements` to an `AgreementSet`.
 
-The pure part (`LiveKeys.apply`) takes one record at a time and updates the registry in place;
-the thin Kafka part (`RegistryFollower`) reads the topic from the beginning and then polls it,
-so a router, a feed reader or an auditor sees a revocation within about a second, without a
-restart.
+The pure parts (`LiveKeys.apply`, `LiveAgreements.apply`) take one record at a time and update
+the view in place; the thin Kafka part (`RegistryFollower`) reads both topics from the
+beginning and then follows them, so a router, a feed reader or an auditor sees a revocation or a
+new agreement version within about a second, without a restart. `RegistryHistory` rebuilds the
+view as it stood at a recorded position (audit replay).
 
 Trust is pinned outside the topic: a record is applied only if the configured registry
 authority (`registry.id` in the config) signed it with a `registry-admin` key found in
@@ -17,26 +19,32 @@ never a crash.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
-from broker.config import TOPIC_REGISTRY_KEYS, BrokerConfig
+from broker.agreements import AgreementError, AgreementSet
+from broker.config import TOPIC_REGISTRY_AGREEMENTS, TOPIC_REGISTRY_KEYS, BrokerConfig
 from broker.envelope.errors import VerificationError
 from broker.envelope.keys import ROLE_REGISTRY_ADMIN, KeyRegistry, PublicKeyInfo
 from broker.ingress import record_time
 from broker.registry.exceptions import RegistryRecordError
 from broker.registry.records import (
     ADMIN_KEY,
+    AGREEMENT_CONFLICT,
     BAD_SIGNATURE,
+    INVALID_AGREEMENT,
     KEY_CONFLICT,
     MALFORMED,
     SIGNER_NOT_VALID,
     UNKNOWN_SIGNER,
     WRONG_ROLE,
+    AgreementRecord,
     KeyRecord,
 )
 
@@ -44,9 +52,33 @@ log = logging.getLogger(__name__)
 
 IGNORED_LOGGED = 5  # ignored records logged one by one; the rest are counted
 POLL_INTERVAL_S = 0.5  # how often a follower asks Kafka for new registry records
+POLL_TIMEOUT_S = 2.0  # how long such a check may wait for Kafka
+CONFIRM_EVERY_S = 5.0  # how often a follower confirms it has read to the end (one request)
 
 
-def verify_record(record: KeyRecord, admin_keys: KeyRegistry, authority: str, at: datetime) -> None:
+class SignedRecord(Protocol):
+    """What `verify_record` needs of a registry record (key or agreement)."""
+
+    @property
+    def signer(self) -> str: ...
+    @property
+    def signer_key_id(self) -> str: ...
+    @property
+    def signature(self) -> bytes: ...
+    def signed_bytes(self) -> bytes: ...
+
+
+class RegistryPosition(NamedTuple):
+    """How far a view has read each registry topic (the offset after the last record seen):
+    what a decision records, and what replay rebuilds the view at."""
+
+    keys: int
+    agreements: int
+
+
+def verify_record(
+    record: SignedRecord, admin_keys: KeyRegistry, authority: str, at: datetime
+) -> None:
     """Raise `RegistryRecordError` unless `authority`'s registry-admin key signed `record`,
     judged at `at` (the time Kafka received it)."""
     if record.signer != authority:
@@ -85,10 +117,10 @@ class LiveKeys:
     def from_config(cls, config: BrokerConfig, keys: KeyRegistry | None = None) -> LiveKeys:
         """The view for a deployment: `keys` (default: `keys_dir`) seeded from the folder,
         the authority's registry-admin keys pinned from the same folder."""
-        folder = KeyRegistry.from_dir(config.keys_dir)
-        authority = config.registry.id if config.registry is not None else ""
-        admin = KeyRegistry(k for k in folder.keys(authority) if ROLE_REGISTRY_ADMIN in k.roles)
-        return cls(keys if keys is not None else folder, admin, authority)
+        admin, authority = _admin_keys(config)
+        return cls(
+            keys if keys is not None else KeyRegistry.from_dir(config.keys_dir), admin, authority
+        )
 
     def apply(
         self, kafka_key: bytes | None, value: bytes | None, offset: int, timestamp_ms: int | None
@@ -132,47 +164,180 @@ class LiveKeys:
         self.keys.add(key)
 
     def _ignore(self, reason: str, offset: int) -> None:
-        if sum(self.ignored.values()) < IGNORED_LOGGED:
-            log.warning(
-                "%s offset %d: ignored, not applied (%s)", TOPIC_REGISTRY_KEYS, offset, reason
+        _ignored(self, TOPIC_REGISTRY_KEYS, reason, offset)
+
+
+def _ignored(view: LiveKeys | LiveAgreements, topic: str, reason: str, offset: int) -> None:
+    """Count (and log the first few of) the records a view did not apply: offset and reason
+    only, never content."""
+    if sum(view.ignored.values()) < IGNORED_LOGGED:
+        log.warning("%s offset %d: ignored, not applied (%s)", topic, offset, reason)
+    view.ignored[reason] += 1
+    if view.on_ignored is not None:
+        view.on_ignored(reason)
+
+
+def _admin_keys(config: BrokerConfig) -> tuple[KeyRegistry, str]:
+    """The registry authority's registry-admin keys, pinned from `keys_dir`, and its id."""
+    folder = KeyRegistry.from_dir(config.keys_dir)
+    authority = config.registry.id if config.registry is not None else ""
+    return KeyRegistry(
+        k for k in folder.keys(authority) if ROLE_REGISTRY_ADMIN in k.roles
+    ), authority
+
+
+class LiveAgreements:
+    """An `AgreementSet` kept up to date from `registry.agreements` records (pure: no Kafka).
+
+    `agreements` is updated in place (the router's core and the audit judge hold it). Rules
+    (docs/wire-format.md, "The agreement registry"): a record counts only if the registry
+    authority's registry-admin key signed it (as for keys) and its document is a valid agreement
+    naming the record's id and version; an id@version never changes content; a withdrawal takes
+    effect at the later of `withdrawn_at` and the time Kafka received it and is never undone; a
+    new version of an id supersedes every lower version from the later of its `valid_from` and
+    the time Kafka received it (so a narrower version takes effect at once, with no overlap).
+    """
+
+    def __init__(self, agreements: AgreementSet, admin_keys: KeyRegistry, authority: str) -> None:
+        self.agreements = agreements
+        self.admin_keys = admin_keys
+        self.authority = authority
+        self.position = 0
+        self.applied = 0
+        self.ignored: Counter[str] = Counter()
+        self.on_ignored: Callable[[str], None] | None = None
+        # When each registry-published version took effect (files: their valid_from).
+        self._effective: dict[str, datetime] = {}
+        self.documents: dict[str, str] = {}  # id@version -> its registry record's document
+
+    @classmethod
+    def from_config(
+        cls, config: BrokerConfig, agreements: AgreementSet | None = None
+    ) -> LiveAgreements:
+        """The view for a deployment: `agreements` (default: `agreements_dir`) as the seed."""
+        from broker.agreements import load_agreements
+
+        admin, authority = _admin_keys(config)
+        seed = agreements if agreements is not None else load_agreements(config.agreements_dir)
+        return cls(seed, admin, authority)
+
+    def apply(
+        self, kafka_key: bytes | None, value: bytes | None, offset: int, timestamp_ms: int | None
+    ) -> str | None:
+        """Apply one record; return None, or the reason it was ignored."""
+        self.position = max(self.position, offset + 1)
+        try:
+            if not value:
+                raise RegistryRecordError(MALFORMED, "empty record (a tombstone withdraws nothing)")
+            record = AgreementRecord.from_bytes(value)
+            if kafka_key != record.kafka_key:
+                raise RegistryRecordError(MALFORMED, "the Kafka key does not name the version")
+            received = record_time(timestamp_ms) or record.published_at
+            verify_record(record, self.admin_keys, self.authority, received)
+            self._merge(record, received, offset)
+        except RegistryRecordError as exc:
+            _ignored(self, TOPIC_REGISTRY_AGREEMENTS, exc.reason, offset)
+            return exc.reason
+        self.applied += 1
+        return None
+
+    def _merge(self, record: AgreementRecord, received: datetime, offset: int) -> None:
+        from broker.agreements.check import load_documents
+
+        name = Path(f"{TOPIC_REGISTRY_AGREEMENTS}@{offset}")
+        try:
+            (sourced,) = load_documents([(record.document, name)])
+        except AgreementError as exc:
+            # Problems name the offset and a line, never a value of an event.
+            raise RegistryRecordError(INVALID_AGREEMENT, str(exc)) from None
+        agreement = sourced.agreement
+        if (agreement.id, agreement.version) != (record.agreement_id, record.version):
+            raise RegistryRecordError(MALFORMED, "the document names another id or version")
+        held = self.agreements.get(agreement.key)
+        if held is not None and held.agreement != agreement:
+            raise RegistryRecordError(AGREEMENT_CONFLICT, f"{agreement.key} has another content")
+        if held is None:
+            try:
+                held = self.agreements.add(agreement, name)
+            except AgreementError as exc:
+                raise RegistryRecordError(INVALID_AGREEMENT, str(exc)) from None
+            self._effective[agreement.key] = max(held.starts, received)
+            self.documents[agreement.key] = record.document
+            self._supersede(agreement.id)
+        if record.withdrawn_at is not None:
+            self.agreements.revoke(
+                agreement.id, agreement.version, max(record.withdrawn_at, received)
             )
-        self.ignored[reason] += 1
-        if self.on_ignored is not None:
-            self.on_ignored(reason)
+
+    def _supersede(self, agreement_id: str) -> None:
+        """End each version of `agreement_id` when the next higher version took effect."""
+        versions = [v for v in self.agreements.versions() if v.agreement.id == agreement_id]
+        for lower, higher in itertools.pairwise(versions):
+            start = self._effective.get(higher.key, higher.starts)
+            self.agreements.revoke(agreement_id, lower.agreement.version, start)
 
 
 class RegistryFollower:
-    """Reads `registry.keys` from the beginning into a `LiveKeys`, then polls it for more.
+    """Reads `registry.keys` into a `LiveKeys` (and, given one, `registry.agreements` into a
+    `LiveAgreements`) from the beginning, then follows them.
 
-    `clients` is a `KafkaClients` of a principal that may read the topic (every principal of a
-    deployment may)."""
+    `clients` is a `KafkaClients` of a principal that may read the topics (every principal of a
+    deployment may). `confirmed_at` (monotonic seconds) is when the view was last confirmed
+    complete, i.e. read up to the end offsets Kafka gave: the router holds routing when that
+    grows older than its bound (fail closed, `RouterService`)."""
 
-    def __init__(self, clients: Any, live: LiveKeys, *, interval_s: float = POLL_INTERVAL_S):
+    def __init__(
+        self,
+        clients: Any,
+        live: LiveKeys,
+        agreements: LiveAgreements | None = None,
+        *,
+        interval_s: float = POLL_INTERVAL_S,
+        timeout_s: float = 10.0,
+        confirm_every_s: float = CONFIRM_EVERY_S,
+    ):
         from kafka import TopicPartition
 
-        # Wall-clock ms before the last time the end of the topic was read up to: every record
+        # Wall-clock ms before the last time the end of the topics was read up to: every record
         # Kafka appended before then has been applied.
         self.confirmed_ms = 0
+        self.confirmed_at: float | None = None
         self.live = live
+        self.agreements = agreements
+        self.views: dict[str, LiveKeys | LiveAgreements] = {TOPIC_REGISTRY_KEYS: live}
+        if agreements is not None:
+            self.views[TOPIC_REGISTRY_AGREEMENTS] = agreements
         self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.confirm_every_s = confirm_every_s
         self._consumer = clients.consumer(isolation_level="read_committed")
         self._partitions: list[TopicPartition] = []
         self._assign()
         self._last_poll = 0.0
 
+    @property
+    def position(self) -> RegistryPosition:
+        """The registry position a decision made now is made under."""
+        agreements = self.agreements.position if self.agreements is not None else 0
+        return RegistryPosition(self.live.position, agreements)
+
     def _assign(self) -> bool:
-        """Assign the topic's partitions from the beginning; False while it has none (a topic
+        """Assign the topics' partitions from the beginning; False while one has none (a topic
         just created may not be in the metadata yet: tried again at the next poll)."""
         from kafka import TopicPartition
 
         if self._partitions:
             return True
-        partitions = sorted(self._consumer.partitions_for_topic(TOPIC_REGISTRY_KEYS) or [])
-        self._partitions = [TopicPartition(TOPIC_REGISTRY_KEYS, p) for p in partitions]
-        if self._partitions:
-            self._consumer.assign(self._partitions)
-            self._consumer.seek_to_beginning(*self._partitions)
-        return bool(self._partitions)
+        found: list[TopicPartition] = []
+        for topic in self.views:
+            partitions = sorted(self._consumer.partitions_for_topic(topic) or [])
+            if not partitions:
+                return False
+            found += [TopicPartition(topic, p) for p in partitions]
+        self._partitions = found
+        self._consumer.assign(self._partitions)
+        self._consumer.seek_to_beginning(*self._partitions)
+        return True
 
     def sync_for(self, newest_ms: int | None) -> None:
         """Make sure every registry record Kafka received before `newest_ms` (the timestamp of
@@ -182,40 +347,60 @@ class RegistryFollower:
             return
         self.catch_up()
 
-    def catch_up(self, timeout_s: float = 30.0) -> int:
-        """Apply every record up to the topic's current end; return how many were read."""
+    def catch_up(self, timeout_s: float | None = None) -> int:
+        """Apply every record up to the topics' current end; return how many were read.
+
+        Kafka errors (a topic it may no longer read, no answer in time) are raised; the view
+        then stays unconfirmed."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         asked_ms = int(time.time() * 1000)
+        asked_at = time.monotonic()
         if not self._assign():
             return 0  # no partitions known yet: not confirmed, tried again next time
-        ends = self._consumer.end_offsets(self._partitions)
+        ends = self._consumer.end_offsets(self._partitions, timeout_ms=int(timeout_s * 1000))
         count = 0
         deadline = time.monotonic() + timeout_s
         while any(self._consumer.position(tp) < end for tp, end in ends.items()):
             if time.monotonic() > deadline:
-                log.warning("%s: not at its end after %.0f s", TOPIC_REGISTRY_KEYS, timeout_s)
+                log.warning("%s: not at its end after %.0f s", "registry", timeout_s)
                 break
             count += self._apply(self._consumer.poll(timeout_ms=200))
         else:
             self.confirmed_ms = asked_ms
+            self.confirmed_at = asked_at
         self._last_poll = time.monotonic()
         return count
 
     def poll(self) -> int:
-        """Apply whatever arrived since the last call (at most every `interval_s`)."""
-        if time.monotonic() - self._last_poll < self.interval_s:
+        """At most every `interval_s`: apply what arrived; at least every `confirm_every_s`,
+        read up to the current end instead (which confirms the view complete: what
+        `stale_for` measures). Return how many records were read."""
+        now = time.monotonic()
+        if now - self._last_poll < self.interval_s:
             return 0
-        self._last_poll = time.monotonic()
+        self._last_poll = now
+        if self.confirmed_at is None or now - self.confirmed_at >= self.confirm_every_s:
+            # Short: between batches the loop must not wait long on an unavailable partition
+            # (missed rounds only age the view; `stale_for` bounds how far).
+            return self.catch_up(timeout_s=min(self.timeout_s, POLL_TIMEOUT_S))
         if not self._assign():
             return 0
         return self._apply(self._consumer.poll(timeout_ms=0))
 
+    def stale_for(self) -> float:
+        """Seconds since the view was last confirmed complete (infinite if never)."""
+        if self.confirmed_at is None:
+            return float("inf")
+        return time.monotonic() - self.confirmed_at
+
     def _apply(self, polled: dict[Any, list[Any]]) -> int:
         count = 0
-        for records in polled.values():
+        for tp, records in polled.items():
+            view = self.views[tp.topic]
             for record in records:
-                reason = self.live.apply(record.key, record.value, record.offset, record.timestamp)
+                reason = view.apply(record.key, record.value, record.offset, record.timestamp)
                 if reason is None:
-                    log.info("%s offset %d applied", TOPIC_REGISTRY_KEYS, record.offset)
+                    log.info("%s offset %d applied", tp.topic, record.offset)
                 count += 1
         return count
 
@@ -237,6 +422,124 @@ def follow(config: BrokerConfig, principal: str, keys: KeyRegistry | None = None
     finally:
         follower.close()
     return live
+
+
+def follow_all(config: BrokerConfig, principal: str) -> tuple[LiveKeys, LiveAgreements]:
+    """`keys_dir` and `agreements_dir` brought up to the end of both registry topics, read as
+    `principal`; with no `registry` in the config, the folders alone."""
+    from broker.kafka.client import KafkaClients
+
+    keys, agreements = LiveKeys.from_config(config), LiveAgreements.from_config(config)
+    if config.registry is None:
+        return keys, agreements
+    follower = RegistryFollower(KafkaClients(config.kafka, principal), keys, agreements)
+    try:
+        follower.catch_up()
+    finally:
+        follower.close()
+    return keys, agreements
+
+
+class RawRecord(NamedTuple):
+    """One registry record as Kafka stored it."""
+
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    timestamp: int | None
+
+
+class RegistryHistory:
+    """Every record of both registry topics, and the seed they apply to: the registry as it
+    stood at any position (`RegistryCursor.at`), for replay to judge each decision with the
+    view the router recorded it was made under. Pure: the records are read once by the
+    caller."""
+
+    def __init__(
+        self,
+        seed: Callable[[], tuple[LiveKeys, LiveAgreements]],
+        keys: list[RawRecord],
+        agreements: list[RawRecord],
+    ) -> None:
+        self.seed = seed
+        self.keys = sorted(keys, key=lambda r: r.offset)
+        self.agreements = sorted(agreements, key=lambda r: r.offset)
+
+    @property
+    def end(self) -> RegistryPosition:
+        return RegistryPosition(
+            self.keys[-1].offset + 1 if self.keys else 0,
+            self.agreements[-1].offset + 1 if self.agreements else 0,
+        )
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig, reader: Any) -> RegistryHistory:
+        """Read both registry topics with `reader` (an audit `TopicReader`); seeded from
+        `keys_dir` and `agreements_dir`. Without a `registry` section: the folders alone."""
+        from broker.audit.reader import TopicNotFound
+
+        read: dict[str, list[RawRecord]] = {TOPIC_REGISTRY_KEYS: [], TOPIC_REGISTRY_AGREEMENTS: []}
+        if config.registry is not None:
+            for topic, records in read.items():
+                try:
+                    messages = list(reader.read_topic(topic))
+                except TopicNotFound:
+                    continue
+                records += [RawRecord(m.key, m.value, m.offset, m.timestamp) for m in messages]
+
+        def seed() -> tuple[LiveKeys, LiveAgreements]:
+            keys, agreements = LiveKeys.from_config(config), LiveAgreements.from_config(config)
+            return keys, agreements
+
+        return cls(seed, read[TOPIC_REGISTRY_KEYS], read[TOPIC_REGISTRY_AGREEMENTS])
+
+    def cursor(self) -> RegistryCursor:
+        """A view of its own that moves through the history (one per ingress partition)."""
+        return RegistryCursor(self)
+
+    def latest(self) -> tuple[KeyRegistry, AgreementSet]:
+        """The registry as it stands now (after every record)."""
+        return self.cursor().at(self.end)
+
+
+class RegistryCursor:
+    """One view moving through a `RegistryHistory`: forward by applying records, backward by
+    rebuilding from the seed (rare: one ingress partition's decisions are made at
+    non-decreasing positions)."""
+
+    def __init__(self, history: RegistryHistory) -> None:
+        self.history = history
+        self._view = history.seed()
+        self.rebuilds = 0
+
+    @property
+    def position(self) -> RegistryPosition:
+        keys, agreements = self._view
+        return RegistryPosition(keys.position, agreements.position)
+
+    @property
+    def keys(self) -> KeyRegistry:
+        return self._view[0].keys
+
+    @property
+    def agreements(self) -> AgreementSet:
+        return self._view[1].agreements
+
+    def at(self, position: RegistryPosition) -> tuple[KeyRegistry, AgreementSet]:
+        """The key registry and agreement set as they were after reading up to `position`."""
+        keys, agreements = self._view
+        if position.keys < keys.position or position.agreements < agreements.position:
+            self._view = keys, agreements = self.history.seed()
+            self.rebuilds += 1
+        for view, records, upto in (
+            (keys, self.history.keys, position.keys),
+            (agreements, self.history.agreements, position.agreements),
+        ):
+            for record in records:
+                if view.position <= record.offset < upto:
+                    view.apply(record.key, record.value, record.offset, record.timestamp)
+            view.position = max(view.position, upto)
+        return keys.keys, agreements.agreements
 
 
 def registry_time(now: datetime | None = None) -> datetime:

@@ -1,4 +1,5 @@
-"""Signed key records: the bytes of `registry.keys` (docs/wire-format.md, "The key registry").
+"""Signed registry records: the bytes of `registry.keys` and `registry.agreements`
+(docs/wire-format.md, "The key registry" and "The agreement registry").
 
 A record is the Avro single-object encoding of `uk.safeguarding.registry.KeyRecord`
 (`schemas/avro/registry.key.avsc`): one public key with its roles and terms, and the Ed25519
@@ -13,6 +14,8 @@ exactly (roles sorted and distinct, canonical varints), and its signature is 64 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -170,3 +173,132 @@ class KeyRecord:
 
 def _error(reason: str, message: str) -> RegistryRecordError:
     return RegistryRecordError(reason, message)
+
+
+# -- registry.agreements -----------------------------------------------------------------------
+
+AGREEMENT_SIGNING_CONTEXT = b"uk.safeguarding.registry.agreement.v1\x00"
+AGREEMENT_RECORD_SCHEMA: dict[str, Any] = load_schema("registry.agreement.avsc")
+_AGREEMENT_CODEC = SingleObjectCodec(AGREEMENT_RECORD_SCHEMA, "registry agreement record")
+_AGREEMENT_BODY_CODEC = SingleObjectCodec(
+    {
+        **AGREEMENT_RECORD_SCHEMA,
+        "name": "AgreementRecordBody",
+        "fields": AGREEMENT_RECORD_SCHEMA["fields"][:-1],
+    },
+    "registry agreement record body",
+)
+
+INVALID_AGREEMENT = "invalid_agreement"  # the document is not a valid agreement
+AGREEMENT_CONFLICT = "agreement_conflict"  # an existing id@version with another content
+
+
+def agreement_kafka_key(agreement_id: str, version: int) -> bytes:
+    """The Kafka key of an agreement version's records: `<id>@<version>`."""
+    return f"{agreement_id}@{version}".encode()
+
+
+@dataclass(frozen=True)
+class AgreementRecord:
+    """One signed record of `registry.agreements`: an agreement version's document (its YAML
+    text as published, validated before signing), and its withdrawal if `withdrawn_at` is set."""
+
+    agreement_id: str
+    version: int
+    document: str
+    published_at: datetime
+    signer: str
+    signer_key_id: str
+    withdrawn_at: datetime | None = None
+    signature: bytes = b""
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.document.encode("utf-8")).digest()
+
+    @property
+    def key(self) -> str:
+        """`id@version`, the name grants and the audit log use."""
+        return f"{self.agreement_id}@{self.version}"
+
+    @property
+    def kafka_key(self) -> bytes:
+        return agreement_kafka_key(self.agreement_id, self.version)
+
+    def _avro(self, signature: bytes) -> dict[str, Any]:
+        return {
+            "agreement_id": self.agreement_id,
+            "version": self.version,
+            "document": self.document,
+            "digest": self.digest,
+            "withdrawn_at": None if self.withdrawn_at is None else _micros(self.withdrawn_at),
+            "published_at": _micros(self.published_at),
+            "signer": self.signer,
+            "signer_key_id": self.signer_key_id,
+            "signature": signature,
+        }
+
+    def signed_bytes(self) -> bytes:
+        """Exactly what the registry authority's signature covers."""
+        body = _AGREEMENT_BODY_CODEC.encode(self._avro(b""))[HEADER_LEN:]
+        return AGREEMENT_SIGNING_CONTEXT + _AGREEMENT_CODEC.header + body
+
+    def to_bytes(self) -> bytes:
+        return _AGREEMENT_CODEC.encode(self._avro(self.signature))
+
+    @classmethod
+    def sign(
+        cls,
+        agreement_id: str,
+        version: int,
+        document: str,
+        admin: SigningKey,
+        *,
+        withdrawn_at: datetime | None = None,
+        published_at: datetime | None = None,
+    ) -> AgreementRecord:
+        """A record of one agreement version signed by the registry authority's `admin` key
+        (the caller has validated `document`: `broker agreements publish` does)."""
+        unsigned = cls(
+            agreement_id=agreement_id,
+            version=version,
+            document=document,
+            published_at=published_at or datetime.now(UTC),
+            signer=admin.agency_id,
+            signer_key_id=admin.key_id,
+            withdrawn_at=withdrawn_at,
+        )
+        return dataclasses.replace(unsigned, signature=admin.sign(unsigned.signed_bytes()))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AgreementRecord:
+        """Decode a record; refuse anything that is not the canonical bytes of a well-formed
+        one. Neither the signature nor the document's meaning is checked here."""
+        try:
+            d = _AGREEMENT_CODEC.decode(data)
+        except RecordFormatError as exc:
+            raise _error(MALFORMED, str(exc)) from None
+        try:
+            record = cls(
+                agreement_id=d["agreement_id"],
+                version=d["version"],
+                document=d["document"],
+                published_at=_time(d["published_at"]),
+                signer=d["signer"],
+                signer_key_id=d["signer_key_id"],
+                withdrawn_at=None if d["withdrawn_at"] is None else _time(d["withdrawn_at"]),
+                signature=d["signature"],
+            )
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise _error(
+                MALFORMED, f"registry agreement record has invalid content ({type(exc).__name__})"
+            ) from None
+        if d["digest"] != record.digest:
+            raise _error(MALFORMED, "registry agreement record: the digest is not the document's")
+        if record.version < 1:
+            raise _error(MALFORMED, "registry agreement record: the version is below 1")
+        if len(record.signature) != SIGNATURE_LEN:
+            raise _error(MALFORMED, "registry agreement record: the signature is not 64 bytes")
+        if record.to_bytes() != data:
+            raise _error(NON_CANONICAL, "registry agreement record is not in canonical form")
+        return record

@@ -128,6 +128,12 @@ class RouterCore:
         # router at start (its ConfigError names the fix) instead of quarantining every event.
         pseudonym_key(router_key.agency_id)
         self.registry = registry or SchemaRegistry.default()
+        # (registry.keys, registry.agreements) positions of the view `keys` and `agreements`
+        # stand at: recorded in every decision (the service sets it before each batch).
+        self.registry_position: tuple[int, int] | None = None
+
+    def _position(self, which: int) -> int | None:
+        return None if self.registry_position is None else self.registry_position[which]
 
     def route(
         self, record: IngressRecord, state: PartitionState, *, now: datetime | None = None
@@ -235,6 +241,8 @@ class RouterCore:
                     for error in decision.errors
                 }
             ),
+            registry_keys=self._position(0),
+            registry_agreements=self._position(1),
         )
         state.seen.add(seen)
         outputs.append(self._audit_output(state, audit))
@@ -277,6 +285,8 @@ class RouterCore:
             occurred_at=header.occurred_at if header else None,
             reason=reason,
             digests=_audit_digests(envelope),
+            registry_keys=self._position(0),
+            registry_agreements=self._position(1),
         )
         meta = {
             "reason": reason,

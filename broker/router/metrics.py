@@ -57,6 +57,9 @@ class Progress:
         self.busy_since: float | None = None  # a transaction or a recovery is open since then
         self.lag = 0  # records not yet routed, as last measured
         self.kafka_down_since: float | None = None
+        # Unix time since when routing is held because the registry cannot be read (None:
+        # following it); see RouterService._registry_hold.
+        self.registry_hold_since: float | None = None
 
     def begin(self) -> None:
         with self._guard:
@@ -90,8 +93,12 @@ class Progress:
 
     def health(self) -> dict[str, Any]:
         stuck = self.stuck()
+        status = "stuck" if stuck else ("busy" if self.pending() else "idle")
+        if self.registry_hold_since is not None:
+            status = "registry_unavailable"
         return {
-            "status": "stuck" if stuck else ("busy" if self.pending() else "idle"),
+            "status": status,
+            "registry_unavailable_since": self.registry_hold_since,
             "last_commit": self.last_commit,
             "seconds_since_last_commit": (
                 None if self.last_commit is None else round(time.time() - self.last_commit, 3)
@@ -206,13 +213,24 @@ class RouterMetrics:
         )
         self.registry_ignored = Counter(
             "broker_registry_ignored",
-            "registry.keys records not applied: unsigned, forged, malformed or conflicting",
+            "registry.keys and registry.agreements records not applied: unsigned, forged, "
+            "malformed, invalid or conflicting",
             ["reason"],
             registry=r,
         )
         self.registry_position = Gauge(
             "broker_registry_position",
             "Offset after the last registry.keys record the router has read",
+            registry=r,
+        )
+        self.registry_agreements_position = Gauge(
+            "broker_registry_agreements_position",
+            "Offset after the last registry.agreements record the router has read",
+            registry=r,
+        )
+        self.registry_stale_seconds = Gauge(
+            "broker_registry_stale_seconds",
+            "Seconds since the router last read the registry topics to their end",
             registry=r,
         )
         self.partitions_owned = Gauge(
@@ -264,7 +282,9 @@ class RouterMetrics:
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve /metrics and /healthz on host:port (0 picks a free port); return the port.
 
-        /healthz answers 200 with a JSON status `idle` or `busy`, or 503 with `stuck`.
+        /healthz answers 200 with a JSON status `idle` or `busy`, or 503 with `stuck` or
+        `registry_unavailable` (routing held: the registry could not be read for longer than
+        `router.registry_max_stale_s`).
         """
         registry, progress = self.registry, self.progress
 
@@ -274,7 +294,7 @@ class RouterMetrics:
                 if path in ("/healthz", "/health"):
                     health = progress.health()
                     body = json.dumps(health).encode()
-                    code = 503 if health["status"] == "stuck" else 200
+                    code = 503 if health["status"] in ("stuck", "registry_unavailable") else 200
                     kind = "application/json"
                 elif path in ("/metrics", "/"):
                     body, code, kind = generate_latest(registry), 200, CONTENT_TYPE_LATEST

@@ -59,7 +59,7 @@ from broker.kafka.client import (
     TransactionalProducer,
 )
 from broker.kafka.credentials import principal_of
-from broker.registry.live import LiveKeys, RegistryFollower
+from broker.registry.live import CONFIRM_EVERY_S, LiveAgreements, LiveKeys, RegistryFollower
 from broker.router.changelog import ChangelogSeal, Ignored
 from broker.router.core import IngressRecord, RouterCore, RouteResult
 from broker.router.metrics import RouterMetrics
@@ -198,13 +198,16 @@ class RouterService:
         self._failed_at: float | None = None  # when Kafka last failed us; None while routing
         self._retries = 0
         # The live key registry: revocations and new keys reach `core.keys` between batches.
+        # The live agreement registry likewise reaches `core.agreements`.
         self.live_keys: LiveKeys | None = None
+        self.live_agreements: LiveAgreements | None = None
         self._follower: RegistryFollower | None = None
+        self._registry_failing = False  # a registry read failed since the last success
         if config.registry is not None:
             self.live_keys = LiveKeys.from_config(config, self.core.keys)
-            self.live_keys.on_ignored = lambda reason: self.metrics.registry_ignored.labels(
-                reason
-            ).inc()
+            self.live_agreements = LiveAgreements.from_config(config, self.core.agreements)
+            for view in (self.live_keys, self.live_agreements):
+                view.on_ignored = lambda reason: self.metrics.registry_ignored.labels(reason).inc()
 
     @property
     def stop_bound_s(self) -> float:
@@ -253,12 +256,28 @@ class RouterService:
             log.info("metrics at http://%s:%d/metrics", host, self.metrics_port)
         settings = self.config.router
         if self.live_keys is not None:
-            self._follower = RegistryFollower(self.clients, self.live_keys)
-            read = self._follower.catch_up()
-            self.metrics.registry_position.set(self.live_keys.position)
-            log.info(
-                "registry.keys: %d record(s) read up to offset %d", read, self.live_keys.position
+            self._follower = RegistryFollower(
+                self.clients,
+                self.live_keys,
+                self.live_agreements,
+                timeout_s=min(settings.kafka_timeout_s, settings.registry_max_stale_s),
+                # Confirmed several times within the bound, so one slow answer never holds.
+                confirm_every_s=min(CONFIRM_EVERY_S, settings.registry_max_stale_s / 4),
             )
+            try:
+                read = self._follower.catch_up()
+            except Exception as exc:  # fail closed: routing waits until it can be read
+                self._registry_failed(exc)
+            else:
+                position = self._follower.position
+                log.info(
+                    "registry: %d record(s) read, up to registry.keys offset %d and "
+                    "registry.agreements offset %d",
+                    read,
+                    position.keys,
+                    position.agreements,
+                )
+            self._registry_gauges()
         producer = self.clients.bounded_transactional_producer(
             f"{settings.group_id}-{self.instance_id}",
             timeout_s=settings.kafka_timeout_s,
@@ -283,6 +302,7 @@ class RouterService:
             while not self._stop.is_set():
                 try:
                     self._follow_registry()
+                    self._registry_held()  # says so in the log and /healthz even when idle
                     if not producer.ready and not self._restart_producer(producer, consumer):
                         continue  # Kafka still does not answer (or we are stopping)
                     if self._recovering:
@@ -388,27 +408,86 @@ class RouterService:
 
     def _sync_registry(self, polled: dict[Any, list[Any]]) -> None:
         """Before judging a batch: apply every registry record Kafka received before the
-        batch's newest ingress record, so a key revoked before an event arrived is refused
-        for that event, exactly as replay judges it."""
-        if self._follower is None or self.live_keys is None:
+        batch's newest ingress record, so a key revoked (or an agreement version published)
+        before an event arrived applies to that event, and record the position reached: the
+        batch's decisions carry it, and replay rebuilds the registry there."""
+        if self._follower is None:
             return
         stamps = [r.timestamp for records in polled.values() for r in records if r.timestamp]
         try:
             self._follower.sync_for(max(stamps, default=None))
-        except Exception:
-            log.exception("reading registry.keys failed; routing on with the keys known")
-        self.metrics.registry_position.set(self.live_keys.position)
+        except Exception as exc:  # bounded by registry_max_stale_s: `_registry_held`
+            self._registry_failed(exc)
+        else:
+            self._registry_ok()
+        position = self._follower.position
+        self.core.registry_position = (position.keys, position.agreements)
+        self._registry_gauges()
 
     def _follow_registry(self) -> None:
-        """Between batches: apply new registry.keys records (a revocation takes effect for the
-        next batch routed, no restart)."""
-        if self._follower is None or self.live_keys is None:
+        """Between batches: read the registry topics to their end (every 0.5 s), so a
+        revocation or a new agreement version takes effect for the next batch, no restart."""
+        if self._follower is None:
             return
         try:
-            if self._follower.poll():
-                self.metrics.registry_position.set(self.live_keys.position)
-        except Exception:  # the registry never stops routing; the next poll tries again
-            log.exception("reading registry.keys failed; routing on with the keys known")
+            self._follower.poll()
+        except Exception as exc:  # the next poll tries again; `_registry_held` bounds it
+            self._registry_failed(exc)
+        else:
+            if self._follower.confirmed_at is not None:
+                self._registry_ok()
+        self._registry_gauges()
+
+    def _registry_failed(self, exc: Exception) -> None:
+        if not self._registry_failing:
+            log.warning(
+                "reading the registry failed (%s); routing holds if it cannot be read for %.0f s",
+                _describe(exc),
+                self.config.router.registry_max_stale_s,
+            )
+        self._registry_failing = True
+
+    def _registry_ok(self) -> None:
+        if self._registry_failing:
+            log.info("the registry is readable again")
+        self._registry_failing = False
+
+    def _registry_gauges(self) -> None:
+        if self._follower is None:
+            return
+        position = self._follower.position
+        self.metrics.registry_position.set(position.keys)
+        self.metrics.registry_agreements_position.set(position.agreements)
+        stale = self._follower.stale_for()
+        self.metrics.registry_stale_seconds.set(stale if stale != float("inf") else -1)
+
+    def _registry_held(self) -> bool:
+        """Fail closed: True while the registry has not been read to its end for more than
+        `router.registry_max_stale_s` (routing on could apply revoked keys or withdrawn
+        agreements). Logged once when the hold begins and once when it ends; /healthz says
+        `registry_unavailable` meanwhile."""
+        if self._follower is None:
+            return False
+        stale = self._follower.stale_for()
+        bound = self.config.router.registry_max_stale_s
+        progress = self.metrics.progress
+        if stale > bound:
+            if progress.registry_hold_since is None:
+                progress.registry_hold_since = time.time()
+                log.warning(
+                    "routing held: the registry (registry.keys, registry.agreements) has not "
+                    "been read to its end for more than %.0f s; nothing is routed or committed "
+                    "until it can be read again",
+                    bound,
+                )
+            return True
+        if progress.registry_hold_since is not None:
+            log.info(
+                "routing resumed: the registry is readable again after %.1f s held",
+                time.time() - progress.registry_hold_since,
+            )
+            progress.registry_hold_since = None
+        return False
 
     def _idle_for(self, last_input: float) -> float:
         """Seconds without input since the later of the last batch and the last assignment.
@@ -432,6 +511,12 @@ class RouterService:
         if not polled:
             return
         self._sync_registry(polled)
+        if self._registry_held():
+            # Not judged under a registry we cannot vouch for: read again once it is readable.
+            for tp, records in polled.items():
+                consumer.seek(tp, records[0].offset)
+            self._stop.wait(RETRY_BACKOFF_S[0])
+            return
         results: list[RouteResult] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         self.metrics.progress.begin()

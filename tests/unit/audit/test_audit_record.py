@@ -160,4 +160,58 @@ def test_record_has_no_field_for_values() -> None:
         "chain", "seq", "prev_hash", "event_id", "issuer", "event_type", "subject",
         "ingress_topic", "ingress_partition", "ingress_offset", "occurred_at", "decided_at",
         "outcome", "reason", "digests", "recipients", "condition_errors",
+        "registry_keys", "registry_agreements",  # version 2: two offsets, no values
     }  # fmt: skip
+
+
+def test_version_2_records_carry_the_registry_position() -> None:
+    import dataclasses
+
+    from broker.audit.record import DECISION_HEADER, decode_fields
+
+    record = dataclasses.replace(_record(), registry_keys=7, registry_agreements=3)
+    data = record.to_bytes()
+    assert data.startswith(DECISION_HEADER)
+    again = DecisionRecord.from_bytes(data)
+    assert (again.registry_keys, again.registry_agreements, again.schema_version) == (7, 3, 2)
+    assert decode_fields(data)["registry_keys"] == 7
+    assert again.to_json_dict()["registry_agreements"] == 3
+
+
+def test_version_1_records_stay_readable_and_keep_their_hash() -> None:
+    import dataclasses
+    import hashlib
+
+    from broker.audit.record import DECISION_HEADER, DECISION_HEADER_V1, decode_fields
+
+    old = dataclasses.replace(_record(), schema_version=1)
+    data = old.to_bytes()
+    assert data.startswith(DECISION_HEADER_V1) and DECISION_HEADER_V1 != DECISION_HEADER
+    again = DecisionRecord.from_bytes(data)
+    assert again.schema_version == 1 and again.registry_keys is None
+    assert again.record_hash == hashlib.sha256(data).digest()
+    assert read_header(data).seq == old.seq
+    assert decode_fields(data)["registry_agreements"] is None
+    with pytest.raises(ValueError):
+        dataclasses.replace(_record(), schema_version=1, registry_keys=1)
+
+
+def test_a_chain_may_continue_from_version_1_records_into_version_2() -> None:
+    import dataclasses
+
+    from broker.audit.chain import ChainState
+
+    first = dataclasses.replace(make_chain(1)[0], schema_version=1)
+    state = ChainState(first.chain)
+    state.resume([first.to_bytes()])
+    second = state.append(
+        ingress_topic=first.ingress_topic,
+        ingress_partition=first.ingress_partition,
+        ingress_offset=first.ingress_offset + 1,
+        decided_at=first.decided_at,
+        outcome="denied",
+        reason="no_agreement",
+        registry_keys=0,
+        registry_agreements=0,
+    )
+    assert second.prev_hash == first.record_hash and second.schema_version == 2
