@@ -125,6 +125,11 @@ def _init(args: argparse.Namespace) -> int:
     print("next:")
     for command in next_commands(report):
         print(f"  {command}")
+    if report.alerts:
+        print(
+            f"and the safeguarding alerts service (rules in {report.config.parent / 'alerts'}): "
+            f"broker alerts --config {report.config} &"
+        )
     if report.feed_agency:
         print(
             f"then see what {report.feed_agency} received: broker feed --config {report.config} "

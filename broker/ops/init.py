@@ -4,8 +4,10 @@ Builds on `broker.scaffold.ensure_deployment` (keys with their roles, secrets, c
 what an operator needs to run it on a secured Kafka: the cluster's CA certificate and the
 operator's credential copied in, a credential per principal issued as the operator
 (`broker.kafka.operator.provision`, which also creates the topics and applies the registry's
-ACLs), the example agreements that concern these agencies, their example events and the
-Prometheus alert rules. Re-running never overwrites a key, a secret, a credential or the config.
+ACLs), the example agreements that concern these agencies, their example events, the
+Prometheus alert rules and, when the agencies include the alerts service (`alerts.main`, one of
+the defaults), its safeguarding alert rules and agreements (docs/alerts.md). Re-running never
+overwrites a key, a secret, a credential or the config.
 """
 
 from __future__ import annotations
@@ -18,11 +20,22 @@ from pathlib import Path
 from broker.errors import BrokerError
 from broker.kafka.credentials import OPERATOR, credential_path
 from broker.kafka.local import ClusterAccess
-from broker.scaffold import DEMO_AGENCIES, EXAMPLE_AGREEMENTS, REPO_ROOT, ensure_deployment
+from broker.scaffold import (
+    ALERT_AGREEMENTS,
+    ALERTS_ID,
+    DEMO_AGENCIES,
+    EXAMPLE_AGREEMENTS,
+    REPO_ROOT,
+    ensure_deployment,
+)
+from broker.scaffold import (
+    ALERT_RULES as SAFEGUARDING_RULES,
+)
 
 EXAMPLE_EVENTS = REPO_ROOT / "examples" / "events"
 ALERT_RULES = REPO_ROOT / "deploy" / "monitoring" / "alerts.yml"
 DEFAULT_METRICS_PORT = 9464
+DEFAULT_ALERTS_METRICS_PORT = 9465
 
 
 class InitError(BrokerError):
@@ -38,12 +51,14 @@ class InitReport:
     provision_error: str | None = None
     example_agency: str | None = None
     feed_agency: str | None = None
+    alerts: bool = False
 
 
 def parse_agencies(values: list[str]) -> dict[str, str]:
-    """`ID=NAME` pairs (or a bare ID, named after itself); the demo agencies when none."""
+    """`ID=NAME` pairs (or a bare ID, named after itself); the demo agencies and the alerts
+    service when none."""
     if not values:
-        return dict(DEMO_AGENCIES)
+        return {**DEMO_AGENCIES, ALERTS_ID: "Safeguarding alerts service"}
     agencies: dict[str, str] = {}
     for value in values:
         agency_id, _, name = value.partition("=")
@@ -96,7 +111,20 @@ def init_deployment(
         deployment_access = ClusterAccess(access.bootstrap_servers, ca, credentials)
     agreements = directory / "agreements"
     agreements.mkdir(exist_ok=True)
-    for source in sorted(EXAMPLE_AGREEMENTS.glob("*.yaml")):
+    alerts: dict[str, object] | None = None
+    examples = sorted(EXAMPLE_AGREEMENTS.glob("*.yaml"))
+    if ALERTS_ID in agencies:
+        # The safeguarding alerts service: its rules (copied once, to be edited here) and the
+        # example agreements that feed it and carry its alerts.
+        for rule in sorted(SAFEGUARDING_RULES.glob("*.yaml")):
+            _copy_once(rule, directory / "alerts" / "rules" / rule.name, 0o644, made, kept)
+        examples += sorted(ALERT_AGREEMENTS.glob("*.yaml"))
+        alerts = {
+            "id": ALERTS_ID,
+            "rules_dir": "alerts/rules",
+            "metrics_port": DEFAULT_ALERTS_METRICS_PORT,
+        }
+    for source in examples:
         # A provider may be a kind (`council`: every council), the recipient is one agency.
         known = set(agencies) | {agency_id.split(".", 1)[0] for agency_id in agencies}
         if _parties(source) <= known:
@@ -120,9 +148,11 @@ def init_deployment(
         partitions=partitions,
         replication=replication,
         router={"metrics_port": metrics_port},
+        alerts=alerts,
         keep_config=True,
     )
     report = InitReport(written.config, made + written.made, kept + written.kept)
+    report.alerts = alerts is not None
     publishers = sorted(p.stem for p in events.glob("*.jsonl")) if events.is_dir() else []
     report.example_agency = publishers[0] if publishers else None
     report.feed_agency = _a_recipient(agreements, report.example_agency, agencies)

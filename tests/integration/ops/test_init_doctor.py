@@ -82,7 +82,9 @@ def test_init_then_the_printed_commands_route_the_examples_and_doctor_names_each
     assert code == 0, out
     config = directory / "config.yaml"
     assert f"made  {config}" in out
-    assert "Kafka: issued 11 credential(s)" in out, out
+    assert "Kafka: issued 12 credential(s)" in out, out  # 7 agencies, the alerts service,
+    # the router, the registry authority, the auditor and the statistics reader
+    assert f"broker alerts --config {config} &" in out
     lines = out.splitlines()
     commands = [line.strip() for line in lines[lines.index("next:") + 1 :][:3]]
     assert [c.split()[1] for c in commands] == ["doctor", "route", "publish"], commands

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from broker.alerts.check import load_rules
 from broker.config import load_config
 from broker.kafka.credentials import CredentialError, read_credential
 from broker.kafka.local import ClusterAccess
 from broker.ops.doctor import _agreements, _keys
-from broker.ops.init import init_deployment, next_commands
+from broker.ops.init import init_deployment, next_commands, parse_agencies
+from broker.scaffold import ALERT_AGREEMENTS, ALERTS_ID
+from broker.scaffold import ALERT_RULES as SAFEGUARDING_RULES
 
 AGENCIES = {"council.E06000001": "Hartlepool", "police.cleveland": "Cleveland Police"}
 # Westminster alone would not do: the example agreements name three London councils.
@@ -100,3 +103,39 @@ def test_a_strimzi_user_secret_mounted_as_a_folder_is_a_credential(tmp_path: Pat
     secret.chmod(0o644)
     with pytest.raises(CredentialError, match="can be read by other users"):
         read_credential(tmp_path, "router.main")
+
+
+def test_init_with_the_alerts_service_writes_its_rules_agreements_and_state_secret(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "d"
+    agencies = parse_agencies([])  # the defaults: the demo agencies and the alerts service
+    assert ALERTS_ID in agencies
+    report = init_deployment(directory, ClusterAccess("127.0.0.1:1"), agencies=agencies,
+                             provision=False)
+    config = load_config(report.config)
+    assert report.alerts and config.alerts is not None and config.alerts.id == ALERTS_ID
+    # Its rules are copied into the deployment, to be edited there, and pass the check.
+    assert config.alerts.rules_dir == directory / "alerts" / "rules"
+    assert sorted(p.name for p in config.alerts.rules_dir.glob("*.yaml")) == sorted(
+        p.name for p in SAFEGUARDING_RULES.glob("*.yaml")
+    )
+    assert load_rules(config.alerts.rules_dir)
+    # The agreements that feed it and carry its alerts; and a state secret of its own.
+    copied = {p.name for p in (directory / "agreements").glob("*.yaml")}
+    assert {p.name for p in ALERT_AGREEMENTS.glob("*.yaml")} <= copied
+    secret = directory / "private" / "alerts-state.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert config.alerts_state_secret != config.pseudonym_secret
+    assert _agreements(config)[0].ok
+    before = _digests(directory)
+    assert init_deployment(directory, ClusterAccess("127.0.0.1:1"), agencies=agencies,
+                           provision=False).made == []
+    assert _digests(directory) == before
+
+
+def test_init_without_the_alerts_service_writes_no_alerts_section(tmp_path: Path) -> None:
+    report = init_deployment(tmp_path / "d", ClusterAccess("127.0.0.1:1"), agencies=LONDON,
+                             provision=False)
+    assert not report.alerts and load_config(report.config).alerts is None
+    assert not (tmp_path / "d" / "alerts").exists()
