@@ -130,6 +130,9 @@ def _serve_parser(actions: Any, kind: str) -> None:
     serve.add_argument(
         "--max-body-bytes", type=int, default=8 * 1024 * 1024, help="largest request body"
     )
+    serve.add_argument(
+        "--max-connections", type=int, default=256, help="open connections at once (else 503)"
+    )
     serve.add_argument("--drop-dir", type=Path, help="also publish *.jsonl files dropped here")
     serve.add_argument("--poll-s", type=float, default=1.0, help="drop folder poll interval")
     serve.set_defaults(func=_run_serve, kind=kind)
@@ -313,7 +316,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         tokens=tokens,
         tls=tls,
         allow_plain_http=args.allow_plain_http,
-        limits=ServerLimits(max_body_bytes=args.max_body_bytes),
+        limits=ServerLimits(
+            max_body_bytes=args.max_body_bytes, max_connections=args.max_connections
+        ),
     )
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -23,6 +23,10 @@ number length, control characters) is `broker.inbound.parse_body`'s, the same ru
   `Retry-After`); decoding and publishing run on a pool of `workers` threads, so threads do not
   grow with clients. A connection that has not sent complete headers within `header_timeout_s`
   is closed (it has sent no request to answer).
+- **Connections**: at most `max_connections` open at once, idle keep-alive ones included (else
+  the new connection gets a JSON 503 with `Retry-After` at its first bytes and is closed), so
+  file descriptors and per-connection buffers stay bounded; a flood beyond that is the
+  listen backlog's, then the firewall's.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import h11
 import hypercorn.protocol
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.utils import wrap_app
 
@@ -75,6 +80,7 @@ class ServerLimits:
     body_timeout_s: float = 30.0  # to send the whole body
     read_timeout_s: float = 10.0  # any single read (TLS handshake included)
     max_in_flight: int = 32  # requests being read or processed at once
+    max_connections: int = 256  # open connections (idle keep-alive ones included)
     workers: int = 4  # threads that decode and publish
     # JSON depth, number length and text rules: the one validation path of every inbound event
     inbound: Limits = DEFAULT_LIMITS
@@ -144,7 +150,59 @@ _PROTOCOL_ERRORS = {
 }
 
 
+class _ConnectionCap:
+    """Open connections of one server (its event loop alone touches it: no lock)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+
+class _IntakeConfig(Config):
+    """Hypercorn's config and our connection cap, which reaches each connection's protocol."""
+
+    def __init__(self, max_connections: int) -> None:
+        super().__init__()
+        self.connections = _ConnectionCap(max_connections)
+
+
+def _json_response(status: int, message: str, extra: bytes = b"") -> bytes:
+    body = json.dumps({"error": message}).encode()
+    reason = {503: b"Service Unavailable"}.get(status, b"Error")
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n%s\r\n%s" % (status, reason, len(body), extra, body)
+    )
+
+
 class _JSONErrorsH11Protocol(H11Protocol):
+    # One of these per connection. Over `max_connections` open ones, a new connection gets a
+    # JSON 503 at its first bytes and is closed (hypercorn has no connection limit of its own).
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cap = getattr(self.config, "connections", None)
+        self._cap: _ConnectionCap | None = None
+        if isinstance(cap, _ConnectionCap) and cap.open < cap.limit:
+            cap.open += 1
+            self._cap = cap
+        self._refused = isinstance(cap, _ConnectionCap) and self._cap is None
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            self._cap.open -= 1
+            self._cap = None
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, Closed):
+            self._release()
+        elif self._refused and isinstance(event, RawData):
+            self._refused = False
+            message = "too many open connections: retry shortly"
+            await self.send(RawData(data=_json_response(503, message, b"retry-after: 1\r\n")))
+            await self.send(Closed())
+            return
+        await super().handle(event)
+
     async def _send_error_response(self, status_code: int) -> None:
         message = _PROTOCOL_ERRORS.get(status_code, "malformed HTTP request")
         body = json.dumps({"error": message}).encode()
@@ -437,8 +495,8 @@ class LiveHTTPServer:
         self._ready = threading.Event()
 
     def _config(self) -> Config:
-        config = Config()
         limits = self.limits
+        config = _IntakeConfig(limits.max_connections)
         config.h11_max_incomplete_size = limits.max_header_bytes
         config.keep_alive_timeout = limits.header_timeout_s
         config.read_timeout = int(max(1, limits.read_timeout_s))

@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -365,3 +366,28 @@ def test_http_events_pass_the_shared_inbound_rules(
     assert "Bob" not in json.dumps(answer) and "DROP" not in json.dumps(answer)
     assert len(publisher.published) == 1
     assert dup_status == 400 and dup_answer["code"] == "duplicate_key"
+
+
+def test_open_connections_are_capped(
+    publisher: FakePublisher, token_file: tuple[Path, str]
+) -> None:
+    limits = ServerLimits(max_connections=3, header_timeout_s=30.0, read_timeout_s=30.0)
+    server = start(publisher, token_file, limits=limits)
+    held = [connect(server.port) for _ in range(3)]
+    try:
+        for sock in held:  # each is a connection the server has taken (a partial request)
+            sock.sendall(b"POST /events HTTP/1.1\r\n")
+        time.sleep(0.5)
+        status, headers, answer = request(server.port, post_head(None, 0))
+        assert status == 503 and headers["retry-after"] == "1"
+        assert "too many open connections" in answer["error"]
+        held.pop().close()  # one slot frees: the next caller is served (401: no token)
+        deadline = time.monotonic() + 10
+        while (status := request(server.port, post_head(None, 0))[0]) == 503:
+            assert time.monotonic() < deadline, "the freed connection was never released"
+            time.sleep(0.1)
+        assert status == 401
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
