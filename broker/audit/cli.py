@@ -239,6 +239,7 @@ def replay_log(
         agreements=load_agreements(config.agreements_dir),
         agencies=config.agency_ids,
         max_skew=timedelta(seconds=config.router.max_clock_skew_s),
+        dedup=config.router.dedup_policy,
     )
     pool = WorkerPool(judge, workers, audit_topic=audit_topic) if workers > 1 else None
     try:
