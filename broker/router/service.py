@@ -749,8 +749,11 @@ class RouterService:
             state.snapshot_at = snapshot_offset(meta.metadata) if meta is not None else None
         # From the earliest snapshot of the partitions taken over; from the beginning when any
         # has none (taken over from a router before snapshots, or never routed).
+        # With snapshots off (`snapshot_every_records: 0`), always from the beginning.
         marks = [state.snapshot_at for state in new.values()]
         start = None if any(m is None for m in marks) else min(m for m in marks if m is not None)
+        if not self.config.router.snapshot_every_records:
+            start = None
         count = self._replay_changelog(by_chain, start=start)
         for tp, state in new.items():
             meta = committed.get(tp)
