@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "router": "broker.bench.router",
     "audit": "broker.bench.audit",
     "ssda903": "broker.bench.ssda903_publish",
+    "takeover": "broker.bench.takeover",
 }
 
 
