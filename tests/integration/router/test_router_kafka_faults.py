@@ -207,6 +207,82 @@ def test_sigkill_of_the_coordinator_node_mid_stream(
     assert len(paused) == len(resumed)
 
 
+def _group_coordinator(dep: Deployment) -> int:
+    """The node that is the group coordinator of the router's consumer group."""
+    group = dep.config.router.group_id
+    admin = KafkaAdminClient(**dep.config.kafka.client_options(OPERATOR))
+    try:
+        return int(admin._manager.run(admin._find_coordinator_id, group))
+    finally:
+        admin.close()
+
+
+def _ingress_leaders(dep: Deployment) -> dict[int, int]:
+    """How many of the deployment's ingress partitions each node leads."""
+    admin = KafkaAdminClient(**dep.config.kafka.client_options(OPERATOR))
+    try:
+        topics = admin.describe_topics(dep.ingress_topics)
+    finally:
+        admin.close()
+    led: dict[int, int] = {}
+    for topic in topics:
+        for partition in topic["partitions"]:
+            leader = int(partition["leader_id"])
+            led[leader] = led.get(leader, 0) + 1
+    return led
+
+
+def test_sigkill_of_a_partition_leader_that_is_no_coordinator_mid_stream(
+    cluster: LocalKafka, tmp_path: Path, routers: list[RouterProcess]
+) -> None:
+    """The node killed leads ingress partitions (and replicas of the feeds, the audit topics and
+    router.state) but coordinates neither the router's transactions nor its group: fetches
+    and produce requests fail over to new leaders while the coordinators stay up."""
+    dep = _deployment(tmp_path, cluster, batch_max_records=20)
+    create_topics(dep)
+    seed = random.randrange(1 << 30)
+    records, permitted = _stream(dep, EVENTS, duplicates=DUPLICATES, seed=seed)
+    router = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
+    routers.append(router)
+    errors: list[str] = []
+    feeder = threading.Thread(target=_feed, args=(dep, records, 40.0, errors))
+    feeder.start()
+    tail = AuditTail(dep)
+    try:
+        tail.wait_beyond(200, timeout=180, router=router)
+    finally:
+        tail.close()
+    coordinators = {_coordinator(dep, "r1"), _group_coordinator(dep)}
+    leaders = _ingress_leaders(dep)
+    candidates = sorted((n for n in leaders if n not in coordinators), key=lambda n: -leaders[n])
+    if not candidates:  # every ingress leader coordinates: nothing this test can kill
+        feeder.join(timeout=300)
+        pytest.skip(f"no ingress partition leader outside the coordinators {coordinators}")
+    victim = candidates[0]
+    killed_at = time.time()
+    cluster.kill_node(victim)
+    time.sleep(5)
+    cluster.start_node(victim, timeout=180)
+    back_at = time.time()
+    feeder.join(timeout=300)
+    assert not errors, errors
+    wait_for_decisions(dep, len(records), timeout=240, router=router)
+    done_at = time.time()
+    stopped = _stop(router, 60)
+    _no_traceback(router)
+    _check_exactly_once(dep, permitted, len(records), duplicates=DUPLICATES)
+    _audit_commands(dep)
+    paused = [t for t in _log_times(router, "routing paused") if t >= killed_at]
+    resumed = [t for t in _log_times(router, "routing resumed") if t >= killed_at]
+    print(
+        f"\n[node {victim} (leader of {leaders[victim]} ingress partitions; coordinators "
+        f"{sorted(coordinators)}) SIGKILLed, back after {back_at - killed_at:.1f} s; router "
+        f"paused {len(paused)}x; all {len(records)} routed {done_at - back_at:.1f} s after the "
+        f"node was back; SIGTERM took {stopped:.1f} s; seed {seed}]"
+    )
+    assert len(paused) == len(resumed)
+
+
 def test_full_cluster_stop_and_start_mid_backlog(
     cluster: LocalKafka, tmp_path: Path, routers: list[RouterProcess]
 ) -> None:
