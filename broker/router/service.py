@@ -259,14 +259,16 @@ class RouterService:
 
     def run(self, *, idle_exit_s: float | None = None) -> RouterStats:
         """Route until stopped; with `idle_exit_s`, also stop after that long without input."""
-        self.clients.ensure_topics(topic_specs(self.config))
+        self._at_start(
+            "creating the topics", lambda: self.clients.ensure_topics(topic_specs(self.config))
+        )
         if self.config.router.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.config.router.metrics_port)
             log.info("metrics at http://127.0.0.1:%d/metrics", self.metrics_port)
         settings = self.config.router
         if self.live_keys is not None:
             self._follower = RegistryFollower(self.clients, self.live_keys)
-            read = self._follower.catch_up()
+            read = self._at_start("reading registry.keys", self._follower.catch_up) or 0
             self.metrics.registry_position.set(self.live_keys.position)
             log.info(
                 "registry.keys: %d record(s) read up to offset %d", read, self.live_keys.position
@@ -327,6 +329,28 @@ class RouterService:
         return self.stats
 
     # -- Kafka failures ------------------------------------------------------------------------
+
+    def _at_start(self, what: str, call: Any) -> Any:
+        """`call()`, retried with back-off while Kafka fails it in a way that passes (a node
+        restarting when the router starts); logged once. Stopping ends the retries (raising)."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if not _recoverable(exc) or self._stop.is_set():
+                    raise
+                if attempt == 0:
+                    log.warning(
+                        "%s failed (%s): retrying every %.0f s or so until Kafka answers",
+                        what,
+                        _describe(exc),
+                        RETRY_BACKOFF_S[-1],
+                    )
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                attempt += 1
+                if self._stop.wait(delay):
+                    raise
 
     def _kafka_failed(self, producer: TransactionalProducer, consumer: Any, exc: Exception) -> None:
         """Give up the producer and the owned partitions' state; the loop starts afresh.
