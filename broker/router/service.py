@@ -433,8 +433,12 @@ class RouterService:
         stamps = [r.timestamp for records in polled.values() for r in records if r.timestamp]
         try:
             self._follower.sync_for(max(stamps, default=None))
-        except Exception:
-            log.exception("reading registry.keys failed; routing on with the keys known")
+        except Exception as exc:  # a traceback only with -v: a node restarting is no bug
+            log.warning(
+                "reading registry.keys failed (%s); routing on with the keys known",
+                _describe(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
         self.metrics.registry_position.set(self.live_keys.position)
 
     def _follow_registry(self) -> None:
@@ -445,8 +449,12 @@ class RouterService:
         try:
             if self._follower.poll():
                 self.metrics.registry_position.set(self.live_keys.position)
-        except Exception:  # the registry never stops routing; the next poll tries again
-            log.exception("reading registry.keys failed; routing on with the keys known")
+        except Exception as exc:  # the registry never stops routing; the next poll tries again
+            log.warning(
+                "reading registry.keys failed (%s); routing on with the keys known",
+                _describe(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
 
     def _idle_for(self, last_input: float) -> float:
         """Seconds without input since the later of the last batch and the last assignment.
