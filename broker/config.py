@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from broker.dedup import DEFAULT_MAX_EVENTS, DEFAULT_WINDOW_S, DedupPolicy
 from broker.errors import BrokerError
 from broker.ids import AGENCY_ID_PATTERN
 
@@ -135,6 +136,18 @@ class RouterSettings(_Strict):
     # Fail closed: when the registry topics could not be read to their end for this long, the
     # router holds routing (no decision, no commit) until it can again.
     registry_max_stale_s: float = Field(default=30.0, gt=0)
+    # The de-duplication window per ingress partition (docs/faults.md, "Bounded state"): an
+    # event id is a duplicate while it was routed less than this long before, and among the
+    # last this many events routed; audit replay judges with the same window.
+    dedup_window_s: float = Field(default=DEFAULT_WINDOW_S, gt=0)
+    dedup_window_events: int = Field(default=DEFAULT_MAX_EVENTS, ge=1, le=100_000)
+    # A snapshot of every owned partition's state every this many ingress records routed, so
+    # a new owner reads the snapshot and what follows instead of the whole history; 0: never.
+    snapshot_every_records: int = Field(default=5000, ge=0)
+
+    @property
+    def dedup_policy(self) -> DedupPolicy:
+        return DedupPolicy(self.dedup_window_s, self.dedup_window_events)
 
 
 class RegistrySettings(_Strict):

@@ -248,6 +248,7 @@ def replay_log(
         agencies=config.agency_ids,
         max_skew=timedelta(seconds=config.router.max_clock_skew_s),
         history=history if at_positions else None,
+        dedup=config.router.dedup_policy,
     )
     pool = WorkerPool(judge, workers, audit_topic=audit_topic) if workers > 1 else None
     try:

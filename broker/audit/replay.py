@@ -31,6 +31,7 @@ from broker.agreements import AgreementSet, SubjectContext
 from broker.audit.findings import Finding, FindingCode, report_order
 from broker.audit.record import Outcome, decode_fields, read_header
 from broker.config import TOPIC_AUDIT, agency_of_ingress
+from broker.dedup import DedupPolicy, DedupWindow
 from broker.envelope import KeyRegistry
 from broker.ids import SUBJECT_FIELD
 from broker.ingress import (
@@ -118,6 +119,7 @@ class Judge:
         registry: SchemaRegistry | None = None,
         max_skew: timedelta = DEFAULT_MAX_SKEW,
         history: RegistryHistory | None = None,
+        dedup: DedupPolicy | None = None,
     ) -> None:
         self.keys = keys
         self.agreements = agreements
@@ -126,6 +128,8 @@ class Judge:
         self.max_skew = max_skew
         # With a history, each decision is judged with the registry at its recorded position.
         self.history = history
+        # The router's de-duplication window: a re-sent event is judged as the router did.
+        self.dedup = dedup or DedupPolicy()
 
 
 class PartitionReplay:
@@ -135,7 +139,7 @@ class PartitionReplay:
         self.judge = judge
         self.topic = topic
         self.agency = agency_of_ingress(topic)  # the only issuer this topic accepts
-        self.seen: set[tuple[str, str]] = set()
+        self.seen = DedupWindow(judge.dedup)
         self.subjects: dict[str, SubjectContext] = {}
         self.cursor = judge.history.cursor() if judge.history is not None else None
         self.keys, self.agreements = judge.keys, judge.agreements
@@ -152,6 +156,7 @@ class PartitionReplay:
 
     def _check(self, value: bytes | None, received_at: datetime | None) -> IngressCheck:
         judge = self.judge
+        self.seen.expire(_ms(received_at))
         return check_ingress(
             value,
             topic=self.topic,
@@ -163,17 +168,20 @@ class PartitionReplay:
             max_skew=judge.max_skew,
         )
 
-    def learn(self, value: bytes | None, received_at: datetime | None = None) -> None:
+    def learn(
+        self, value: bytes | None, received_at: datetime | None = None, offset: int = -1
+    ) -> None:
         """Take one record into the state without comparing (before the replay window); keys
         are judged at `received_at` (None, a record without a timestamp: at its issued_at)."""
-        self._after(self._check(value, received_at))
+        self._after(self._check(value, received_at), offset, received_at)
 
-    def _after(self, checked: IngressCheck) -> None:
+    def _after(self, checked: IngressCheck, offset: int, received_at: datetime | None) -> None:
         event = checked.event
         if event is None:
             return
         header = event.header
-        self.seen.add((header.issuer, header.event_id))
+        received = _ms(received_at)
+        self.seen.add((header.issuer, header.event_id), offset, received or 0)
         subject = issued_subject(event)
         context = self.subjects.get(subject) or SubjectContext()
         updated = learn_relationships(context, header.event_type, event.fields)
@@ -192,10 +200,11 @@ class PartitionReplay:
         Keys are judged at `received_at`, the record's Kafka timestamp, as the router judged
         them (the decision time when the record has none, as the router used its clock)."""
         self._at(recorded)
-        checked = self._check(value, received_at or recorded.decided_at)
+        received = received_at or recorded.decided_at
+        checked = self._check(value, received)
         legacy = recorded_before_subject(recorded.fields)
         expected = self._expected(checked, recorded.decided_at, legacy=legacy)
-        self._after(checked)
+        self._after(checked, offset, received)
         return _differences(expected, recorded.fields)
 
     def _expected(self, checked: IngressCheck, now: datetime, *, legacy: bool) -> _Expected:
@@ -252,6 +261,11 @@ class PartitionReplay:
             recipients,
             [{"agreement": a, "code": c} for a, c in errors],
         )
+
+
+def _ms(when: datetime | None) -> int | None:
+    """A time in ms since the epoch, as the router keeps receipt times in its window."""
+    return None if when is None else int(when.timestamp() * 1000)
 
 
 def recorded_before_subject(recorded: Mapping[str, Any]) -> bool:
@@ -388,7 +402,7 @@ class Replay:
             replay = self.partitions[(topic, partition)] = PartitionReplay(self.judge, topic)
         if not compare:
             report.learned += 1
-            replay.learn(value, received_at)
+            replay.learn(value, received_at, offset)
             return
         loc = (topic, partition, offset)
         found = self.decisions.get(loc)
@@ -407,7 +421,7 @@ class Replay:
                         partition=partition,
                     )
                 )
-            replay.learn(value, received_at)
+            replay.learn(value, received_at, offset)
             return
         self._matched.add(loc)
         first = found[0]

@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "audit": "broker.bench.audit",
     "ssda903": "broker.bench.ssda903_publish",
     "alerts": "broker.bench.alerts",
+    "takeover": "broker.bench.takeover",
 }
 
 

@@ -483,6 +483,15 @@ class TransactionalProducer:
         except KafkaTimeoutError:
             raise KafkaDeadline(f"accepting a record for {topic}", self.timeout_s) from None
 
+    def offset_of(self, future: Any) -> int:
+        """The offset a record sent in the open transaction was written at (waits at most the
+        deadline for its delivery)."""
+        self._live()._sender.wakeup()
+        try:
+            return int(future.get(timeout=self.timeout_s).offset)
+        except KafkaTimeoutError:
+            raise KafkaDeadline("writing a record", self.timeout_s) from None
+
     def send_offsets(self, offsets: Any, group_metadata: Any) -> None:
         producer = self._live()
         manager = producer._transaction_manager

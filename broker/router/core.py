@@ -5,7 +5,7 @@ decode -> check the issuer owns the ingress topic -> verify signature and key va
 audit record. Anything unacceptable becomes a quarantine output with a stable reason code; this
 function never raises on input. `RouterCore.route` returns every output and state change, and
 the I/O shell writes them in one Kafka transaction (plus one chain snapshot per partition and
-batch: `state.chain_snapshot`, and `state.seen_batch` of the `RouteResult.seen` ids).
+batch: `state.chain_snapshot`, and `state.window_batch` of the `RouteResult.seen` entries).
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class RouteResult:
     record: DecisionRecord
     outputs: list[Output] = field(default_factory=list)
     issued_at: datetime | None = None
-    seen: tuple[str, str] | None = None  # (issuer, event id) first routed: goes to the changelog
+    # (issuer, event id, ingress offset, receipt ms) of an event first routed: to the changelog
+    seen: tuple[str, str, int, int] | None = None
 
     @property
     def outcome(self) -> Outcome:
@@ -160,7 +161,11 @@ class RouterCore:
             )
 
     def _route(self, record: IngressRecord, state: PartitionState, now: datetime) -> RouteResult:
-        # All fallible work comes before the first change to `state` (the audit append).
+        # All fallible work comes before the first change to `state` (the audit append), but
+        # for forgetting the events that left the de-duplication window at this record's time.
+        received_at = record_time(record.timestamp) or now
+        received_ms = int(received_at.timestamp() * 1000)
+        state.seen.expire(received_ms)
         checked = check_ingress(
             record.value,
             topic=record.topic,
@@ -168,7 +173,7 @@ class RouterCore:
             seen=state.seen,
             keys=self.keys,
             registry=self.registry,
-            received_at=record_time(record.timestamp) or now,
+            received_at=received_at,
             max_skew=self.max_skew,
         )
         envelope, verified = checked.envelope, checked.event
@@ -176,7 +181,6 @@ class RouterCore:
             reason = checked.reason or INTERNAL_ERROR
             return self._quarantine(record, state, now, reason, checked.detail, envelope)
         header = envelope.header
-        seen = (header.issuer, header.event_id)
         subject = issued_subject(verified)
 
         context = state.context(subject)
@@ -244,7 +248,7 @@ class RouterCore:
             registry_keys=self._position(0),
             registry_agreements=self._position(1),
         )
-        state.seen.add(seen)
+        state.seen.add((header.issuer, header.event_id), record.offset, received_ms)
         outputs.append(self._audit_output(state, audit))
         updated = learn_relationships(context, header.event_type, verified.fields)
         if updated != context:
@@ -256,6 +260,7 @@ class RouterCore:
                     encode_subject(updated),
                 )
             )
+        seen = (header.issuer, header.event_id, record.offset, received_ms)
         return RouteResult(audit, outputs, issued_at=header.issued_at, seen=seen)
 
     def _quarantine(

@@ -236,6 +236,20 @@ class RouterMetrics:
         self.partitions_owned = Gauge(
             "broker_partitions_owned", "Ingress partitions owned by this instance", registry=r
         )
+        self.state_records_read = Gauge(
+            "broker_state_recovery_records",
+            "router.state records read at the last rebuild of partition state (bounded by the "
+            "snapshot interval, not by the history)",
+            registry=r,
+        )
+        self.dedup_entries = Gauge(
+            "broker_dedup_window_events",
+            "Event ids held in the de-duplication windows of the owned partitions",
+            registry=r,
+        )
+        self.snapshots = Counter(
+            "broker_state_snapshots", "Snapshots of the owned partitions' state written", registry=r
+        )
 
         progress = self.progress
         Gauge(

@@ -8,6 +8,11 @@ rebuilt from the compacted `router.state` changelog whenever partitions are assi
 transaction aborts; every changelog record is sealed with the router's MAC (`_send_state`) and
 only sealed ones are applied (`state.apply_changelog`). Each transaction ends with a signed
 checkpoint of every chain it appended to.
+
+State stays bounded (docs/faults.md, "Bounded state"): the de-duplication window forgets old
+event ids, and every `router.snapshot_every_records` records the router writes a snapshot of
+each owned partition in a transaction that also commits the consumer offsets, whose metadata
+names the snapshot's `router.state` offset; a new owner reads from there (`_recover`).
 """
 
 from __future__ import annotations
@@ -68,7 +73,10 @@ from broker.router.state import (
     apply_changelog,
     chain_snapshot,
     checkpoint_key,
-    seen_batch,
+    snapshot_metadata,
+    snapshot_offset,
+    snapshot_records,
+    window_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -160,6 +168,12 @@ class RouterStats:
     records: int = 0
     forwarded: int = 0
     quarantined: int = 0
+    skipped: int = 0  # ingress records below a partition's next offset: routed before
+    snapshots: int = 0
+    # router.state records read at the last rebuild of partition state, and where it began
+    # (None: from the beginning, some partition had no snapshot)
+    recovery_records: int = 0
+    recovery_start: int | None = None
 
 
 class RouterService:
@@ -196,6 +210,10 @@ class RouterService:
         self._recovering: set[TopicPartition] = set()
         self._consumer: Any = None
         self._failed_at: float | None = None  # when Kafka last failed us; None while routing
+        # Ingress records routed since the last snapshot, and whether one is due regardless
+        # (partitions taken over without one).
+        self._since_snapshot = 0
+        self._snapshot_needed = False
         self._retries = 0
         # The live key registry: revocations and new keys reach `core.keys` between batches.
         # The live agreement registry likewise reaches `core.agreements`.
@@ -249,7 +267,9 @@ class RouterService:
 
     def run(self, *, idle_exit_s: float | None = None) -> RouterStats:
         """Route until stopped; with `idle_exit_s`, also stop after that long without input."""
-        self.clients.ensure_topics(topic_specs(self.config))
+        self._at_start(
+            "creating the topics", lambda: self.clients.ensure_topics(topic_specs(self.config))
+        )
         if self.config.router.metrics_port is not None:
             host = self.config.router.metrics_host
             self.metrics_port = self.metrics.serve(self.config.router.metrics_port, host)
@@ -309,6 +329,8 @@ class RouterService:
                         self._recover(consumer)
                         self._reseal_adopted(producer)
                         self._final_checkpoints(producer)
+                    if self._snapshot_due():
+                        self._write_snapshots(producer, consumer)
                     polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
                     if polled:
                         self._route_batch(producer, consumer, polled)
@@ -333,6 +355,28 @@ class RouterService:
         return self.stats
 
     # -- Kafka failures ------------------------------------------------------------------------
+
+    def _at_start(self, what: str, call: Any) -> Any:
+        """`call()`, retried with back-off while Kafka fails it in a way that passes (a node
+        restarting when the router starts); logged once. Stopping ends the retries (raising)."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if not _recoverable(exc) or self._stop.is_set():
+                    raise
+                if attempt == 0:
+                    log.warning(
+                        "%s failed (%s): retrying every %.0f s or so until Kafka answers",
+                        what,
+                        _describe(exc),
+                        RETRY_BACKOFF_S[-1],
+                    )
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                attempt += 1
+                if self._stop.wait(delay):
+                    raise
 
     def _kafka_failed(self, producer: TransactionalProducer, consumer: Any, exc: Exception) -> None:
         """Give up the producer and the owned partitions' state; the loop starts afresh.
@@ -508,6 +552,7 @@ class RouterService:
         for tp in [tp for tp in polled if tp not in self.states]:
             # Fetched just before the partition was paused for recovery: read it again later.
             consumer.seek(tp, polled.pop(tp)[0].offset)
+        self._skip_routed(polled)
         if not polled:
             return
         self._sync_registry(polled)
@@ -524,7 +569,7 @@ class RouterService:
         try:
             for tp, records in polled.items():
                 state = self.states[tp]
-                seen: list[tuple[str, str]] = []
+                seen: list[tuple[str, str, int, int]] = []
                 for record in records:
                     result = self.core.route(
                         IngressRecord(
@@ -542,12 +587,14 @@ class RouterService:
                     if result.seen is not None:
                         seen.append(result.seen)
                     results.append(result)
-                if seen:
-                    self._send_state(
-                        producer, *seen_batch(state.chain.chain, records[0].offset, seen)
-                    )
+                state.next_offset = records[-1].offset + 1
+                self._send_state(producer, *window_batch(state, state.next_offset, seen))
                 self._send_state(producer, *chain_snapshot(state))
-                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+                # The metadata keeps naming the partition's latest snapshot (a commit without
+                # it would erase it).
+                offsets[tp] = OffsetAndMetadata(
+                    state.next_offset, snapshot_metadata(state.snapshot_at), -1
+                )
             # Every transaction ends with a signed checkpoint of each chain it grew, so no
             # committed decision is ever outside a signature (no "unsigned tail" for a forged
             # record to hide in). One per chain per transaction of up to batch_max_records.
@@ -567,12 +614,83 @@ class RouterService:
             )
             self._failed_at = None
             self.metrics.progress.kafka_down_since = None
+        self._since_snapshot += len(results)
         self._count(results, received)
 
-    def _send_state(self, producer: Any, key: bytes, payload: bytes) -> None:
+    def _skip_routed(self, polled: dict[Any, list[Any]]) -> None:
+        """Drop records below their partition's next offset: routed and committed before (a
+        consumer reset to an earlier offset, e.g. after its group's offsets expired, must not
+        route them again, whatever the de-duplication window still holds)."""
+        for tp in list(polled):
+            start = self.states[tp].next_offset
+            if start is None:
+                continue
+            records = polled[tp]
+            kept = [r for r in records if r.offset >= start]
+            if len(kept) == len(records):
+                continue
+            self.stats.skipped += len(records) - len(kept)
+            log.warning(
+                "%s partition %d: skipped %d record(s) below offset %d, routed before",
+                tp.topic,
+                tp.partition,
+                len(records) - len(kept),
+                start,
+            )
+            if kept:
+                polled[tp] = kept
+            else:
+                del polled[tp]
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def _snapshot_due(self) -> bool:
+        every = self.config.router.snapshot_every_records
+        if not every or not self.states or self._recovering:
+            return False
+        return self._snapshot_needed or self._since_snapshot >= every
+
+    def _write_snapshots(self, producer: TransactionalProducer, consumer: Any) -> None:
+        """One transaction: a snapshot of every owned partition, and the consumer offsets with
+        metadata naming where each snapshot begins in `router.state`.
+
+        The offsets committed are the ones already committed (the next offset to route), so
+        the snapshot, the offsets and the metadata become visible together or not at all; a
+        new owner that reads the metadata finds a committed snapshot there. A failure goes up
+        to the loop, which abandons the producer and rebuilds the state (`_kafka_failed`).
+        """
+        for tp, state in self.states.items():
+            if state.next_offset is None:  # never routed here: start where the consumer is
+                state.next_offset = consumer.position(
+                    tp, timeout_ms=int(self.config.router.kafka_timeout_s * 1000)
+                )
+        producer.begin()
+        firsts: dict[TopicPartition, Any] = {}
+        for tp, state in self.states.items():
+            for part, (key, payload) in enumerate(snapshot_records(state)):
+                future = self._send_state(producer, key, payload)
+                if part == 0:
+                    firsts[tp] = future
+        at = {tp: producer.offset_of(future) for tp, future in firsts.items()}
+        offsets = {
+            tp: OffsetAndMetadata(state.next_offset, snapshot_metadata(at[tp]), -1)
+            for tp, state in self.states.items()
+        }
+        producer.send_offsets(offsets, consumer.group_metadata())
+        producer.commit()
+        for tp, state in self.states.items():
+            state.snapshot_at = at[tp]
+        self._since_snapshot = 0
+        self._snapshot_needed = False
+        self.stats.snapshots += 1
+        self.metrics.snapshots.inc()
+        self.metrics.dedup_entries.set(sum(len(s.seen) for s in self.states.values()))
+        log.debug("snapshot of %d partition(s) written", len(at))
+
+    def _send_state(self, producer: Any, key: bytes, payload: bytes) -> Any:
         """Write one changelog record, sealed with the router's state MAC (the only way the
-        router writes to `router.state`)."""
-        producer.send(TOPIC_ROUTER_STATE, key=key, value=self.seal.seal(key, payload))
+        router writes to `router.state`); returns the send's future."""
+        return producer.send(TOPIC_ROUTER_STATE, key=key, value=self.seal.seal(key, payload))
 
     def _send_checkpoints(self, producer: Any) -> int:
         """Sign a checkpoint of every owned chain that grew since its last one (in the open
@@ -736,14 +854,40 @@ class RouterService:
     def _recover(self, consumer: Any) -> None:
         """Rebuild the state of the paused new partitions from the changelog, then resume."""
         log.info("rebuilding the state of %d new partition(s)", len(self._recovering))
-        new = {tp: PartitionState.new(chain_id(tp.topic, tp.partition)) for tp in self._recovering}
+        policy = self.config.router.dedup_policy
+        new = {
+            tp: PartitionState.new(chain_id(tp.topic, tp.partition), policy)
+            for tp in self._recovering
+        }
         by_chain = {state.chain.chain: state for state in new.values()}
         started = time.monotonic()
-        count = self._replay_changelog(by_chain)
+        committed = self._committed(consumer, list(new))
+        for tp, state in new.items():
+            meta = committed.get(tp)
+            state.snapshot_at = snapshot_offset(meta.metadata) if meta is not None else None
+        # From the earliest snapshot of the partitions taken over; from the beginning when any
+        # has none (taken over from a router before snapshots, or never routed).
+        # With snapshots off (`snapshot_every_records: 0`), always from the beginning.
+        marks = [state.snapshot_at for state in new.values()]
+        start = None if any(m is None for m in marks) else min(m for m in marks if m is not None)
+        if not self.config.router.snapshot_every_records:
+            start = None
+        count = self._replay_changelog(by_chain, start=start)
+        for tp, state in new.items():
+            meta = committed.get(tp)
+            if meta is not None and meta.offset >= 0:
+                state.next_offset = meta.offset  # the group's word: what is routed
+            state.assembling = None
+        if start is None:
+            self._snapshot_needed = True  # so that the next owner need not read it all again
+        self.stats.recovery_records = count
+        self.stats.recovery_start = start
+        self.metrics.state_records_read.set(count)
         log.info(
-            "recovered %d partition(s) from %d changelog records in %.2f s",
+            "recovered %d partition(s) from %d changelog records (from %s) in %.2f s",
             len(new),
             count,
+            "the beginning" if start is None else f"the snapshot at offset {start}",
             time.monotonic() - started,
         )
         self.states.update(new)
@@ -760,7 +904,25 @@ class RouterService:
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         self.metrics.partitions_owned.set(len(self.states))
 
-    def _replay_changelog(self, states: dict[str, PartitionState]) -> int:
+    def _committed(
+        self, consumer: Any, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The group's committed offsets (with metadata) of `partitions`, within the deadline."""
+        bound = self.config.router.kafka_timeout_s
+        deadline = time.monotonic() + bound
+        found: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp in partitions:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                raise KafkaDeadline("reading the committed offsets", bound)
+            meta = consumer.committed(tp, metadata=True, timeout_ms=left_ms)
+            if meta is not None:
+                found[tp] = meta
+        return found
+
+    def _replay_changelog(self, states: dict[str, PartitionState], start: int | None = None) -> int:
+        """Apply `router.state` from `start` (None: its beginning) to its end; the number of
+        records read."""
         reader = self.clients.consumer(isolation_level="read_committed")
         try:
             partitions = [
@@ -770,13 +932,16 @@ class RouterService:
             if not partitions:  # no metadata (Kafka not answering): never recover from nothing
                 raise KafkaUnavailable(f"no partitions of {TOPIC_ROUTER_STATE} known yet")
             reader.assign(partitions)
-            reader.seek_to_beginning(*partitions)
+            if start is None or len(partitions) != 1:
+                reader.seek_to_beginning(*partitions)
+            else:
+                reader.seek(partitions[0], start)
             ends = reader.end_offsets(partitions)
             log.info("replaying %s up to %s", TOPIC_ROUTER_STATE, ends)
             count = 0
             ignored = IgnoredRecords()
             adopt = self._adopted if self.adopt_unsealed_state else None
-            pending = {tp for tp in partitions if ends[tp] > 0}
+            pending = {tp for tp in partitions if ends[tp] > (start or 0)}
             progress_at = time.monotonic()
             stall_bound = 3 * self.config.router.kafka_timeout_s
             last_record_at = time.monotonic()
@@ -786,7 +951,12 @@ class RouterService:
                 for records in reader.poll(timeout_ms=200).values():
                     for record in records:
                         reason = apply_changelog(
-                            states, record.key, record.value, self.seal, adopt=adopt
+                            states,
+                            record.key,
+                            record.value,
+                            self.seal,
+                            adopt=adopt,
+                            timestamp=record.timestamp,
                         )
                         if reason is not None:
                             ignored.add(reason, record.topic, record.partition, record.offset)
