@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from broker.errors import BrokerError
-from broker.inbound import Limits, Rejection, parse_body
+from broker.inbound import DEFAULT_LIMITS, KAFKA_MAX_RECORD_BYTES, Limits, Rejection, parse_body
 
 if TYPE_CHECKING:
     from broker.publish import Publisher, PublishReport
@@ -134,6 +134,13 @@ def _serve_parser(actions: Any, kind: str) -> None:
         "--max-connections", type=int, default=256, help="open connections at once (else 503)"
     )
     serve.add_argument("--drop-dir", type=Path, help="also publish *.jsonl files dropped here")
+    serve.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=DEFAULT_LIMITS.max_line_bytes,
+        help=f"drop folder: longest line accepted, in bytes ({DEFAULT_LIMITS.max_line_bytes}; "
+        f"below Kafka's {KAFKA_MAX_RECORD_BYTES} per record)",
+    )
     serve.add_argument("--poll-s", type=float, default=1.0, help="drop folder poll interval")
     serve.set_defaults(func=_run_serve, kind=kind)
 
@@ -298,6 +305,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     elif args.tls_client_ca is not None:
         raise LiveError("--tls-client-ca needs --tls-cert and --tls-key")
     check_bind(args.host, tls, allow_plain_http=args.allow_plain_http)
+    try:
+        line_limits = Limits(max_line_bytes=args.max_line_bytes)
+    except ValueError as exc:
+        raise LiveError(f"--max-line-bytes: {exc}") from None
     config = load_config(args.config)
     _agency_of_kind(config, args.agency, args.kind)
     # Only dropped lines without an id get a derived (keyed) one; HTTP events get random ids.
@@ -331,7 +342,13 @@ def _run_serve(args: argparse.Namespace) -> int:
         server.serve_in_thread()
         print(f"{args.agency}: listening on {server.url}", file=sys.stderr, flush=True)
         if args.drop_dir is not None:
-            folder = DropFolder(args.drop_dir, intake, agency_id=args.agency, id_secret=drop_secret)
+            folder = DropFolder(
+                args.drop_dir,
+                intake,
+                agency_id=args.agency,
+                id_secret=drop_secret,
+                limits=line_limits,
+            )
             worker = threading.Thread(
                 target=folder.run, args=(stop,), kwargs={"poll_s": args.poll_s}, daemon=True
             )

@@ -42,6 +42,8 @@ def test_token_command_prints_the_token_once_and_stores_its_hash(
          "needs --tls-cert"),
         (["council", "serve", "--agency", "council.E09000033", "--tls-cert", "/no/c.pem",
           "--tls-key", "/no/k.pem"], "not found"),
+        (["council", "serve", "--agency", "council.E09000033", "--max-line-bytes", "2000000"],
+         "--max-line-bytes"),
         (["nrm", "decision", "--agency", "council.E09000033", "--referral-id", "R",
           "--first-responder", "council.E09000033", "--stage", "rg", "--outcome", "positive",
           "--date", "2026-11-24", "--subject", "S"], "not of kind nrm"),
