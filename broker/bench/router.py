@@ -5,11 +5,18 @@ police and, pseudonymised, to national statistics) are published once. Then, in 
 
 * pass-through: consume them and produce the same bytes to another topic, with the router's own
   client settings and one transaction per polled batch (offsets included);
+* fan-out pass-through: the same, but writing as many records per event as the router does
+  (`ROUTER_WRITES`: two feed forwards and an audit record), the Kafka part of the router's work;
 * router: the routing service over the same records (verify, decide, disclose, audit);
 
 each rate is taken between its first and last committed batch (group joins excluded), and the
-ratio router / pass-through is printed (goal >= 0.5), by wall clock and by CPU time per event
-(the latter is the one to trust on a machine busy with other work). Last, with the router
+ratio router / pass-through is printed, by wall clock and by CPU time per event (the latter is the
+one to trust on a machine busy with other work). Then the design's floor, measured in the same
+run: the fan-out pass-through's CPU per event plus, per event, one Ed25519 verify, two Ed25519
+signatures and one envelope decode (the least the router must do besides Kafka); printed with
+router / floor (goal <= 1.5, issue 19) and router / fan-out. `--flush-bug` also runs the fan-out
+pass-through and the router (on as many fresh events) without the workaround for kafka-python's
+stuck flush (docs/performance.md), to show what it saves. Last, with the router
 running as its own process, events are published at a fixed rate (default 200/s) and the time
 from publish to the police feed record being visible to a `read_committed` consumer gives
 p50/p99 (goal p99 < 250 ms).
@@ -35,7 +42,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +96,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--latency-seconds", type=float, default=12.0, help="latency run: how long to publish"
     )
+    parser.add_argument(
+        "--flush-bug",
+        action="store_true",
+        help="also measure the fan-out pass-through and the router without the workaround for "
+        "kafka-python's stuck flush (docs/performance.md): before / after",
+    )
 
 
 Rate = tuple[float, float]  # events per second, CPU microseconds per event
+
+# Records the router writes per child.missing.started event: the police forward, the national
+# statistics forward and the audit record. The bench checks the forwards against the router's
+# own count in the same run.
+ROUTER_WRITES = 3
 
 
 @dataclass(frozen=True)
@@ -211,17 +231,52 @@ def _measure(deployments: list[_Deployment], args: argparse.Namespace) -> list[T
     for deployment in deployments:
         passthrough.append(_rate(_passthrough(deployment.config, _issuer(deployment), args.events)))
         _print_rate(deployment.mode, "pass-through copy", passthrough[-1])
+    fanout = []
+    for deployment in deployments:
+        fanout.append(
+            _rate(
+                _passthrough(
+                    deployment.config, _issuer(deployment), args.events, writes=ROUTER_WRITES
+                )
+            )
+        )
+        _print_rate(deployment.mode, f"fan-out 1:{ROUTER_WRITES}", fanout[-1])
     routed = []
     for deployment in deployments:
-        routed.append(_rate(_router_throughput(deployment.config, args.events)))
+        marks, forwards = _router_throughput(deployment.config, args.events)
+        routed.append(_rate(marks))
         _print_rate(deployment.mode, "router", routed[-1])
-    for deployment, copy, router in zip(deployments, passthrough, routed, strict=True):
+        if forwards != 2 * args.events:
+            print(
+                f"  {deployment.mode:<9} note: the router forwarded {forwards} records for "
+                f"{args.events} events, not {ROUTER_WRITES - 1} each: the fan-out differs",
+                flush=True,
+            )
+    floor_parts = _floor_parts()
+    print(
+        "  floor parts (µs per event, this process): "
+        + ", ".join(f"{label} {cost:.1f}" for label, cost in floor_parts.items()),
+        flush=True,
+    )
+    crypto = sum(floor_parts.values())
+    for deployment, copy, spread, router in zip(
+        deployments, passthrough, fanout, routed, strict=True
+    ):
         ratio, cpu_ratio = router[0] / copy[0], copy[1] / router[1]
-        print(
-            f"  {deployment.mode:<9} {'ratio':<17} : {ratio:9.2f}   "
-            f"(goal >= 0.5: {_ok(ratio >= 0.5)}); by CPU time per event {cpu_ratio:.2f}",
-            flush=True,
-        )
+        floor = spread[1] + crypto
+        mode = deployment.mode
+        lines = [
+            f"{'ratio':<17} : {ratio:9.2f}   router / 1:1 pass-through by events/s; "
+            f"by CPU time per event {cpu_ratio:.2f}",
+            f"{'floor':<17} : {floor:9.0f} µs CPU/event (fan-out {spread[1]:.0f} "
+            f"+ verify + 2 signs + decode {crypto:.0f})",
+            f"{'router / floor':<17} : {router[1] / floor:9.2f}   "
+            f"(CPU per event; goal <= 1.5: {_ok(router[1] / floor <= 1.5)})",
+            f"{'router / fan-out':<17} : {router[1] / spread[1]:9.2f}   (CPU per event)",
+        ]
+        print("\n".join(f"  {mode:<9} {line}" for line in lines), flush=True)
+    if args.flush_bug:
+        _flush_bug(deployments, args.events, fanout, routed)
     first = deployments[0]
     latencies, lost = _latency(
         first.config_path, first.config, first.ids, rate=args.rate, seconds=args.latency_seconds
@@ -237,6 +292,76 @@ def _measure(deployments: list[_Deployment], args: argparse.Namespace) -> list[T
         flush=True,
     )
     return [Throughput(c, r) for c, r in zip(passthrough, routed, strict=True)]
+
+
+def _flush_bug(
+    deployments: list[_Deployment], events: int, fanout: list[Rate], routed: list[Rate]
+) -> None:
+    """The fan-out pass-through and the router again, on fresh events, with kafka-python's
+    stuck flush left in place (`clear_stuck_flush=False`): CPU per event before / after."""
+    for deployment, spread, router in zip(deployments, fanout, routed, strict=True):
+        issuer = _issuer(deployment)
+        buggy_spread = _rate(
+            _passthrough(
+                deployment.config,
+                issuer,
+                events,
+                writes=ROUTER_WRITES,
+                clear_stuck_flush=False,
+            )
+        )
+        _publish_presigned(deployment, events, tag="bug")
+        buggy_router = _rate(
+            _router_throughput(deployment.config, events, clear_stuck_flush=False)[0]
+        )
+        for label, bug, fixed in (
+            (f"fan-out 1:{ROUTER_WRITES}", buggy_spread, spread),
+            ("router", buggy_router, router),
+        ):
+            print(
+                f"  {deployment.mode:<9} {label:<17} : {bug[1]:6.0f} µs CPU/event without the "
+                f"flush workaround, {fixed[1]:.0f} with it ({bug[0]:.0f} / {fixed[0]:.0f} "
+                f"events/s): x{bug[1] / fixed[1]:.2f}",
+                flush=True,
+            )
+
+
+def _floor_parts(events: int = 2000, repeat: int = 5) -> dict[str, float]:
+    """What the router must do per event besides Kafka, each at its bare cost: decode the
+    ingress envelope, verify its issuer signature, sign two forwards. CPU µs of this thread
+    (like the rates' CPU figures, and unlike wall clock unmoved by other processes), median of
+    `repeat` interleaved rounds of `events` calls."""
+    from broker.bench.envelope import EVENT
+    from broker.envelope import Envelope, canonical, generate_key, issue, load_signing_key
+    from broker.schemas import SchemaRegistry
+
+    registry = SchemaRegistry.default()  # one, as in the router
+    with tempfile.TemporaryDirectory() as tmp:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        key = load_signing_key(generate_key(_WESTMINSTER, Path(tmp), valid_from=start)[0])
+    envelope = issue(EVENT, issuer=_WESTMINSTER, key=key, registry=registry)
+    data = envelope.to_bytes(registry)
+    signed = canonical.issuer_signing_input(
+        envelope.header.to_bytes(), envelope.digests, version=envelope.header.version
+    )
+    public = key.public_key_info()
+    actions: dict[str, Callable[[], object]] = {
+        "decode": lambda: Envelope.from_bytes(data, registry),
+        "verify": lambda: public.verify(envelope.signature, signed),
+        "sign": lambda: key.sign(signed),
+    }
+    rounds: dict[str, list[float]] = {label: [] for label in actions}
+    for action in actions.values():  # warm-up
+        for _ in range(200):
+            action()
+    for _ in range(repeat):
+        for label, action in actions.items():
+            begin = time.thread_time()
+            for _ in range(events):
+                action()
+            rounds[label].append((time.thread_time() - begin) / events * 1e6)
+    costs = {label: statistics.median(values) for label, values in rounds.items()}
+    return {"decode": costs["decode"], "verify": costs["verify"], "2 x sign": 2 * costs["sign"]}
 
 
 def _issuer(deployment: _Deployment) -> str:
@@ -287,7 +412,7 @@ def _event(number: int, tag: str) -> dict[str, Any]:
     return {**EVENT, "subject": child, "fields": {**EVENT["fields"], "la_child_id": child}}
 
 
-def _publish_presigned(deployment: _Deployment, count: int) -> None:
+def _publish_presigned(deployment: _Deployment, count: int, tag: str = "tp") -> None:
     """Sign first, then produce as fast as Kafka takes them (publishing is not measured)."""
     from broker.config import topic_ingress
     from broker.envelope import issue
@@ -301,7 +426,7 @@ def _publish_presigned(deployment: _Deployment, count: int) -> None:
     started = time.monotonic()
     records = []
     for number in range(count):
-        envelope = issue(_event(number, "tp"), issuer=issuer, key=key, registry=registry)
+        envelope = issue(_event(number, tag), issuer=issuer, key=key, registry=registry)
         records.append(((envelope.subject or "").encode(), envelope.to_bytes(registry)))
     producer = KafkaClients(config.kafka, OPERATOR).producer()
     try:
@@ -338,8 +463,11 @@ def _print_rate(mode: str, label: str, rate: Rate) -> None:
     )
 
 
-def _passthrough(config: Any, issuer: str, total: int) -> list[Mark]:
-    """Consume ingress and produce the same bytes, in transactions like the router's."""
+def _passthrough(
+    config: Any, issuer: str, total: int, *, writes: int = 1, clear_stuck_flush: bool = True
+) -> list[Mark]:
+    """Consume ingress and produce the same bytes `writes` times per record, in transactions
+    like the router's (a fresh consumer group: it reads all of ingress from the start)."""
     from kafka.structs import OffsetAndMetadata
 
     from broker.config import topic_ingress
@@ -349,7 +477,13 @@ def _passthrough(config: Any, issuer: str, total: int) -> list[Mark]:
     settings = config.router
     clients = KafkaClients(config.kafka, OPERATOR)
     name = f"bench-pass-{uuid.uuid4().hex[:8]}"
-    producer = clients.transactional_producer(name, **producer_options(settings))
+    producer = clients.bounded_transactional_producer(
+        name,
+        timeout_s=settings.kafka_timeout_s,
+        clear_stuck_flush=clear_stuck_flush,
+        **producer_options(settings),
+    )
+    producer.start()
     consumer = clients.consumer(group_id=name, group_instance_id=name, **consumer_options(settings))
     clients.subscribe(consumer, [topic_ingress(issuer)])  # partitions loaded: see its docstring
     marks: list[Mark] = []
@@ -359,14 +493,15 @@ def _passthrough(config: Any, issuer: str, total: int) -> list[Mark]:
             polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
             if not polled:
                 continue
-            producer.begin_transaction()
+            producer.begin()
             offsets = {}
             for tp, records in polled.items():
                 for record in records:
-                    producer.send(_PASS_TOPIC, key=record.key, value=record.value)
+                    for _ in range(writes):
+                        producer.send(_PASS_TOPIC, key=record.key, value=record.value)
                 offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
-            producer.commit_transaction()
+            producer.send_offsets(offsets, consumer.group_metadata())
+            producer.commit()
             done += sum(len(records) for records in polled.values())
             marks.append(_mark(done))
     finally:
@@ -375,13 +510,21 @@ def _passthrough(config: Any, issuer: str, total: int) -> list[Mark]:
     return marks
 
 
-def _router_throughput(config: Any, total: int) -> list[Mark]:
-    """The routing service in this process, timed at each committed batch."""
+def _router_throughput(
+    config: Any, total: int, *, clear_stuck_flush: bool = True
+) -> tuple[list[Mark], int]:
+    """The routing service in this process, timed at each committed batch, until it has routed
+    `total` more events; and how many records it forwarded."""
     from broker.router.service import RouterService
 
     marks: list[Mark] = []
 
     class TimedRouter(RouterService):
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            if not clear_stuck_flush:
+                self.clients = _with_stuck_flush(config)
+
         def _count(self, results: Any, received: float) -> None:
             super()._count(results, received)
             marks.append(_mark(self.stats.records))
@@ -403,7 +546,22 @@ def _router_throughput(config: Any, total: int) -> list[Mark]:
     thread.join()
     if failure:
         raise failure[0]
-    return marks
+    return marks, service.stats.forwarded
+
+
+def _with_stuck_flush(config: Any) -> Any:
+    """The router's `KafkaClients`, but its transactional producers keep kafka-python's stuck
+    flush."""
+    from broker.kafka.client import KafkaClients
+    from broker.kafka.credentials import principal_of
+
+    class WithStuckFlush(KafkaClients):
+        def bounded_transactional_producer(self, *args: Any, **kwargs: Any) -> Any:
+            return super().bounded_transactional_producer(
+                *args, **{**kwargs, "clear_stuck_flush": False}
+            )
+
+    return WithStuckFlush(config.kafka, principal_of(config.router.id))
 
 
 def _latency(

@@ -222,16 +222,26 @@ class KafkaClients:
         except _UNREACHABLE as exc:
             raise self._unreachable(exc) from None
 
-    def transactional_producer(self, transactional_id: str, **overrides: Any) -> KafkaProducer:
-        producer = self.producer(transactional_id=transactional_id, **overrides)
-        producer.init_transactions()
-        return producer
-
     def bounded_transactional_producer(
-        self, transactional_id: str, *, timeout_s: float, **overrides: Any
+        self,
+        transactional_id: str,
+        *,
+        timeout_s: float,
+        clear_stuck_flush: bool = True,
+        **overrides: Any,
     ) -> TransactionalProducer:
-        """A transactional producer none of whose calls waits longer than `timeout_s`."""
-        return TransactionalProducer(self, transactional_id, timeout_s=timeout_s, **overrides)
+        """A transactional producer none of whose calls waits longer than `timeout_s`.
+
+        The only transactional producer there is: a bare kafka-python one sends every record
+        on its own after its first commit (see `TransactionalProducer`); `clear_stuck_flush`
+        is False only in `broker bench router`, to measure what that costs."""
+        return TransactionalProducer(
+            self,
+            transactional_id,
+            timeout_s=timeout_s,
+            clear_stuck_flush=clear_stuck_flush,
+            **overrides,
+        )
 
     def consumer(self, *topics: str, **overrides: Any) -> KafkaConsumer:
         options: dict[str, Any] = {
@@ -378,14 +388,30 @@ class TransactionalProducer:
     `init_transactions` fences the old one and has the coordinator abort whatever that left
     open, so nothing of the abandoned transaction ever becomes visible to `read_committed`
     readers.
+
+    Second workaround for kafka-python 3.0.12 (the Java client's KAFKA-12870): while a commit
+    or abort waits for batches still in the record accumulator, the sender thread calls the
+    accumulator's `begin_flush()` and nothing ever ends that flush, so from the first commit
+    on every batch counts as "flushing": each record goes out in a produce request of its own
+    as soon as it is sent and `linger_ms` is ignored. After each commit or abort this class
+    takes back the flush the sender began (`_end_stuck_flush`); the accumulator internals it
+    touches are checked when the producer is created, so a kafka-python that changed them
+    fails at start rather than silently. docs/performance.md has the whole story.
     """
 
     def __init__(
-        self, clients: KafkaClients, transactional_id: str, *, timeout_s: float, **options: Any
+        self,
+        clients: KafkaClients,
+        transactional_id: str,
+        *,
+        timeout_s: float,
+        clear_stuck_flush: bool = True,
+        **options: Any,
     ) -> None:
         self._clients = clients
         self.transactional_id = transactional_id
         self.timeout_s = timeout_s
+        self.clear_stuck_flush = clear_stuck_flush
         deadline_ms = int(timeout_s * 1000)
         self._options = {
             **options,
@@ -442,6 +468,7 @@ class TransactionalProducer:
     def _create(self) -> KafkaProducer:
         producer = self._clients.producer(transactional_id=self.transactional_id, **self._options)
         try:
+            flushes_in_progress(producer)  # the internals the flush workaround needs are there
             producer.init_transactions()  # bounded by max_block_ms
         except KafkaTimeoutError:
             _abandon(producer)
@@ -502,12 +529,22 @@ class TransactionalProducer:
         )
 
     def commit(self) -> None:
-        producer = self._live()
-        self._await(producer._transaction_manager.begin_commit(), producer, "the commit")
+        self._end_transaction(commit=True)
 
     def abort(self) -> None:
+        self._end_transaction(commit=False)
+
+    def _end_transaction(self, *, commit: bool) -> None:
         producer = self._live()
-        self._await(producer._transaction_manager.begin_abort(), producer, "the abort")
+        manager = producer._transaction_manager
+        counter = flushes_in_progress(producer)
+        before = counter.get()
+        result = manager.begin_commit() if commit else manager.begin_abort()
+        try:
+            self._await(result, producer, "the commit" if commit else "the abort")
+        finally:
+            if result.is_done and self.clear_stuck_flush:
+                _end_stuck_flush(counter, before)
 
     def _await(self, result: Any, producer: KafkaProducer, call: str) -> None:
         producer._sender.wakeup()
@@ -539,3 +576,40 @@ def _abandon(producer: KafkaProducer) -> None:
         producer.close(timeout=0)
     except Exception as exc:  # already failed: nothing of it is used again
         log.debug("abandoned producer did not close cleanly: %s", exc)
+
+
+class KafkaClientChanged(BrokerError):
+    """The installed kafka-python is not the one our workarounds were written for."""
+
+
+def flushes_in_progress(producer: KafkaProducer) -> Any:
+    """The record accumulator's count of flushes in progress (kafka-python 3.0.12 internals:
+    `KafkaProducer._accumulator._flushes_in_progress`, an `AtomicInteger` read by
+    `RecordAccumulator.flush_in_progress()`), checked to be what the flush workaround expects."""
+    accumulator = getattr(producer, "_accumulator", None)
+    counter = getattr(accumulator, "_flushes_in_progress", None)
+    expected = callable(getattr(accumulator, "flush_in_progress", None)) and all(
+        callable(getattr(counter, name, None)) for name in ("get", "decrement")
+    )
+    if not expected:
+        raise KafkaClientChanged(
+            f"kafka-python {_kafka_version()} has no record accumulator flush counter where "
+            "3.0.12 has it: the workaround for its stuck flush (broker/kafka/client.py, "
+            "docs/performance.md) must be checked against this version, or kafka-python "
+            "pinned back to 3.0.12"
+        )
+    return counter
+
+
+def _end_stuck_flush(counter: Any, before: int) -> None:
+    """Take back the flush kafka-python's sender began while a commit or abort waited for
+    pending batches (it begins at most one, and never ends it): the count goes back to what
+    it was before the commit, never below."""
+    while counter.get() > max(before, 0):
+        counter.decrement()
+
+
+def _kafka_version() -> str:
+    import kafka
+
+    return str(getattr(kafka, "__version__", "unknown"))

@@ -30,7 +30,7 @@ def test_bench_router_prints_ratio_and_latency(
     status = main(
         [
             "bench", "router", *cluster, "--events", "600",
-            "--rate", "50", "--latency-seconds", "2",
+            "--rate", "50", "--latency-seconds", "2", "--flush-bug",
         ]
     )  # fmt: skip
     out = capsys.readouterr().out
@@ -46,6 +46,17 @@ def test_bench_router_prints_ratio_and_latency(
         assert int(match.group(1)) > 0 and int(match.group(2)) > 0, out
     match = re.search(r"ratio +: +(\d+\.\d\d) .*by CPU time per event (\d+\.\d\d)", out)
     assert match and float(match.group(1)) > 0 and float(match.group(2)) > 0, out
+    # The design's floor (issue 19): the 1:3 fan-out, the in-process parts, and the ratios.
+    fanout = re.search(rf"{mode} +fan-out 1:3 +: +(\d+) events/s, +(\d+) µs CPU/event", out)
+    assert fanout and int(fanout.group(2)) > 0, out
+    parts = re.search(r"decode ([\d.]+), verify ([\d.]+), 2 x sign ([\d.]+)", out)
+    assert parts and all(float(part) > 0 for part in parts.groups()), out
+    floor = re.search(r"floor +: +(\d+) µs CPU/event \(fan-out (\d+) ", out)
+    assert floor and int(floor.group(1)) > int(floor.group(2)) == int(fanout.group(2)), out
+    assert re.search(r"router / floor +: +\d+\.\d\d +\(CPU per event; goal <= 1\.5", out), out
+    assert re.search(r"router / fan-out +: +\d+\.\d\d", out), out
+    for label in ("fan-out 1:3", "router"):  # --flush-bug: before / after the workaround
+        assert re.search(rf"{label} +: +\d+ µs CPU/event without the flush workaround", out), out
     match = re.search(r"\((\d+) events, (\d+) not seen\): p50 ([\d.]+) ms, p99 ([\d.]+) ms", out)
     assert match, out
     assert match.group(1) == "100" and match.group(2) == "0", out
