@@ -131,7 +131,7 @@ def _serve_parser(actions: Any, kind: str) -> None:
         "--max-body-bytes", type=int, default=8 * 1024 * 1024, help="largest request body"
     )
     serve.add_argument(
-        "--max-connections", type=int, default=256, help="open connections at once (else 503)"
+        "--max-connections", type=int, default=512, help="open connections at once (else 503)"
     )
     serve.add_argument("--drop-dir", type=Path, help="also publish *.jsonl files dropped here")
     serve.add_argument(

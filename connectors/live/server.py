@@ -80,7 +80,7 @@ class ServerLimits:
     body_timeout_s: float = 30.0  # to send the whole body
     read_timeout_s: float = 10.0  # any single read (TLS handshake included)
     max_in_flight: int = 32  # requests being read or processed at once
-    max_connections: int = 256  # open connections (idle keep-alive ones included)
+    max_connections: int = 512  # open connections (idle keep-alive ones included)
     workers: int = 4  # threads that decode and publish
     # JSON depth, number length and text rules: the one validation path of every inbound event
     inbound: Limits = DEFAULT_LIMITS
