@@ -61,9 +61,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The three-broker fault tests take several minutes each: `make faults` runs them.
+# The three-broker fault tests take several minutes each: `make faults` runs them. The rest runs
+# on two workers (most integration tests wait on Kafka, not on a core), each with its own local
+# Kafka; a test file stays on one worker (its module fixtures are built once). The slowest tests
+# are listed at the end.
 test: setup tools lint
-	$(BIN)/pytest -m "not faults"
+	$(BIN)/pytest -m "not faults" -n 2 --dist loadfile --durations=15
 
 unit: $(STAMP) tools
 	$(BIN)/pytest -m "not integration"
