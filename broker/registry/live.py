@@ -310,7 +310,12 @@ class RegistryFollower:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.confirm_every_s = confirm_every_s
-        self._consumer = clients.consumer(isolation_level="read_committed")
+        # A short reconnect back-off, as the router's own clients have: kafka-python's default
+        # grows to 30 s, so after a cluster restart the registry (and so routing, which fails
+        # closed on it) would wait up to that long after Kafka answers again.
+        self._consumer = clients.consumer(
+            isolation_level="read_committed", reconnect_backoff_max_ms=1000
+        )
         self._partitions: list[TopicPartition] = []
         self._assign()
         self._last_poll = 0.0

@@ -458,12 +458,14 @@ class RouterService:
         if self._follower is None:
             return
         stamps = [r.timestamp for records in polled.values() for r in records if r.timestamp]
+        confirmed = self._follower.confirmed_at
         try:
             self._follower.sync_for(max(stamps, default=None))
         except Exception as exc:  # bounded by registry_max_stale_s: `_registry_held`
             self._registry_failed(exc)
         else:
-            self._registry_ok()
+            if self._follower.confirmed_at != confirmed:  # read to its end just now
+                self._registry_ok()
         position = self._follower.position
         self.core.registry_position = (position.keys, position.agreements)
         self._registry_gauges()
@@ -473,12 +475,15 @@ class RouterService:
         revocation or a new agreement version takes effect for the next batch, no restart."""
         if self._follower is None:
             return
+        confirmed = self._follower.confirmed_at
         try:
             self._follower.poll()
         except Exception as exc:  # the next poll tries again; `_registry_held` bounds it
             self._registry_failed(exc)
         else:
-            if self._follower.confirmed_at is not None:
+            # Readable again only once read to its end (not when no read was due): else the
+            # log would flip between "failed" and "readable" at every retry.
+            if self._follower.confirmed_at != confirmed:
                 self._registry_ok()
         self._registry_gauges()
 
