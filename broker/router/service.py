@@ -87,6 +87,10 @@ CHANGELOG_STALL_S = 3.0
 IGNORED_LOGGED = 5
 # Waits between attempts to get going again while Kafka does not answer (then the last, again).
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 3.0)
+# A broker that has just started may refuse a SCRAM login until it has replayed the metadata
+# holding the credentials. During an outage a refused credential is therefore retried for this
+# long (from the first refusal) before the router stops with the one-line credential error.
+AUTH_GRACE_S = 60.0
 
 
 def topic_specs(config: BrokerConfig) -> list[TopicSpec]:
@@ -210,6 +214,7 @@ class RouterService:
         self._recovering: set[TopicPartition] = set()
         self._consumer: Any = None
         self._failed_at: float | None = None  # when Kafka last failed us; None while routing
+        self._auth_refused_since: float | None = None  # first refused login of this outage
         # Ingress records routed since the last snapshot, and whether one is due regardless
         # (partitions taken over without one).
         self._since_snapshot = 0
@@ -341,7 +346,7 @@ class RouterService:
                         if idle_exit_s is not None and self._idle_for(last_input) > idle_exit_s:
                             break
                 except Exception as exc:
-                    if not _recoverable(exc):
+                    if not self._retryable(exc):
                         raise
                     self._kafka_failed(producer, consumer, exc)
             if producer.ready:
@@ -378,6 +383,25 @@ class RouterService:
                 if self._stop.wait(delay):
                     raise
 
+    def _retryable(self, exc: BaseException) -> bool:
+        """`_recoverable`, and a refused credential while Kafka is coming back from an outage
+        (for `AUTH_GRACE_S` from the first refusal: a restarting broker may not know the
+        credentials yet); a refusal outside an outage, or longer, stops the router."""
+        if _recoverable(exc):
+            return True
+        if not isinstance(exc, KafkaAuthError) or self._failed_at is None:
+            return False
+        now = time.monotonic()
+        if self._auth_refused_since is None:
+            self._auth_refused_since = now
+            log.warning(
+                "Kafka refused the credential while coming back (%s); a restarting broker may "
+                "not know it yet: retrying for %.0f s",
+                _describe(exc),
+                AUTH_GRACE_S,
+            )
+        return now - self._auth_refused_since < AUTH_GRACE_S
+
     def _kafka_failed(self, producer: TransactionalProducer, consumer: Any, exc: Exception) -> None:
         """Give up the producer and the owned partitions' state; the loop starts afresh.
 
@@ -408,7 +432,7 @@ class RouterService:
             producer.renew()
             self._rewind_to_committed(consumer)
         except Exception as exc:
-            if not _recoverable(exc):
+            if not self._retryable(exc):
                 raise
             producer.abandon()
             delay = RETRY_BACKOFF_S[min(self._retries, len(RETRY_BACKOFF_S) - 1)]
@@ -618,6 +642,7 @@ class RouterService:
                 time.monotonic() - self._failed_at,
             )
             self._failed_at = None
+            self._auth_refused_since = None
             self.metrics.progress.kafka_down_since = None
         self._since_snapshot += len(results)
         self._count(results, received)
