@@ -18,6 +18,7 @@ never a crash.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -54,6 +55,7 @@ IGNORED_LOGGED = 5  # ignored records logged one by one; the rest are counted
 POLL_INTERVAL_S = 0.5  # how often a follower asks Kafka for new registry records
 POLL_TIMEOUT_S = 2.0  # how long such a check may wait for Kafka
 CONFIRM_EVERY_S = 5.0  # how often a follower confirms it has read to the end (one request)
+RENEW_AFTER_S = 10.0  # reads failing this long: a fresh consumer (see `_renew_if_stuck`)
 
 
 class SignedRecord(Protocol):
@@ -313,12 +315,40 @@ class RegistryFollower:
         # A short reconnect back-off, as the router's own clients have: kafka-python's default
         # grows to 30 s, so after a cluster restart the registry (and so routing, which fails
         # closed on it) would wait up to that long after Kafka answers again.
-        self._consumer = clients.consumer(
-            isolation_level="read_committed", reconnect_backoff_max_ms=1000
-        )
+        self._clients = clients
+        self._consumer = self._new_consumer()
+        # The next offset to read of each partition (what a fresh consumer resumes from).
+        self._next: dict[TopicPartition, int] = {}
+        self._failed_since: float | None = None  # first failed catch-up since the last success
         self._partitions: list[TopicPartition] = []
         self._assign()
         self._last_poll = 0.0
+
+    def _new_consumer(self) -> Any:
+        return self._clients.consumer(
+            isolation_level="read_committed", reconnect_backoff_max_ms=1000
+        )
+
+    def _renew_if_stuck(self) -> None:
+        """After reads have failed for `RENEW_AFTER_S`, read through a fresh consumer (fresh
+        metadata and connections) from where this one got to, as the router renews its
+        producer: after two of three nodes were killed and came back, the follower's consumer
+        kept failing to list the end offsets for minutes, and the router, failing closed on
+        the registry, held all that time (the two-of-three fault test)."""
+        if self._failed_since is None or time.monotonic() - self._failed_since < RENEW_AFTER_S:
+            return
+        log.info("registry: reading through a fresh Kafka consumer")
+        with contextlib.suppress(Exception):
+            self._consumer.close(autocommit=False)
+        self._consumer = self._new_consumer()
+        self._failed_since = time.monotonic()
+        if self._partitions:
+            self._consumer.assign(self._partitions)
+            for tp in self._partitions:
+                if tp in self._next:
+                    self._consumer.seek(tp, self._next[tp])
+                else:
+                    self._consumer.seek_to_beginning(tp)
 
     @property
     def position(self) -> RegistryPosition:
@@ -358,6 +388,15 @@ class RegistryFollower:
         Kafka errors (a topic it may no longer read, no answer in time) are raised; the view
         then stays unconfirmed."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        self._renew_if_stuck()
+        try:
+            return self._catch_up(timeout_s)
+        except Exception:
+            if self._failed_since is None:
+                self._failed_since = time.monotonic()
+            raise
+
+    def _catch_up(self, timeout_s: float) -> int:
         asked_ms = int(time.time() * 1000)
         asked_at = time.monotonic()
         if not self._assign():
@@ -373,6 +412,7 @@ class RegistryFollower:
         else:
             self.confirmed_ms = asked_ms
             self.confirmed_at = asked_at
+            self._failed_since = None
         self._last_poll = time.monotonic()
         return count
 
@@ -406,6 +446,7 @@ class RegistryFollower:
                 reason = view.apply(record.key, record.value, record.offset, record.timestamp)
                 if reason is None:
                     log.info("%s offset %d applied", tp.topic, record.offset)
+                self._next[tp] = record.offset + 1
                 count += 1
         return count
 
