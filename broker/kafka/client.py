@@ -13,10 +13,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -32,6 +32,8 @@ from kafka.errors import (
 from broker.config import KafkaSettings
 from broker.errors import BrokerError
 from broker.kafka.logs import redact_kafka_logs
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -429,41 +431,17 @@ class TransactionalProducer:
     def start(self) -> None:
         """Connect and initialise transactions (fencing any earlier producer of this id).
 
-        Runs in a helper thread awaited for at most the deadline (plus a second): kafka-python's
-        bootstrap checks its own deadline only between attempts, and one attempt against a
-        broker that accepts connections but never answers (a frozen process) can outlast it.
-        A producer that comes up after the deadline is abandoned by that thread.
+        Bounded by the deadline (`within_deadline`); a producer that comes up after it is
+        abandoned.
         """
         if self._producer is not None:
             return
-        guard = threading.Lock()
-        done = threading.Event()
-        outcome: dict[str, Any] = {}
-
-        def create() -> None:
-            try:
-                producer = self._create()
-            except BaseException as exc:
-                with guard:
-                    outcome["error"] = exc
-                    done.set()
-                return
-            with guard:
-                late = outcome.get("abandoned", False)
-                outcome["producer"] = producer
-                done.set()
-            if late:
-                _abandon(producer)
-
-        threading.Thread(target=create, name="kafka-producer-start", daemon=True).start()
-        done.wait(self.timeout_s + 1.0)
-        with guard:
-            if not done.is_set():
-                outcome["abandoned"] = True
-                raise KafkaDeadline("connecting and initialising transactions", self.timeout_s)
-        if "error" in outcome:
-            raise outcome["error"]
-        self._producer = outcome["producer"]
+        self._producer = within_deadline(
+            self._create,
+            self.timeout_s,
+            "connecting and initialising transactions",
+            discard=_abandon,
+        )
 
     def _create(self) -> KafkaProducer:
         producer = self._clients.producer(transactional_id=self.transactional_id, **self._options)
@@ -560,6 +538,48 @@ class TransactionalProducer:
             except KafkaError:
                 _abandon(producer)
 
+
+
+def within_deadline(
+    make: Callable[[], T], seconds: float, what: str, *, discard: Callable[[T], None]
+) -> T:
+    """`make()` run in a helper thread, awaited for at most `seconds` (plus a second).
+
+    kafka-python 3.0.12 checks a bootstrap's deadline only between attempts, and its TLS
+    handshake has none: one attempt against a broker that accepts connections but never
+    answers (a frozen process) blocks the constructor for as long as the broker stays frozen.
+    Past the deadline this raises `KafkaDeadline`; a client that comes up later is handed to
+    `discard` by the helper thread, and one that never comes up leaves only that thread.
+    """
+    guard = threading.Lock()
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def create() -> None:
+        try:
+            made = make()
+        except BaseException as exc:
+            with guard:
+                outcome["error"] = exc
+                done.set()
+            return
+        with guard:
+            late = outcome.get("abandoned", False)
+            outcome["made"] = made
+            done.set()
+        if late:
+            discard(made)
+
+    threading.Thread(target=create, name="kafka-client-start", daemon=True).start()
+    done.wait(seconds + 1.0)
+    with guard:
+        if not done.is_set():
+            outcome["abandoned"] = True
+            raise KafkaDeadline(what, seconds)
+    if "error" in outcome:
+        raise outcome["error"]
+    made: T = outcome["made"]
+    return made
 
 def _abandon(producer: KafkaProducer) -> None:
     """Close a producer without waiting for anything it has in flight.

@@ -325,8 +325,20 @@ class RegistryFollower:
         self._last_poll = 0.0
 
     def _new_consumer(self) -> Any:
-        return self._clients.consumer(
-            isolation_level="read_committed", reconnect_backoff_max_ms=1000
+        """A consumer made within the deadline: a frozen cluster accepts connections without
+        answering, and kafka-python's bootstrap then blocks past its own timeout (the
+        frozen-cluster fault test: SIGTERM found the router in this constructor)."""
+        from broker.kafka.client import within_deadline
+
+        return within_deadline(
+            lambda: self._clients.consumer(
+                isolation_level="read_committed",
+                reconnect_backoff_max_ms=1000,
+                bootstrap_timeout_ms=int(self.timeout_s * 1000),
+            ),
+            self.timeout_s,
+            "connecting to read the registry",
+            discard=lambda consumer: consumer.close(autocommit=False, timeout_ms=0),
         )
 
     def _renew_if_stuck(self) -> None:
@@ -338,10 +350,10 @@ class RegistryFollower:
         if self._failed_since is None or time.monotonic() - self._failed_since < RENEW_AFTER_S:
             return
         log.info("registry: reading through a fresh Kafka consumer")
-        with contextlib.suppress(Exception):
-            self._consumer.close(autocommit=False)
-        self._consumer = self._new_consumer()
-        self._failed_since = time.monotonic()
+        self._failed_since = time.monotonic()  # next attempt, if this one fails, in as long
+        fresh = self._new_consumer()
+        self._close_consumer()
+        self._consumer = fresh
         if self._partitions:
             self._consumer.assign(self._partitions)
             for tp in self._partitions:
@@ -451,7 +463,12 @@ class RegistryFollower:
         return count
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        self._close_consumer()
+
+    def _close_consumer(self) -> None:
+        """Close within the deadline; a dead cluster must not hold a stopping service."""
+        with contextlib.suppress(Exception):
+            self._consumer.close(autocommit=False, timeout_ms=int(self.timeout_s * 1000))
 
 
 def follow(config: BrokerConfig, principal: str, keys: KeyRegistry | None = None) -> LiveKeys:
