@@ -78,6 +78,7 @@ from broker.router.state import (
     snapshot_records,
     window_batch,
 )
+from broker.runtime import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,9 @@ def producer_options(settings: RouterSettings) -> dict[str, Any]:
     """The routing producer's tuning (the benchmark's pass-through copy uses the same).
 
     Commit flushes whatever is pending, so lingering costs no latency; it makes fewer, larger
-    produce requests and far fewer wake-ups of the client's sender thread per record.
+    produce requests and far fewer wake-ups of the client's sender thread per record. A linger
+    as long as a second sends a transaction's records only at its commit (or when a batch of
+    512 KiB fills): 10-15% less CPU per event than 20 ms in `broker bench router` (issue 19).
 
     A transaction begun right after the previous commit often finds the coordinator still
     writing that commit's markers: it answers CONCURRENT_TRANSACTIONS and the client retries
@@ -147,7 +150,7 @@ def producer_options(settings: RouterSettings) -> dict[str, Any]:
     """
     return {
         "transaction_timeout_ms": settings.transaction_timeout_ms,
-        "linger_ms": 20,
+        "linger_ms": 1000,
         "batch_size": 512 * 1024,
         "retry_backoff_ms": 20,
         # kafka-python backs reconnections off up to 30 s by default: after a cluster restart
@@ -272,6 +275,7 @@ class RouterService:
 
     def run(self, *, idle_exit_s: float | None = None) -> RouterStats:
         """Route until stopped; with `idle_exit_s`, also stop after that long without input."""
+        tune_gc()
         self._at_start(
             "creating the topics", lambda: self.clients.ensure_topics(topic_specs(self.config))
         )
