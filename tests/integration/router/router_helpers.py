@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -30,6 +29,7 @@ from typing import Any
 
 import yaml
 from kafka import TopicPartition
+from service_helpers import running_service
 
 from broker.audit import DecisionRecord
 from broker.audit.reader import Message, TopicNotFound, TopicReader
@@ -340,23 +340,8 @@ def wait_for_decisions(
 def router_thread(dep: Deployment, *, instance: str = "t0") -> Iterator[RouterService]:
     """A router running in this process until the block ends."""
     service = RouterService(dep.config, instance_id=instance)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # surfaced in the test
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=f"router-{instance}", daemon=True)
-    thread.start()
-    try:
+    with running_service(service, f"router-{instance}"):
         yield service
-    finally:
-        service.stop()
-        thread.join(timeout=60)
-    assert not thread.is_alive(), "router did not stop"
-    assert not failure, failure
 
 
 def route_all(dep: Deployment, expected_decisions: int) -> RouterService:
