@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import faulthandler
+import json
 import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -46,10 +48,17 @@ from broker.alerts.clocks import (
 )
 from broker.alerts.metrics import AlertsMetrics
 from broker.alerts.state import apply_record, seal_for, state_key
-from broker.config import AlertsSettings, BrokerConfig, ConfigError, topic_feed, topic_ingress
+from broker.config import (
+    TOPIC_QUARANTINE,
+    AlertsSettings,
+    BrokerConfig,
+    ConfigError,
+    topic_feed,
+    topic_ingress,
+)
 from broker.envelope import issue
 from broker.errors import BrokerError
-from broker.feed import FeedVerifier
+from broker.feed import FeedItem, FeedVerifier
 from broker.kafka.client import (
     RETRY_BACKOFF_S,
     KafkaClients,
@@ -70,6 +79,36 @@ from broker.schemas import SchemaRegistry
 log = logging.getLogger(__name__)
 
 Now = Callable[[], datetime]
+
+# Quarantine reason codes of the alerts service's own (verification failures carry the envelope
+# layer's codes: bad_encoding, unknown_schema, bad_derived_signature, wrong_router, ...).
+NO_VALUE = "bad_encoding"  # a tombstone on the feed: no bytes at all
+INTERNAL_ERROR = "internal_error"  # the verifier itself failed (a bug): the record is kept
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A feed record the service could not verify, for `quarantine` (the router's format:
+    key `<topic>/<partition>/<offset>`, the original bytes, headers `reason` and `detail`)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    reason: str
+    service: str
+
+    def send(self, producer: TransactionalProducer, now: datetime) -> None:
+        # The detail is made here from the code alone: never the verifier's message, whose
+        # header strings are whatever the sender wrote (a forger can write a child's name).
+        detail = (f"forwarded record on {self.topic} failed verification by {self.service} "
+                  f"({self.reason}): not applied to any alert clock; docs/bad-input.md")
+        meta = {"reason": self.reason, "detail": detail, "topic": self.topic,
+                "partition": self.partition, "offset": self.offset,
+                "quarantined_at": now.isoformat()}
+        producer.send(TOPIC_QUARANTINE, key=f"{self.topic}/{self.partition}/{self.offset}".encode(),
+                      value=self.value, headers=[("reason", self.reason.encode()),
+                                                 ("detail", json.dumps(meta).encode())])
 
 
 def wall_clock() -> datetime:
@@ -380,9 +419,10 @@ class AlertsService:
         self._last_tick = time.monotonic()
         touched: set[ChildKey] = set()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        rejected: list[Quarantined] = []
         for tp, records in polled.items():
             for record in records:
-                child = self._observe(tp.partition, record, now)
+                child = self._observe(tp.partition, record, now, rejected)
                 if child is not None:
                     touched.add(child)
             offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
@@ -394,6 +434,8 @@ class AlertsService:
             return
         producer.begin()
         try:
+            for bad in rejected:  # in the same transaction as the offsets that pass them
+                bad.send(producer, now)
             failed = []
             for alert in due:
                 try:
@@ -430,6 +472,8 @@ class AlertsService:
             self._schedule(child)
         for alert in failed:
             self.metrics.issue_failed.labels(alert.rule.key).inc()
+        for bad in rejected:
+            self.metrics.quarantined.labels(bad.reason).inc()
         due = [alert for alert in due if alert not in failed]
         for alert in due:
             self.metrics.raised.labels(alert.rule.key).inc()
@@ -449,13 +493,19 @@ class AlertsService:
         else:
             self.next_due[child] = at
 
-    def _observe(self, partition: int, record: Any, now: datetime) -> ChildKey | None:
-        item = self.verifier.verify(partition, record.offset, record.value, record.timestamp)
+    def _observe(
+        self, partition: int, record: Any, now: datetime, rejected: list[Quarantined]
+    ) -> ChildKey | None:
+        item = self._verify(partition, record)
         if item.event is None:
-            code = item.error.code if item.error else "unknown"
+            code = item.error.code if item.error else INTERNAL_ERROR
+            if record.value is None:
+                code = NO_VALUE
             self.metrics.input.labels(f"rejected_{code}").inc()
-            log.warning("%s/%d@%d: not verified (%s); skipped", self.feed_topic, partition,
-                        record.offset, code)
+            log.warning("%s/%d@%d: not verified (%s); quarantined, not applied", self.feed_topic,
+                        partition, record.offset, code)
+            rejected.append(Quarantined(self.feed_topic, partition, record.offset, record.value,
+                                        code, self.settings.id))
             return None
         event = item.event
         if event.event_type == ALERT_EVENT_TYPE:
@@ -473,6 +523,29 @@ class AlertsService:
             return None
         self.metrics.input.labels("applied").inc()
         return child
+
+    def _verify(self, partition: int, record: Any) -> FeedItem:
+        """The feed verifier's judgement of one record (`event` None: quarantine it)."""
+        if record.value is None:
+            return FeedItem(partition, record.offset, None)
+        item = self._judge(partition, record)
+        if (item.error is not None and item.error.code == "unknown_agreement"
+                and self._follower is not None):
+            # A version published a moment ago (the clocks of two brokers): look once more. A
+            # Kafka failure here goes to the loop's recovery; the batch is read again.
+            self._follower.catch_up()
+            item = self._judge(partition, record)
+        return item
+
+    def _judge(self, partition: int, record: Any) -> FeedItem:
+        """Never raises: a record the verifier fails on (a bug) is quarantined `internal_error`,
+        as the router does, and the service goes on. Logged by type only (no value)."""
+        try:
+            return self.verifier.verify(partition, record.offset, record.value, record.timestamp)
+        except Exception as exc:
+            log.error("%s/%d@%d: the verifier failed (%s)", self.feed_topic, partition,
+                      record.offset, type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+            return FeedItem(partition, record.offset, None)
 
     def open_clocks(self, now: datetime | None = None) -> list[Clock]:
         at = now or self.clock()
