@@ -247,10 +247,24 @@ class Engine:
     def next_due(self, state: ChildState) -> datetime | None:
         """The earliest due time of a stage neither raised nor stopped (None: nothing pending),
         so that the service looks only at children with something due."""
-        pending = [due_at for start, key, compiled, index, _stage, due_at in self._stages(state)
-                   if self.alert_id(compiled.rule, start, index) not in state.raised
-                   and not self._stopped(state, key, start, due_at)]
-        return min(pending, default=None)
+        return self.outlook(state)[0]
+
+    def outlook(self, state: ChildState) -> tuple[datetime | None, list[ClockEntry]]:
+        """`next_due` and `clock_entries` in one pass over the child's stages (what the service
+        keeps of a child each time it changes)."""
+        pending: datetime | None = None
+        entries = []
+        for start, key, compiled, index, _stage, due_at in self._stages(state):
+            raised = self.alert_id(compiled.rule, start, index) in state.raised
+            if compiled.rule.stop is None:
+                entries.append(ClockEntry(key, due_at, False, False))
+            elif not self._stopped(state, key, start, _END_OF_TIME):
+                entries.append(ClockEntry(key, due_at, True, raised))
+            elif self._stopped(state, key, start, due_at):
+                continue  # stopped in time: neither pending nor open
+            if not raised and (pending is None or due_at < pending):
+                pending = due_at
+        return pending, entries
 
     def clocks(self, child: ChildKey, state: ChildState, now: datetime) -> list[Clock]:
         """Open clocks of a child: stages still running, and raised ones not stopped since."""
@@ -261,16 +275,7 @@ class Engine:
     def clock_entries(self, state: ChildState) -> list[ClockEntry]:
         """Every stage of the child's clocks not stopped for good, whatever the time (what
         `clocks` judges at a time)."""
-        entries = []
-        for start, key, compiled, index, _stage, due_at in self._stages(state):
-            if compiled.rule.stop is None:
-                entries.append(ClockEntry(key, due_at, False, False))
-                continue
-            if self._stopped(state, key, start, _END_OF_TIME):
-                continue
-            raised = self.alert_id(compiled.rule, start, index) in state.raised
-            entries.append(ClockEntry(key, due_at, True, raised))
-        return entries
+        return self.outlook(state)[1]
 
     def prune(self, state: ChildState, now: datetime) -> None:
         """Forget what is older than the horizon (its alerts can no longer come due)."""

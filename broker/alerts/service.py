@@ -500,7 +500,7 @@ class AlertsService:
     def _schedule(self, child: ChildKey) -> None:
         """After a child changed (committed): its next due time and its clock stages."""
         state = self.states[child]
-        at = self.engine.next_due(state)
+        at, entries = self.engine.outlook(state)
         if at is None:
             self.next_due.pop(child, None)
         elif self.next_due.get(child) != at:
@@ -509,7 +509,6 @@ class AlertsService:
             if len(self._due_heap) > 2 * len(self.next_due) + 1024:  # drop the skipped ones
                 self._due_heap = [(t, c) for c, t in self.next_due.items()]
                 heapq.heapify(self._due_heap)
-        entries = self.engine.clock_entries(state)
         if entries:
             self.entries[child] = entries
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,12 +39,12 @@ def _child(n: int) -> ChildKey:
     return (COUNCIL, f"C{n}")
 
 
-def _observe(service: AlertsService, child: ChildKey, hours: float) -> None:
+def _observe(service: AlertsService, child: ChildKey, hours: float, **fields: object) -> None:
     state = service.states.setdefault(child, ChildState())
     event = missing(T0 + timedelta(hours=hours))
     event = event.__class__(f"{child[1]}-{event.event_id}", event.event_type, event.issuer,
                             event.subject, event.occurred_at,
-                            {**event.fields, "la_child_id": child[1]})
+                            {**event.fields, "la_child_id": child[1], **fields})
     assert service.engine.observe(state, event, now=T0)
     service._schedule(child)
 
@@ -68,20 +68,58 @@ def test_the_children_judged_are_exactly_those_with_a_stage_due(service: AlertsS
     assert service._ripe(T0 + timedelta(hours=26)) == {_child(2), _child(4)}
 
 
-def test_the_gauges_count_what_the_engine_derives(service: AlertsService) -> None:
-    for n in range(4):
+def _reference(engine: Engine, child: ChildKey, state: ChildState,
+               now: datetime) -> tuple[list[tuple[str, str, datetime]], datetime | None]:
+    """Open clocks and the next due time straight from the rules' definition (docs/alerts.md,
+    "Time"), stage by stage: what the kept entries must agree with."""
+    clocks, pending = [], []
+    end = datetime.max.replace(tzinfo=UTC)
+    for start, key, compiled, index, _stage, due_at in engine._stages(state):
+        raised = engine.alert_id(compiled.rule, start, index) in state.raised
+        if not raised and not engine._stopped(state, key, start, due_at):
+            pending.append(due_at)
+        if compiled.rule.stop is None:
+            if due_at > now:
+                clocks.append((key, "running", due_at))
+        elif not engine._stopped(state, key, start, end):
+            late = raised or due_at <= now
+            clocks.append((key, "overdue" if late else "running", due_at))
+    return sorted(clocks), min(pending, default=None)
+
+
+def test_the_kept_entries_judge_as_the_rules_define(service: AlertsService) -> None:
+    engine = service.engine
+    for n in range(6):
         _observe(service, _child(n), hours=n)
+    _observe(service, _child(6), hours=2, trafficking_concern=True)  # an immediate alert too
+    # A police report in time for C1, one too late for C2, the child found for C3; C0's
+    # first alerts raised.
+    for n, event_type, hours in ((1, "police.missing_report.opened", 2.5),
+                                 (2, "police.missing_report.opened", 30),
+                                 (3, "child.missing.ended", 4)):
+        issuer = "police.met" if event_type.startswith("police.") else COUNCIL
+        event = view(event_type, T0 + timedelta(hours=hours), issuer=issuer, police_ref="p",
+                     missing_type="M")
+        event = event.__class__(event.event_id, event.event_type, event.issuer, event.subject,
+                                event.occurred_at, {**event.fields, "la_child_id": f"C{n}"})
+        assert engine.observe(service.states[_child(n)], event, now=T0)
+        service._schedule(_child(n))
     state = service.states[_child(0)]
-    due = service.engine.due(_child(0), state, T0 + timedelta(hours=2))
-    state.raised.update(a.alert_id for a in due)
+    state.raised.update(a.alert_id for a in engine.due(_child(0), state, T0 + timedelta(hours=2)))
     service._schedule(_child(0))
-    for hours in (0.5, 2.5, 30, 24 * 40):
+    for hours in (0.5, 2, 2.5, 5, 30, 24 * 8, 24 * 40):  # 2: exactly when two are due
         now = T0 + timedelta(hours=hours)
+        expected = []
+        for child, child_state in service.states.items():
+            clocks, next_due = _reference(engine, child, child_state, now)
+            expected += [(child[0], *clock) for clock in clocks]
+            assert service.next_due.get(child) == next_due
+        kept = sorted((c.council, c.rule, c.state, c.due_at) for c in service.open_clocks(now))
+        assert kept == sorted(expected) and expected
         derived = sorted((c.council, c.rule, c.state, c.due_at)
                          for child, s in service.states.items()
-                         for c in service.engine.clocks(child, s, now))
-        kept = sorted((c.council, c.rule, c.state, c.due_at) for c in service.open_clocks(now))
-        assert kept == derived and derived
+                         for c in engine.clocks(child, s, now))
+        assert derived == kept
 
 
 def test_an_alert_id_is_the_uuid5_of_service_rule_event_and_stage(engine: Engine) -> None:
