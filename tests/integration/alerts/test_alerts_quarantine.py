@@ -115,3 +115,45 @@ def test_a_forged_feed_record_is_quarantined_and_the_rest_still_raises(
         for text in PERSONAL:
             assert text not in headers["detail"].decode() and text not in detail["detail"]
     assert dict(by_value[None].headers)["reason"] == b"bad_encoding"  # the tombstone
+
+
+def test_the_service_follows_the_registry_a_key_revoked_there_is_refused(
+    alerts_deployment: AlertsDeployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forward (signed by the real router) of an event signed with a council key revoked in
+    `registry.keys` after the service started is quarantined `revoked_key`: the service judges
+    with the live registry, as the router does (with `keys_dir` alone it would apply it)."""
+    from broker.cli import main
+
+    dep = alerts_deployment
+    config = str(dep.config_path)
+    council, key_id = dep.id(WESTMINSTER), dep.key(WESTMINSTER).key_id
+    feed = topic_feed(dep.id("alerts.main"))
+    assert main(["keys", "publish", "--config", config]) == 0
+    clock = ManualClock(T0)
+    with running(dep, clock) as service:
+        publish(dep, WESTMINSTER, [child_event(dep, "child.missing.started", "C-BEFORE", "b", 0)])
+        wait_applied(service, 1)
+        assert main(["keys", "revoke", "--config", config, council, key_id]) == 0
+        assert service._live is not None
+        live = service._live[0]
+
+        def revoked() -> bool:
+            entry = live.keys.get(council, key_id)
+            return entry is not None and entry.revoked_at is not None
+
+        wait_until(revoked, 30, "the revocation read by the alerts service")
+        evt = child_event(dep, "child.missing.started", "C-AFTER", "a", 0)
+        forwarded = disclose(signed(dep, WESTMINSTER, evt), ["la_child_id", "missing_type"],
+                             derived={}, agreements=["dsa.x@1"], recipient=dep.id("alerts.main"),
+                             router_key=load_signing_key(dep.config.router.signing_key),
+                             now=datetime.now(UTC))
+        value = forwarded.to_bytes(SchemaRegistry.default())
+        produce_raw(dep, feed, [(b"after-revocation", value)])
+        wait_until(lambda: _quarantined(service, "revoked_key") >= 1, 60,
+                   "the forward quarantined")
+        applied_after = service.metrics.input.labels("applied")._value.get()
+    capsys.readouterr()
+    assert applied_after == 1  # only the event from before the revocation
+    (record,) = [r for r in read_topic(dep, TOPIC_QUARANTINE, key_prefixes=[f"{feed}/"])]
+    assert record.value == value and dict(record.headers)["reason"] == b"revoked_key"
