@@ -76,6 +76,7 @@ from broker.kafka.credentials import principal_of
 from broker.publish import agency_key
 from broker.registry.live import CONFIRM_EVERY_S, LiveAgreements, LiveKeys, RegistryFollower
 from broker.router.changelog import ChangelogSeal, Ignored
+from broker.runtime import tune_gc
 from broker.schemas import SchemaRegistry
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,7 @@ class AlertsService:
 
     def run(self, *, idle_exit_s: float | None = None) -> int:
         """Run until stopped; return the number of alerts raised."""
+        tune_gc()
         settings = self.settings
         if settings.metrics_port is not None:
             self.metrics_port = self.metrics.serve(settings.metrics_port)
