@@ -203,13 +203,20 @@ class _Deployment:
     ids: dict[str, str]
 
     @classmethod
-    def make(cls, access: ClusterAccess, directory: Path, partitions: int) -> _Deployment:
+    def make(
+        cls,
+        access: ClusterAccess,
+        directory: Path,
+        partitions: int,
+        router: dict[str, Any] | None = None,
+    ) -> _Deployment:
+        """`router`: router settings added to the bench's own (e.g. a metrics port)."""
         from broker.config import load_config
         from broker.kafka.client import KafkaClients, TopicSpec
         from broker.router.service import topic_specs
 
         directory.mkdir()
-        config_path, ids = _deployment(directory, access, partitions)
+        config_path, ids = _deployment(directory, access, partitions, router)
         config = load_config(config_path)
         provision(config)  # credentials, topics and ACLs on a secured cluster
         # The harness (publishing, the pass-through, the latency reader) runs as the operator;
@@ -380,7 +387,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _deployment(
-    directory: Path, bootstrap: ClusterAccess, partitions: int
+    directory: Path,
+    bootstrap: ClusterAccess,
+    partitions: int,
+    router: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, str]]:
     """The demo deployment with agency ids no earlier run used (so `--bootstrap` can be reused):
     every id gets a suffix, in the registry and in the example agreements alike."""
@@ -400,7 +410,7 @@ def _deployment(
         agencies={ids[a]: name for a, name in DEMO_AGENCIES.items()},
         agreements_dir=agreements,
         partitions=partitions,
-        router={"group_id": f"bench-router-{suffix}", "instance_id": "bench"},
+        router={"group_id": f"bench-router-{suffix}", "instance_id": "bench", **(router or {})},
     )
     return config, ids
 
@@ -412,8 +422,13 @@ def _event(number: int, tag: str) -> dict[str, Any]:
     return {**EVENT, "subject": child, "fields": {**EVENT["fields"], "la_child_id": child}}
 
 
-def _publish_presigned(deployment: _Deployment, count: int, tag: str = "tp") -> None:
-    """Sign first, then produce as fast as Kafka takes them (publishing is not measured)."""
+def _publish_presigned(
+    deployment: _Deployment, count: int, tag: str = "tp", *, transactional: bool = False
+) -> None:
+    """Sign first, then produce as fast as Kafka takes them (publishing is not measured).
+
+    `transactional`: all in one Kafka transaction, so that a `read_committed` consumer (the
+    router) sees the whole backlog at once, at the commit, and none of it before."""
     from broker.config import topic_ingress
     from broker.envelope import issue
     from broker.kafka.client import KafkaClients
@@ -428,13 +443,27 @@ def _publish_presigned(deployment: _Deployment, count: int, tag: str = "tp") -> 
     for number in range(count):
         envelope = issue(_event(number, tag), issuer=issuer, key=key, registry=registry)
         records.append(((envelope.subject or "").encode(), envelope.to_bytes(registry)))
-    producer = KafkaClients(config.kafka, OPERATOR).producer()
-    try:
-        for subject, value in records:
-            producer.send(topic_ingress(issuer), key=subject, value=value)
-        producer.flush()
-    finally:
-        producer.close()
+    clients = KafkaClients(config.kafka, OPERATOR)
+    if transactional:
+        batch = clients.bounded_transactional_producer(
+            f"bench-publish-{uuid.uuid4().hex[:8]}", timeout_s=120.0
+        )
+        batch.start()
+        try:
+            batch.begin()
+            for subject, value in records:
+                batch.send(topic_ingress(issuer), key=subject, value=value)
+            batch.commit()
+        finally:
+            batch.close()
+    else:
+        producer = clients.producer()
+        try:
+            for subject, value in records:
+                producer.send(topic_ingress(issuer), key=subject, value=value)
+            producer.flush()
+        finally:
+            producer.close()
     took = time.monotonic() - started
     print(f"  {deployment.mode:<9} published {count} events in {took:.1f} s", flush=True)
 
