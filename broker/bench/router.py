@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broker.bench import bench_kafka
+from broker.bench import bench_kafka, interleaved_costs, median_costs
 from broker.errors import BrokerError
 from broker.kafka.credentials import OPERATOR, credential_path
 from broker.kafka.local import ClusterAccess
@@ -357,17 +357,7 @@ def _floor_parts(events: int = 2000, repeat: int = 5) -> dict[str, float]:
         "verify": lambda: public.verify(envelope.signature, signed),
         "sign": lambda: key.sign(signed),
     }
-    rounds: dict[str, list[float]] = {label: [] for label in actions}
-    for action in actions.values():  # warm-up
-        for _ in range(200):
-            action()
-    for _ in range(repeat):
-        for label, action in actions.items():
-            begin = time.thread_time()
-            for _ in range(events):
-                action()
-            rounds[label].append((time.thread_time() - begin) / events * 1e6)
-    costs = {label: statistics.median(values) for label, values in rounds.items()}
+    costs = median_costs(interleaved_costs(actions, events, repeat))
     return {"decode": costs["decode"], "verify": costs["verify"], "2 x sign": 2 * costs["sign"]}
 
 
