@@ -65,6 +65,27 @@ class BenchOptionsError(BrokerError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=20000, help="events for the throughput runs")
+    add_cluster_arguments(parser)
+    parser.add_argument(
+        "--no-plaintext",
+        action="store_true",
+        help="skip the plaintext local Kafka (no secured / plaintext comparison)",
+    )
+    parser.add_argument("--partitions", type=int, default=3, help="partitions per topic")
+    parser.add_argument("--rate", type=float, default=200.0, help="latency run: events per second")
+    parser.add_argument(
+        "--latency-seconds", type=float, default=12.0, help="latency run: how long to publish"
+    )
+    parser.add_argument(
+        "--flush-bug",
+        action="store_true",
+        help="also measure the fan-out pass-through and the router without the workaround for "
+        "kafka-python's stuck flush (docs/performance.md): before / after",
+    )
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """--bootstrap, --kafka-ca and --kafka-credentials: an external cluster (see `_external`)."""
     parser.add_argument(
         "--bootstrap",
         default=None,
@@ -85,22 +106,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="with --bootstrap: a directory holding operator.json; the bench issues the "
         "credentials of its own principals into it",
-    )
-    parser.add_argument(
-        "--no-plaintext",
-        action="store_true",
-        help="skip the plaintext local Kafka (no secured / plaintext comparison)",
-    )
-    parser.add_argument("--partitions", type=int, default=3, help="partitions per topic")
-    parser.add_argument("--rate", type=float, default=200.0, help="latency run: events per second")
-    parser.add_argument(
-        "--latency-seconds", type=float, default=12.0, help="latency run: how long to publish"
-    )
-    parser.add_argument(
-        "--flush-bug",
-        action="store_true",
-        help="also measure the fan-out pass-through and the router without the workaround for "
-        "kafka-python's stuck flush (docs/performance.md): before / after",
     )
 
 

@@ -1,6 +1,7 @@
 """`broker bench scale`: routing throughput of two router processes against one (issue 19, part 4).
 
-On one local secured Kafka (TLS + SCRAM-SHA-512 + ACLs), the bench's deployment (the one of
+On one local secured Kafka (TLS + SCRAM-SHA-512 + ACLs; or the cluster `--bootstrap` names, as
+in `broker bench router`), the bench's deployment (the one of
 `broker bench router`: signed `child.missing.started` events of one council, forwarded to two
 recipients) with `--partitions` partitions per ingress topic. Then, in the same run:
 
@@ -42,10 +43,12 @@ from broker.bench.router import (
     Mark,
     Rate,
     _Deployment,
+    _external,
     _issuer,
     _ok,
     _publish_presigned,
     _rate,
+    add_cluster_arguments,
 )
 from broker.errors import BrokerError
 from broker.kafka.credentials import OPERATOR
@@ -61,6 +64,7 @@ class ScaleBenchError(BrokerError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=20000, help="events per backlog")
+    add_cluster_arguments(parser)
     parser.add_argument(
         "--partitions",
         type=int,
@@ -87,10 +91,11 @@ class Outcome:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    external = _external(args)
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="broker-bench-scale-") as tmp:
         scratch = Path(tmp)
-        with bench_kafka(None, scratch / "kafka", secure=True) as access:
+        with bench_kafka(external, scratch / "kafka", secure=True) as access:
             print(
                 f"scale-out benchmark: {args.events} child.missing.started events per backlog "
                 f"over {args.partitions} ingress partitions; 1 router process, then "

@@ -371,6 +371,69 @@ def test_decision_deleted_from_the_log_is_found_by_replay(
     assert any(where in f for f in findings_of(out))
 
 
+def test_replay_with_two_workers_reports_exactly_what_one_process_does(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--workers 2` shares the chains between two processes and merges their reports: on a
+    log with a decision the agreements do not allow, a decision deleted from another chain and
+    a decision recorded twice, its output is the output of `--workers 1`, line for line."""
+    partitions = read_partitions(deployment, TOPIC_AUDIT)
+    partition, chain, indexes = busiest_chain(partitions)
+    values = partitions[partition]
+    target = next(
+        i
+        for i in indexes
+        if any(r.fields_withheld for r in DecisionRecord.from_bytes(values[i]).recipients)
+    )
+    record = DecisionRecord.from_bytes(values[target])
+    leaked = next(r for r in record.recipients if r.fields_withheld)
+    changed = dataclasses.replace(
+        leaked,
+        fields_forwarded=(*leaked.fields_forwarded, leaked.fields_withheld[0]),
+        fields_withheld=leaked.fields_withheld[1:],
+    )
+    recipients = tuple(changed if r is leaked else r for r in record.recipients)
+    values[target] = dataclasses.replace(record, recipients=recipients).to_bytes()
+    values.append(values[indexes[-1]])  # recorded twice
+    lengths: dict[str, int] = defaultdict(int)
+    for vs in partitions.values():
+        for v in vs:
+            lengths[read_header(v).chain] += 1
+    others = [
+        (p, i)
+        for p, vs in partitions.items()
+        for i, v in enumerate(vs)
+        if (header := read_header(v)).chain != chain
+        and lengths[header.chain] >= 3
+        and DecisionRecord.from_bytes(v).seq == 1
+    ]
+    assert others, "the scenario routes more than one ingress partition"
+    other_partition, other_index = others[-1]
+    del partitions[other_partition][other_index]  # the second decision of another chain
+    topic = write_copy(deployment, partitions, "audit.copy")
+
+    outputs = {}
+    for workers in ("1", "2"):
+        status, out = run(
+            capsys,
+            "audit",
+            "replay",
+            "--config",
+            str(deployment.config_path),
+            "--no-progress",
+            "--audit-topic",
+            topic,
+            "--workers",
+            workers,
+        )
+        assert status == 1, out
+        outputs[workers] = out
+    assert outputs["2"] == outputs["1"]
+    found = " ".join(findings_of(outputs["1"]))
+    for code in ("decision_mismatch", "double_decision", "undecided"):
+        assert code in found, found
+
+
 # -- (3) inclusion proofs ----------------------------------------------------------------------
 
 
