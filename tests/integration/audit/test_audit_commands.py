@@ -660,7 +660,20 @@ def test_dump_reports_a_tampered_ingress_event(
 def test_bench_audit_prints_throughput(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, out = run(capsys, "bench", "audit", "--config", str(deployment.config_path))
-    assert status == 0
-    assert "records/s (goal >= 20,000)" in out
+    status, out = run(
+        capsys, "bench", "audit", "--config", str(deployment.config_path), "--workers", "2"
+    )
+    assert status == 0, out
+    assert re.search(r"records/s \(goal >= 20,000: (met|MISSED)\); findings 0", out), out
+    assert f"replay, 1 process: {deployment.routed} decisions re-evaluated" in out, out
+    assert re.search(r"replay, 2 worker processes: .* the same report as 1 process", out), out
+    assert re.search(r"replay 2 workers / 1 process: \d+\.\d\d by records/s", out), out
+    # Issue 19: replay against its floor measured in the same run, on the deployment's records.
+    floor = re.search(
+        r"replay floor: (\d+) µs CPU/record = decode (\d+) \+ verify (\d+) \+ decide (\d+) "
+        r"\(bare costs on (\d+) of the ingress records",
+        out,
+    )
+    assert floor and all(int(part) > 0 for part in floor.groups()), out
+    assert re.search(r"replay / floor: \d+\.\d\d \(CPU per record, 1 process; goal <= 1\.5", out)
     assert "replay / plain read:" in out
