@@ -17,7 +17,8 @@ compete with routing). Every 0.25 s the harness reads each router's CPU time (`/
 and its count of routed records (its own `/metrics`, `broker_routing_seconds_count`): events/s
 and CPU µs per event of the router processes are taken between the first sample after the first
 commit and the first sample that finds the backlog routed (group joins and state recovery
-excluded). Exactly-once is checked on the audit log: one decision per ingress record of the
+excluded); their product is how many cores the routers kept busy. Exactly-once is checked on the
+audit log: one decision per ingress record of the
 backlog, none twice. The Kafka broker and this harness run on the same machine as the routers
 and share its cores: the output says how many there are and the load average.
 """
@@ -118,9 +119,10 @@ def run(args: argparse.Namespace) -> int:
         shares = ", ".join(f"{name} {count}" for name, count in sorted(result.routed.items()))
         outcomes = ", ".join(f"{n} {o}" for o, n in sorted(result.outcomes.items()))
         label = f"{result.instances} router{'s' if result.instances > 1 else ''}"
+        used = result.rate[0] * result.rate[1] / 1e6  # CPU seconds per second: cores busy
         print(
             f"  {label:<10}: {result.rate[0]:7.0f} events/s, {result.rate[1]:5.0f} µs CPU/event "
-            f"(router processes; routed: {shares})",
+            f"(router processes; routed: {shares}); the routers used {used:.2f} of {cores} cores",
             flush=True,
         )
         print(
@@ -137,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"  (the Kafka broker, this harness and anything else on the machine share the same "
-        f"{cores} cores with the routers: see the load averages above)",
+        f"{cores} cores with the routers: see the load averages above; if the routers used no "
+        "more cores with more instances, the machine had none to give them)",
         flush=True,
     )
     return status
