@@ -1,9 +1,9 @@
 """`broker bench scale`: routing throughput of two router processes against one (issue 19, part 4).
 
 On one local secured Kafka (TLS + SCRAM-SHA-512 + ACLs; or the cluster `--bootstrap` names, as
-in `broker bench router`), the bench's deployment (the one of
-`broker bench router`: signed `child.missing.started` events of one council, forwarded to two
-recipients) with `--partitions` partitions per ingress topic. Then, in the same run:
+in `broker bench router`), the deployment of `broker bench router` (signed
+`child.missing.started` events of one council, forwarded to two recipients) with `--partitions`
+partitions per ingress topic. Then, in the same run:
 
 * one router process (`python -m broker.cli route --instance r1`, as in production) routes a
   backlog of `--events` events;
@@ -18,9 +18,9 @@ and its count of routed records (its own `/metrics`, `broker_routing_seconds_cou
 and CPU µs per event of the router processes are taken between the first sample after the first
 commit and the first sample that finds the backlog routed (group joins and state recovery
 excluded); their product is how many cores the routers kept busy. Exactly-once is checked on the
-audit log: one decision per ingress record of the
-backlog, none twice. The Kafka broker and this harness run on the same machine as the routers
-and share its cores: the output says how many there are and the load average.
+audit log: one decision per ingress record of the backlog, none twice. The Kafka broker and this
+harness run on the same machine as the routers and share its cores: the output says how many
+there are and the load average.
 """
 
 from __future__ import annotations
