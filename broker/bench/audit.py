@@ -330,7 +330,7 @@ def measure(config_path: Path, *, workers: int = 2, sample: int = 2000) -> dict[
         count, kept = 0, list[Sampled]()
         with TopicReader(clients) as reader:
             spans = [s for a in config.agency_ids for s in _spans(reader, topic_ingress(a))]
-            step = max(1, sum(s.size for s in spans) // max(1, sample))
+            step = max(1, -(-sum(s.size for s in spans) // max(1, sample)))  # ceiling
             for batch in reader.read(spans):
                 for message in batch:
                     if count % step == 0 and message.value is not None:
