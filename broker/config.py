@@ -66,7 +66,7 @@ class KafkaSettings(_Strict):
 
     def client_options(self, principal: str | None = None) -> dict[str, Any]:
         """Options common to every kafka-python client that connects as `principal`."""
-        from broker.kafka.credentials import read_credential
+        from broker.kafka.credentials import sasl_ssl_options
 
         options: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers.split(","),
@@ -80,14 +80,10 @@ class KafkaSettings(_Strict):
                 "a secured Kafka connection needs a principal to connect as (internal error: "
                 "the command did not say which)"
             )
-        assert self.credentials_dir is not None  # checked when the config is loaded
-        credential = read_credential(self.credentials_dir, principal)
+        # Both checked when the config is loaded.
+        assert self.credentials_dir is not None and self.ssl_cafile is not None
         options.update(
-            sasl_mechanism=self.sasl_mechanism,
-            sasl_plain_username=credential.username,
-            sasl_plain_password=credential.password,
-            ssl_cafile=str(self.ssl_cafile),
-            ssl_check_hostname=True,
+            sasl_ssl_options(self.credentials_dir, principal, self.ssl_cafile, self.sasl_mechanism)
         )
         return options
 

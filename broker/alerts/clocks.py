@@ -51,6 +51,7 @@ ALERT_NAMESPACE = uuid.UUID("5b0f4a52-4c7e-4f58-9d7e-6f1d2b0a7c11")
 ALERT_EVENT_TYPE = "alert.raised"
 
 ChildKey = tuple[str, str]  # (council agency id, the council's child id)
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 def child_key(view: EventView) -> ChildKey | None:
@@ -75,6 +76,9 @@ class Seen:
     starts: list[str]  # rule keys this event starts a clock of
     stops: list[str]  # rule keys this event stops clocks of
     context: dict[str, Any]  # history values at `at` (episodes_90d, hours_since_placement)
+    # The alert ids of its clocks' stages, by (rule key, stage): derived (a UUIDv5 each), so
+    # computed once, not at every look at the child's clocks; never stored.
+    ids: dict[tuple[str, int], str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -167,6 +171,24 @@ class Clock:
     due_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ClockEntry:
+    """One stage of a child's clock as the gauges count it, without the history: whether it is
+    running or overdue at a time depends only on these (`state_at`). Kept per child by the
+    service and renewed when the child changes, so counting open clocks never re-derives them."""
+
+    rule: str
+    due_at: datetime
+    stoppable: bool  # the rule has a stopping event (else an immediate or escalation alert)
+    raised: bool
+
+    def state_at(self, now: datetime) -> str | None:
+        """"running" (not due yet), "overdue" (due or raised, not stopped), None (not open)."""
+        if not self.stoppable:
+            return "running" if self.due_at > now else None
+        return "overdue" if self.raised or self.due_at <= now else "running"
+
+
 @dataclass(frozen=True)
 class _Compiled:
     rule: AlertRule
@@ -212,11 +234,11 @@ class Engine:
     def due(self, child: ChildKey, state: ChildState, now: datetime) -> list[AlertDue]:
         """Every stage whose time has come and that is neither stopped nor raised yet."""
         found = []
-        for start, compiled, index, stage, due_at in self._stages(state):
-            alert_id = self.alert_id(compiled.rule, start, index)
-            if alert_id in state.raised or due_at > now:
+        for start, key, compiled, index, stage, due_at in self._stages(state):
+            if due_at > now:
                 continue
-            if self._stopped(state, compiled.rule.key, start, due_at):
+            alert_id = self.alert_id(compiled.rule, start, index)
+            if alert_id in state.raised or self._stopped(state, key, start, due_at):
                 continue
             found.append(AlertDue(alert_id, compiled.rule, child, start, stage, due_at,
                                   _guardian(state)))
@@ -225,28 +247,35 @@ class Engine:
     def next_due(self, state: ChildState) -> datetime | None:
         """The earliest due time of a stage neither raised nor stopped (None: nothing pending),
         so that the service looks only at children with something due."""
-        pending = [due_at for start, compiled, index, _stage, due_at in self._stages(state)
-                   if self.alert_id(compiled.rule, start, index) not in state.raised
-                   and not self._stopped(state, compiled.rule.key, start, due_at)]
-        return min(pending, default=None)
+        return self.outlook(state)[0]
+
+    def outlook(self, state: ChildState) -> tuple[datetime | None, list[ClockEntry]]:
+        """`next_due` and `clock_entries` in one pass over the child's stages (what the service
+        keeps of a child each time it changes)."""
+        pending: datetime | None = None
+        entries = []
+        for start, key, compiled, index, _stage, due_at in self._stages(state):
+            raised = self.alert_id(compiled.rule, start, index) in state.raised
+            if compiled.rule.stop is None:
+                entries.append(ClockEntry(key, due_at, False, False))
+            elif not self._stopped(state, key, start, _END_OF_TIME):
+                entries.append(ClockEntry(key, due_at, True, raised))
+            elif self._stopped(state, key, start, due_at):
+                continue  # stopped in time: neither pending nor open
+            if not raised and (pending is None or due_at < pending):
+                pending = due_at
+        return pending, entries
 
     def clocks(self, child: ChildKey, state: ChildState, now: datetime) -> list[Clock]:
         """Open clocks of a child: stages still running, and raised ones not stopped since."""
-        clocks = []
-        for start, compiled, index, _stage, due_at in self._stages(state):
-            key = compiled.rule.key
-            if compiled.rule.stop is None:
-                if due_at > now:
-                    clocks.append(Clock(child[0], key, "running", due_at))
-                continue
-            if self._stopped(state, key, start, datetime.max.replace(tzinfo=UTC)):
-                continue
-            raised = self.alert_id(compiled.rule, start, index) in state.raised
-            if raised or due_at <= now:
-                clocks.append(Clock(child[0], key, "overdue", due_at))
-            else:
-                clocks.append(Clock(child[0], key, "running", due_at))
-        return clocks
+        return [Clock(child[0], entry.rule, at, entry.due_at)
+                for entry in self.clock_entries(state)
+                if (at := entry.state_at(now)) is not None]
+
+    def clock_entries(self, state: ChildState) -> list[ClockEntry]:
+        """Every stage of the child's clocks not stopped for good, whatever the time (what
+        `clocks` judges at a time)."""
+        return self.outlook(state)[1]
 
     def prune(self, state: ChildState, now: datetime) -> None:
         """Forget what is older than the horizon (its alerts can no longer come due)."""
@@ -254,14 +283,17 @@ class Engine:
         kept = [s for s in state.seen if s.at >= cutoff]
         if len(kept) != len(state.seen):
             state.seen = kept
-            live = {self.alert_id(c.rule, s, i) for s, c, i, _, _ in self._stages(state)}
+            live = {self.alert_id(c.rule, s, i) for s, _, c, i, _, _ in self._stages(state)}
             state.raised &= live
 
     def alert_id(self, rule: AlertRule, start: Seen, stage: int) -> str:
-        name = f"{self.service_id}|{rule.key}|{start.event_id}|{stage}"
-        return str(uuid.uuid5(ALERT_NAMESPACE, name))
+        cached = start.ids.get((rule.key, stage))
+        if cached is None:
+            name = f"{self.service_id}|{rule.key}|{start.event_id}|{stage}"
+            cached = start.ids[(rule.key, stage)] = str(uuid.uuid5(ALERT_NAMESPACE, name))
+        return cached
 
-    def _stages(self, state: ChildState) -> Iterable[tuple[Seen, _Compiled, int, timedelta,
+    def _stages(self, state: ChildState) -> Iterable[tuple[Seen, str, _Compiled, int, timedelta,
                                                            datetime]]:
         for start in state.seen:
             for key in start.starts:
@@ -269,7 +301,7 @@ class Engine:
                 if compiled is None:  # a rule since removed: its clocks stop
                     continue
                 for index, stage in enumerate(compiled.rule.stages(start.values.get("risk_level"))):
-                    yield start, compiled, index, stage, start.at + stage
+                    yield start, key, compiled, index, stage, start.at + stage
 
     @staticmethod
     def _stopped(state: ChildState, key: str, start: Seen, due_at: datetime) -> bool:

@@ -24,6 +24,9 @@ class AlertsMetrics:
             ["rule"], registry=r)
         self.input = Counter("broker_alerts_input", "Feed records read, by outcome",
                              ["outcome"], registry=r)
+        self.quarantined = Counter("broker_alerts_quarantined",
+                                   "Feed records that failed verification, written to quarantine, "
+                                   "by reason code", ["reason"], registry=r)
         self.condition_errors = Counter("broker_alerts_condition_errors",
                                         "Rule conditions that failed at run time", ["rule"],
                                         registry=r)

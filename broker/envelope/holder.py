@@ -59,7 +59,12 @@ def disclose(
         if not isinstance(agreement, str) or "@" not in agreement:
             raise DisclosureError("agreements must be given as 'id@version' strings")
     values = PersonalDict((name, _derived_value(name, v)) for name, v in (derived or {}).items())
-    kept = tuple(d for d in envelope.disclosures if d.name in wanted)
+    pairs = [
+        (d, digest)
+        for d, digest in zip(envelope.disclosures, envelope.disclosure_digests(), strict=True)
+        if d.name in wanted
+    ]
+    kept = tuple(d for d, _ in pairs)
     subject = envelope.subject_disclosure if share_subject else None
     if envelope.version == 2 and share_subject and subject is None:
         raise DisclosureError(f"{envelope.header.event_type} envelope has no subject disclosure")
@@ -70,7 +75,7 @@ def disclose(
             event_id=envelope.header.event_id,
             issuer=envelope.header.issuer,
             issuer_signature=envelope.signature,
-            disclosed_digests=canonical.disclosure_digests(kept),
+            disclosed_digests=[digest for _, digest in pairs],
             derived=values,
             agreements=tuple(agreements),
             recipient=recipient,

@@ -220,11 +220,21 @@ class Envelope:
     disclosures: tuple[Disclosure, ...]
     signature: bytes = field(repr=False)
     subject_disclosure: SubjectDisclosure | None = field(default=None, repr=False)
+    # The disclosures' digests, computed once: verification and every forward need them.
+    _digest_cache: list[bytes] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     @property
     def version(self) -> int:
         """The wire-format version (the header's)."""
         return self.header.version
+
+    def disclosure_digests(self) -> list[bytes]:
+        """The digest of each disclosure, in order (SHA-256 computed once per envelope)."""
+        if len(self._digest_cache) != len(self.disclosures):
+            self._digest_cache[:] = canonical.disclosure_digests(self.disclosures)
+        return self._digest_cache
 
     @property
     def subject(self) -> str | None:

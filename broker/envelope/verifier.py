@@ -11,6 +11,7 @@ caller has it; a signer-chosen time more than `max_skew` away from it is refused
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from broker.envelope import canonical
@@ -73,6 +74,7 @@ def verify_envelope(
         registry,
         complete=True,
         key_time=header.issued_at if received_at is None else received_at,
+        disclosure_digests=envelope.disclosure_digests(),
     )
     subject = _check_subject(envelope.header, envelope.subject_disclosure, complete=True)
     return VerifiedEvent(envelope.header, values, PersonalDict(), disclosed_subject=subject)
@@ -171,8 +173,11 @@ def _verify_issued(
     *,
     complete: bool,
     key_time: datetime,
+    disclosure_digests: Sequence[bytes] | None = None,
 ) -> tuple[PersonalDict, set[bytes]]:
-    """Check the issuer's part; return the decoded disclosed values and their digests."""
+    """Check the issuer's part; return the decoded disclosed values and their digests.
+
+    `disclosure_digests`: the digest of each disclosure, when the caller has them already."""
     event_id = header.event_id
     writer = writer_for(header, registry)
     key = keys.lookup(header.issuer, header.key_id, key_time, role=ROLE_ISSUER)
@@ -187,7 +192,11 @@ def _verify_issued(
     signed = canonical.issuer_signing_input(header.to_bytes(), digests, version=header.version)
     if not key.verify(signature, signed):
         raise VerificationError("bad_signature", f"event {event_id}: issuer signature invalid")
-    return _check_disclosures(header, writer, digest_set, disclosures, complete)
+    if disclosure_digests is None:
+        disclosure_digests = canonical.disclosure_digests(disclosures)
+    return _check_disclosures(
+        header, writer, digest_set, disclosures, disclosure_digests, complete
+    )
 
 
 def _check_subject(
@@ -219,14 +228,13 @@ def _check_disclosures(
     writer: WriterSchema,
     digest_set: set[bytes],
     disclosures: tuple[Disclosure, ...],
+    disclosure_digests: Sequence[bytes],
     complete: bool,
 ) -> tuple[PersonalDict, set[bytes]]:
     event_id = header.event_id
     seen: set[bytes] = set()
     names: set[str] = set()
-    for disclosure, digest in zip(
-        disclosures, canonical.disclosure_digests(disclosures), strict=True
-    ):
+    for disclosure, digest in zip(disclosures, disclosure_digests, strict=True):
         if digest in seen:
             raise VerificationError(
                 "duplicate_digest", f"event {event_id}: disclosure '{disclosure.name}' repeated"

@@ -15,8 +15,8 @@ records, touch another principal's groups, or create or alter topics and ACLs.
 - `registry` (the registry authority): read and write `registry.keys`, `registry.agreements`;
   every other principal reads them (each verifies keys itself);
 - the alerts service `S` (`alerts:` in the config; an agency, so it also has the agency rules
-  above, whose `feed-S.` groups hold its consumer group): read and write `state.S`;
-  transactional ids `S-*`;
+  above, whose `feed-S.` groups hold its consumer group): read and write `state.S`; write
+  `quarantine` (feed records it cannot verify); transactional ids `S-*`;
 - `operator`: everything (a super user, as the brokers are).
 
 The same rules render to Strimzi `KafkaUser` resources, so a production cluster gets exactly the
@@ -99,6 +99,8 @@ def registry_acls(config: BrokerConfig) -> list[Acl]:
     if config.alerts is not None:
         alerts = principal_of(config.alerts.id)
         rules += _topic(alerts, config.alerts.state_topic, READ, WRITE)
+        # Feed records it cannot verify go to quarantine, as the router's ingress records do.
+        rules += _topic(alerts, TOPIC_QUARANTINE, WRITE)
         rules += [
             Acl(alerts, TRANSACTIONAL_ID, PREFIXED, config.alerts.transactional_prefix, op)
             for op in (WRITE, DESCRIBE)

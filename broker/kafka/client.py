@@ -598,6 +598,179 @@ def _abandon(producer: KafkaProducer) -> None:
         log.debug("abandoned producer did not close cleanly: %s", exc)
 
 
+# Waits between attempts to get going again while Kafka does not answer (then the last, again).
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 3.0)
+# A broker that has just started may refuse a SCRAM login until it has replayed the metadata
+# holding the credentials. During an outage a refused credential is therefore retried for this
+# long (from the first refusal) before a service stops with the one-line credential error.
+AUTH_GRACE_S = 60.0
+
+
+def recoverable(exc: BaseException) -> bool:
+    """Whether a service loop should wait for Kafka and go on after `exc` (else it stops).
+
+    Refusals (credentials, ACLs) and this instance being replaced in its group (another process
+    runs with the same instance id) do not go away by retrying; nor does a bug.
+    """
+    from kafka.errors import FencedInstanceIdError
+
+    if isinstance(exc, (KafkaDenied, KafkaAuthError, AuthorizationError, FencedInstanceIdError)):
+        return False
+    return isinstance(exc, (KafkaError, KafkaUnavailable, OSError))
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a log: the error's message, else its type."""
+    if isinstance(exc, KafkaUnavailable):
+        return str(exc)
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if text.startswith(name):  # kafka-python's messages often begin with their type
+        return text
+    return f"{name}: {text}" if text else name
+
+
+def rewind_to_committed(consumer: KafkaConsumer, bound_s: float) -> None:
+    """Seek every assigned partition to the group's committed offset, all within `bound_s`.
+
+    After a deadline the fate of the open transaction is unknown (the commit may have
+    reached the coordinator). A fresh producer's initialisation completes it either way,
+    and the committed offsets (read as `read_committed`: stable) then say where to go on.
+    """
+    deadline = time.monotonic() + bound_s
+    for tp in consumer.assignment():
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0:
+            raise KafkaDeadline("reading the committed offsets", bound_s)
+        committed = consumer.committed(tp, timeout_ms=left_ms)
+        if committed is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+
+
+class KafkaRecovery:
+    """How a transactional service (the router, the alerts service) lives through Kafka
+    failures: one place, so that every such service behaves the same (docs/faults.md).
+
+    - `retryable`: a failure Kafka gets over (`recoverable`), or a refused credential while
+      Kafka comes back from an outage, for `AUTH_GRACE_S` from the first refusal;
+    - `failed`: the loop gave up its producer and state; logged once per outage (`paused`, a
+      %-format of one argument: what failed), not once per retry;
+    - `restart`: one attempt at a fresh producer (fencing the abandoned one) and rewinding the
+      consumer to the committed offsets; after a failure, a back-off (`RETRY_BACKOFF_S`);
+    - `resumed`: the first transaction committed after an outage ends it;
+    - `at_start`: a call made before the loop, retried while Kafka fails it in a way that passes.
+
+    It logs through the service's own logger, so each service's log reads as its own.
+    """
+
+    def __init__(self, stop: threading.Event, logger: logging.Logger, *, paused: str) -> None:
+        self._stop = stop
+        self.log = logger
+        self.paused = paused
+        self.failed_at: float | None = None  # when Kafka last failed us; None while working
+        self.auth_refused_since: float | None = None  # first refused login of this outage
+        self.retries = 0
+
+    def retryable(self, exc: BaseException) -> bool:
+        """`recoverable`, and a refused credential while Kafka is coming back from an outage
+        (for `AUTH_GRACE_S` from the first refusal: a restarting broker may not know the
+        credentials yet); a refusal outside an outage, or longer, stops the service."""
+        if recoverable(exc):
+            return True
+        if not isinstance(exc, KafkaAuthError) or self.failed_at is None:
+            return False
+        now = time.monotonic()
+        if self.auth_refused_since is None:
+            self.auth_refused_since = now
+            self.log.warning(
+                "Kafka refused the credential while coming back (%s); a restarting broker may "
+                "not know it yet: retrying for %.0f s",
+                describe(exc),
+                AUTH_GRACE_S,
+            )
+        return now - self.auth_refused_since < AUTH_GRACE_S
+
+    def failed(self, exc: BaseException) -> bool:
+        """Note that Kafka failed the loop (it has abandoned its producer and state); True at
+        the first failure of an outage, when it is logged."""
+        if self._stop.is_set():
+            self.log.debug("stopping after: %s", describe(exc))
+            return False
+        if self.failed_at is None:
+            self.failed_at = time.monotonic()
+            self.retries = 0
+            self.log.warning(
+                self.paused, describe(exc), exc_info=self.log.isEnabledFor(logging.DEBUG)
+            )
+            return True
+        self.log.debug("still failing: %s", describe(exc))
+        return False
+
+    def restart(self, producer: TransactionalProducer, rewind: Callable[[], None]) -> bool:
+        """One attempt at a fresh producer (fencing the abandoned one); on success, `rewind()`
+        (every owned partition back at its committed offset). False (after a back-off) if it
+        failed."""
+        try:
+            producer.renew()
+            rewind()
+        except Exception as exc:
+            if not self.retryable(exc):
+                raise
+            producer.abandon()
+            delay = RETRY_BACKOFF_S[min(self.retries, len(RETRY_BACKOFF_S) - 1)]
+            self.retries += 1
+            if self.retries == 2 and not self._stop.is_set():  # the first can fail on a move
+                self.log.warning(
+                    "Kafka is unavailable (%s): retrying every %.0f s or so until it answers",
+                    describe(exc),
+                    RETRY_BACKOFF_S[-1],
+                )
+            else:
+                self.log.debug("retry %d failed: %s", self.retries, describe(exc))
+            self._stop.wait(delay)
+            return False
+        if self.failed_at is not None:
+            self.log.info(
+                "Kafka answers again: fresh transactional producer ready %.1f s after the failure",
+                time.monotonic() - self.failed_at,
+            )
+        return True
+
+    def resumed(self) -> float | None:
+        """A transaction was committed: the seconds since the outage began if this ends one
+        (the caller says so in its log), else None."""
+        if self.failed_at is None:
+            return None
+        down = time.monotonic() - self.failed_at
+        self.failed_at = None
+        self.auth_refused_since = None
+        return down
+
+    def at_start(self, what: str, call: Callable[[], T]) -> T:
+        """`call()`, retried with back-off while Kafka fails it in a way that passes (a node
+        restarting when the service starts); logged once. Stopping ends the retries (raising)."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if not recoverable(exc) or self._stop.is_set():
+                    raise
+                if attempt == 0:
+                    self.log.warning(
+                        "%s failed (%s): retrying every %.0f s or so until Kafka answers",
+                        what,
+                        describe(exc),
+                        RETRY_BACKOFF_S[-1],
+                    )
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                attempt += 1
+                if self._stop.wait(delay):
+                    raise
+
+
 class KafkaClientChanged(BrokerError):
     """The installed kafka-python is not the one our workarounds were written for."""
 

@@ -19,6 +19,7 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from broker.errors import BrokerError
 
@@ -112,6 +113,23 @@ def read_credential(directory: Path, principal: str) -> Credential:
             "put each principal's credential in its own <principal>.json"
         )
     return credential
+
+
+def sasl_ssl_options(
+    credentials_dir: Path, principal: str, ca_file: Path, mechanism: str = MECHANISM
+) -> dict[str, Any]:
+    """The kafka-python options that connect over SASL_SSL as `principal` (its SCRAM credential
+    read from `credentials_dir`), trusting the cluster CA in `ca_file` and checking the broker's
+    host name: the one place they are built (a deployment's clients, the operator's)."""
+    credential = read_credential(credentials_dir, principal)
+    return {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": credential.username,
+        "sasl_plain_password": credential.password,
+        "ssl_cafile": str(ca_file),
+        "ssl_check_hostname": True,
+    }
 
 
 def _read_strimzi_secret(path: Path, principal: str) -> Credential:

@@ -41,7 +41,7 @@ from broker.kafka.credentials import (
     OPERATOR,
     Credential,
     new_password,
-    read_credential,
+    sasl_ssl_options,
     write_credential,
 )
 from broker.kafka.tls import make_local_ca
@@ -187,17 +187,10 @@ class ClusterAccess:
 
     def operator_options(self) -> dict[str, object]:
         """kafka-python options that connect as the operator (none for an insecure cluster)."""
-        if self.ca_file is None or self.credentials_dir is None:
-            return {"bootstrap_servers": self.bootstrap_servers.split(",")}
-        operator = read_credential(self.credentials_dir, OPERATOR)
-        return {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": "SASL_SSL",
-            "sasl_mechanism": MECHANISM,
-            "sasl_plain_username": operator.username,
-            "sasl_plain_password": operator.password,
-            "ssl_cafile": str(self.ca_file),
-        }
+        options: dict[str, object] = {"bootstrap_servers": self.bootstrap_servers.split(",")}
+        if self.ca_file is not None and self.credentials_dir is not None:
+            options.update(sasl_ssl_options(self.credentials_dir, OPERATOR, self.ca_file))
+        return options
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """The live view of the registry: `registry.keys` applied, in order, to a `KeyRegistry`, and
 `registry.agreements` to an `AgreementSet`.
 
-The pure parts (`LiveKeys.apply`, `LiveAgreements.apply`) take one record at a time and update
-the view in place; the thin Kafka part (`RegistryFollower`) reads both topics from the
-beginning and then follows them, so a router, a feed reader or an auditor sees a revocation or a
+The pure parts (`LiveKeys` and `LiveAgreements`, each a `LiveView`) take one record at a time
+and update the view in place; the thin Kafka part (`RegistryFollower`) reads both topics from
+the beginning and then follows them, so a router, a feed reader or an auditor sees a revocation or a
 new agreement version within about a second, without a restart. `RegistryHistory` rebuilds the
 view as it stood at a recorded position (audit replay).
 
@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from broker.agreements import AgreementError, AgreementSet
 from broker.config import TOPIC_REGISTRY_AGREEMENTS, TOPIC_REGISTRY_KEYS, BrokerConfig
@@ -98,22 +98,89 @@ def verify_record(
         raise RegistryRecordError(BAD_SIGNATURE, "the registry authority's signature is wrong")
 
 
-class LiveKeys:
-    """A `KeyRegistry` kept up to date from `registry.keys` records (pure: no Kafka here).
+class RegistryRecord(SignedRecord, Protocol):
+    """What `LiveView.apply` needs of a registry record: signed, keyed, stamped."""
 
-    `keys` is updated in place, so whatever holds it (the router's core, a feed verifier, an
-    audit judge) sees each applied record at once. `position` is the offset after the last
-    record seen: the registry position decisions are made under.
+    @property
+    def kafka_key(self) -> bytes: ...
+    @property
+    def published_at(self) -> datetime: ...
+
+
+R = TypeVar("R", bound=RegistryRecord)
+
+
+class LiveView(Generic[R]):
+    """What the live views of both registry topics share (pure: no Kafka here): the position
+    read to, the applied and ignored counts, and `apply`, which admits a record only if the
+    registry authority's registry-admin key signed it, then hands it to `_merge`.
+
+    `position` is the offset after the last record seen: the registry position decisions are
+    made under. `on_ignored` (if set) is told the reason of each record not applied.
     """
 
-    def __init__(self, keys: KeyRegistry, admin_keys: KeyRegistry, authority: str) -> None:
-        self.keys = keys
+    topic: ClassVar[str]  # the registry topic the view reads (named in the log)
+
+    def __init__(self, admin_keys: KeyRegistry, authority: str) -> None:
         self.admin_keys = admin_keys
         self.authority = authority
         self.position = 0
         self.applied = 0
         self.ignored: Counter[str] = Counter()
         self.on_ignored: Callable[[str], None] | None = None
+
+    def apply(
+        self, kafka_key: bytes | None, value: bytes | None, offset: int, timestamp_ms: int | None
+    ) -> str | None:
+        """Apply one record; return None, or the reason it was ignored."""
+        self.position = max(self.position, offset + 1)
+        try:
+            if not value:
+                # A tombstone neither revokes a key nor withdraws an agreement.
+                raise RegistryRecordError(MALFORMED, "empty record (a tombstone is not a record)")
+            record = self._parse(value)
+            if kafka_key != record.kafka_key:
+                raise RegistryRecordError(MALFORMED, "the Kafka key does not name the record")
+            received = record_time(timestamp_ms) or record.published_at
+            verify_record(record, self.admin_keys, self.authority, received)
+            self._merge(record, received, offset)
+        except RegistryRecordError as exc:
+            self._ignore(exc.reason, offset)
+            return exc.reason
+        self.applied += 1
+        return None
+
+    def _parse(self, value: bytes) -> R:
+        """The topic's record in `value` (`RegistryRecordError` if it is not one)."""
+        raise NotImplementedError
+
+    def _merge(self, record: R, received: datetime, offset: int) -> None:
+        """Apply an authentic `record` Kafka received at `received`, or raise
+        `RegistryRecordError` naming why it cannot be."""
+        raise NotImplementedError
+
+    def _ignore(self, reason: str, offset: int) -> None:
+        """Count (and log the first few of) the records not applied: offset and reason only,
+        never content."""
+        if sum(self.ignored.values()) < IGNORED_LOGGED:
+            log.warning("%s offset %d: ignored, not applied (%s)", self.topic, offset, reason)
+        self.ignored[reason] += 1
+        if self.on_ignored is not None:
+            self.on_ignored(reason)
+
+
+class LiveKeys(LiveView[KeyRecord]):
+    """A `KeyRegistry` kept up to date from `registry.keys` records (pure: no Kafka here).
+
+    `keys` is updated in place, so whatever holds it (the router's core, a feed verifier, an
+    audit judge) sees each applied record at once.
+    """
+
+    topic = TOPIC_REGISTRY_KEYS
+
+    def __init__(self, keys: KeyRegistry, admin_keys: KeyRegistry, authority: str) -> None:
+        super().__init__(admin_keys, authority)
+        self.keys = keys
 
     @classmethod
     def from_config(cls, config: BrokerConfig, keys: KeyRegistry | None = None) -> LiveKeys:
@@ -124,35 +191,13 @@ class LiveKeys:
             keys if keys is not None else KeyRegistry.from_dir(config.keys_dir), admin, authority
         )
 
-    def apply(
-        self, kafka_key: bytes | None, value: bytes | None, offset: int, timestamp_ms: int | None
-    ) -> str | None:
-        """Apply one record; return None, or the reason it was ignored."""
-        self.position = max(self.position, offset + 1)
-        try:
-            record, received = self._check(kafka_key, value, timestamp_ms)
-            self._merge(record.key, received)
-        except RegistryRecordError as exc:
-            self._ignore(exc.reason, offset)
-            return exc.reason
-        self.applied += 1
-        return None
+    def _parse(self, value: bytes) -> KeyRecord:
+        return KeyRecord.from_bytes(value)
 
-    def _check(
-        self, kafka_key: bytes | None, value: bytes | None, timestamp_ms: int | None
-    ) -> tuple[KeyRecord, datetime]:
-        if not value:
-            raise RegistryRecordError(MALFORMED, "empty record (a tombstone is not a revocation)")
-        record = KeyRecord.from_bytes(value)
-        if kafka_key != record.kafka_key:
-            raise RegistryRecordError(MALFORMED, "the Kafka key does not name the record's key")
-        at = record_time(timestamp_ms) or record.published_at
-        verify_record(record, self.admin_keys, self.authority, at)
-        if ROLE_REGISTRY_ADMIN in record.key.roles:
+    def _merge(self, record: KeyRecord, received: datetime, offset: int) -> None:
+        key = record.key
+        if ROLE_REGISTRY_ADMIN in key.roles:
             raise RegistryRecordError(ADMIN_KEY, "registry-admin keys are pinned in keys_dir")
-        return record, at
-
-    def _merge(self, key: PublicKeyInfo, received: datetime) -> None:
         if key.revoked_at is not None and key.revoked_at < received:
             # A revocation takes effect when Kafka received it, never earlier: what was judged
             # before it arrived stays judged (the router and replay agree on every record).
@@ -165,19 +210,6 @@ class LiveKeys:
             key = dataclasses.replace(key, revoked_at=min(revocations, default=None))
         self.keys.add(key)
 
-    def _ignore(self, reason: str, offset: int) -> None:
-        _ignored(self, TOPIC_REGISTRY_KEYS, reason, offset)
-
-
-def _ignored(view: LiveKeys | LiveAgreements, topic: str, reason: str, offset: int) -> None:
-    """Count (and log the first few of) the records a view did not apply: offset and reason
-    only, never content."""
-    if sum(view.ignored.values()) < IGNORED_LOGGED:
-        log.warning("%s offset %d: ignored, not applied (%s)", topic, offset, reason)
-    view.ignored[reason] += 1
-    if view.on_ignored is not None:
-        view.on_ignored(reason)
-
 
 def _admin_keys(config: BrokerConfig) -> tuple[KeyRegistry, str]:
     """The registry authority's registry-admin keys, pinned from `keys_dir`, and its id."""
@@ -188,7 +220,7 @@ def _admin_keys(config: BrokerConfig) -> tuple[KeyRegistry, str]:
     ), authority
 
 
-class LiveAgreements:
+class LiveAgreements(LiveView[AgreementRecord]):
     """An `AgreementSet` kept up to date from `registry.agreements` records (pure: no Kafka).
 
     `agreements` is updated in place (the router's core and the audit judge hold it). Rules
@@ -200,14 +232,11 @@ class LiveAgreements:
     the time Kafka received it (so a narrower version takes effect at once, with no overlap).
     """
 
+    topic = TOPIC_REGISTRY_AGREEMENTS
+
     def __init__(self, agreements: AgreementSet, admin_keys: KeyRegistry, authority: str) -> None:
+        super().__init__(admin_keys, authority)
         self.agreements = agreements
-        self.admin_keys = admin_keys
-        self.authority = authority
-        self.position = 0
-        self.applied = 0
-        self.ignored: Counter[str] = Counter()
-        self.on_ignored: Callable[[str], None] | None = None
         # When each registry-published version took effect (files: their valid_from).
         self._effective: dict[str, datetime] = {}
         self.documents: dict[str, str] = {}  # id@version -> its registry record's document
@@ -223,25 +252,8 @@ class LiveAgreements:
         seed = agreements if agreements is not None else load_agreements(config.agreements_dir)
         return cls(seed, admin, authority)
 
-    def apply(
-        self, kafka_key: bytes | None, value: bytes | None, offset: int, timestamp_ms: int | None
-    ) -> str | None:
-        """Apply one record; return None, or the reason it was ignored."""
-        self.position = max(self.position, offset + 1)
-        try:
-            if not value:
-                raise RegistryRecordError(MALFORMED, "empty record (a tombstone withdraws nothing)")
-            record = AgreementRecord.from_bytes(value)
-            if kafka_key != record.kafka_key:
-                raise RegistryRecordError(MALFORMED, "the Kafka key does not name the version")
-            received = record_time(timestamp_ms) or record.published_at
-            verify_record(record, self.admin_keys, self.authority, received)
-            self._merge(record, received, offset)
-        except RegistryRecordError as exc:
-            _ignored(self, TOPIC_REGISTRY_AGREEMENTS, exc.reason, offset)
-            return exc.reason
-        self.applied += 1
-        return None
+    def _parse(self, value: bytes) -> AgreementRecord:
+        return AgreementRecord.from_bytes(value)
 
     def _merge(self, record: AgreementRecord, received: datetime, offset: int) -> None:
         from broker.agreements.check import load_documents
@@ -306,7 +318,7 @@ class RegistryFollower:
         self.confirmed_at: float | None = None
         self.live = live
         self.agreements = agreements
-        self.views: dict[str, LiveKeys | LiveAgreements] = {TOPIC_REGISTRY_KEYS: live}
+        self.views: dict[str, LiveView[Any]] = {TOPIC_REGISTRY_KEYS: live}
         if agreements is not None:
             self.views[TOPIC_REGISTRY_AGREEMENTS] = agreements
         self.interval_s = interval_s

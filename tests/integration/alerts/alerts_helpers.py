@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from router_helpers import BASE_AGENCIES, Deployment, event, read_feed, router_thread
+from service_helpers import running_service
 
 from broker.alerts.service import AlertsService
 from broker.config import load_config
@@ -130,23 +130,8 @@ def alerts_thread(dep: Deployment, clock: Callable[[], datetime],
                   instance: str = "a0") -> Iterator[AlertsService]:
     """An alerts service running in this process until the block ends."""
     service = AlertsService(dep.config, clock=clock, instance_id=instance)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=f"alerts-{instance}", daemon=True)
-    thread.start()
-    try:
+    with running_service(service, f"alerts-{instance}"):
         yield service
-    finally:
-        service.stop()
-        thread.join(timeout=60)
-    assert not thread.is_alive(), "alerts service did not stop"
-    assert not failure, failure
 
 
 @contextlib.contextmanager

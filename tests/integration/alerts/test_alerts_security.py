@@ -1,7 +1,8 @@
 """The alerts service sees and sends only what its agreements and its ACLs allow.
 
 - Kafka: its principal reads its own feed and its own state topic, writes its own ingress and
-  state topic, uses its own group and transactional ids, and nothing else (every new permission
+  state topic and quarantine (feed records it cannot verify), uses its own group and
+  transactional ids, and nothing else (every new permission
   is exercised by the service; the same operations are refused to an agency without it).
 - Agreements: it receives only the fields and event types its agreements share; an event it
   issues outside the `alert.*` agreements goes nowhere; an `alert.raised` forged by a council goes
@@ -67,6 +68,8 @@ def test_kafka_allows_the_alerts_service_its_own_resources_only(
             "write own ingress": alerts.attempt(lambda: alerts.produce_aborted(topic_ingress(me))),
             "read state": alerts.attempt(lambda: alerts.consume(state)),
             "write state": alerts.attempt(lambda: alerts.produce_aborted(state)),
+            "write quarantine": alerts.attempt(
+                lambda: alerts.produce_aborted(TOPIC_QUARANTINE)),
             "own transactional id": alerts.attempt(lambda: alerts.init_transactions(txn)),
             "own group": alerts.attempt(lambda: alerts.commit(config.alerts.group_id,
                                                                topic_feed(me))),
@@ -78,7 +81,7 @@ def test_kafka_allows_the_alerts_service_its_own_resources_only(
             "read audit": alerts.attempt(lambda: alerts.consume(TOPIC_AUDIT)),
             "write police feed": alerts.attempt(lambda: alerts.produce(topic_feed(dep.id(MET)))),
             "write council ingress": alerts.attempt(lambda: alerts.produce(topic_ingress(council))),
-            "write quarantine": alerts.attempt(lambda: alerts.produce(TOPIC_QUARANTINE)),
+            "read quarantine": alerts.attempt(lambda: alerts.consume(TOPIC_QUARANTINE)),
             "router's transactional id": alerts.attempt(
                 lambda: alerts.init_transactions(f"{config.router.group_id}-x")),
             "router's group": alerts.attempt(lambda: alerts.commit(config.router.group_id,
@@ -87,6 +90,7 @@ def test_kafka_allows_the_alerts_service_its_own_resources_only(
             # refused the same operations.
             "council reads state": other.attempt(lambda: other.consume(state)),
             "council writes state": other.attempt(lambda: other.produce(state)),
+            "council writes quarantine": other.attempt(lambda: other.produce(TOPIC_QUARANTINE)),
             "council takes the transactional id": other.attempt(
                 lambda: other.init_transactions(txn)),
         }

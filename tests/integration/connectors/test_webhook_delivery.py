@@ -11,15 +11,13 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from connect_helpers import route
 from router_helpers import MET, WESTMINSTER, Deployment, event, publish
+from webhook_receiver import WebhookReceiver, serving
 
 from broker.cli import main
 from broker.feed import FeedReader
@@ -36,58 +34,6 @@ def free_port() -> int:
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 FAST = Backoff(initial_s=0.05, factor=2.0, max_s=0.4)
-
-
-class Receiver(ThreadingHTTPServer):
-    """A webhook target: answers `fail_first` requests with 503, request `refuse_at` with 400."""
-
-    daemon_threads = True
-
-    def __init__(self, port: int, *, fail_first: int = 0, refuse_at: int | None = None) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.keys: list[str] = []
-        self.requests = 0
-        self.fail_first = fail_first
-        self.refuse_at = refuse_at
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.server.lock:
-            self.server.requests += 1
-            n = self.server.requests
-            if n <= self.server.fail_first:
-                status = 503
-            elif self.server.refuse_at is not None and n == self.server.refuse_at:
-                status = 400
-            else:
-                status = 200
-                self.server.received.append(body)
-                self.server.keys.append(self.headers["Idempotency-Key"])
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
-@contextmanager
-def receiver(port: int, **options: Any) -> Iterator[Receiver]:
-    server = Receiver(port, **options)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def publish_missing(
@@ -134,7 +80,8 @@ def test_target_down_then_up_gets_every_event_in_order(deployment: Deployment) -
     worker = threading.Thread(target=lambda: outcome.append(deliver(dep, url)))
     worker.start()
     time.sleep(1.5)  # the target is down: connections refused, retried with back-off
-    with receiver(port, fail_first=3) as target:  # then up, but failing at first (503)
+    # Then up, but failing at first (503).
+    with serving(WebhookReceiver(200, port=port, fail_first=3)) as target:
         worker.join(timeout=120)
         assert not worker.is_alive()
         (stats,) = outcome
@@ -159,7 +106,7 @@ def test_refused_event_is_not_skipped(deployment: Deployment, tmp_path: Path) ->
     route(dep, len(order))
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
-    with receiver(port, refuse_at=3) as target:
+    with serving(WebhookReceiver(200, port=port, refuse_at=3)) as target:
         with pytest.raises(DeliveryError, match="HTTP 400"):
             deliver(dep, url)  # the target refuses the third event for good: stop there
         assert [e["event_id"] for e in target.received] == order[:2]
@@ -182,54 +129,6 @@ def test_refused_event_is_not_skipped(deployment: Deployment, tmp_path: Path) ->
     assert [json.loads(line)["event_id"] for line in out.read_text().splitlines()] == order
 
 
-class Hook(ThreadingHTTPServer):
-    """Records every request (method, path, headers, body); answers `status`, with a
-    `Location` when `location` is set."""
-
-    daemon_threads = True
-
-    def __init__(self, status: int, location: str | None) -> None:
-        self.status = status
-        self.location = location
-        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
-        super().__init__(("127.0.0.1", 0), _HookHandler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _HookHandler(BaseHTTPRequestHandler):
-    server: Hook
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _any(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.server.requests.append((self.command, self.path, dict(self.headers), body))
-        self.send_response(self.server.status)
-        if self.server.location:
-            self.send_header("Location", self.server.location)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_GET = do_POST = _any
-
-
-@contextmanager
-def hook_at(status: int, location: str | None = None) -> Iterator[Hook]:
-    server = Hook(status, location)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_redirecting_webhook_is_not_followed_and_nothing_is_counted(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -240,7 +139,10 @@ def test_redirecting_webhook_is_not_followed_and_nothing_is_counted(
     route(dep, len(order))
     monkeypatch.setenv("HOOK_SECRET", SECRET.decode())
     monkeypatch.setenv("HOOK_TOKEN", "bearer-token-value")
-    with hook_at(200) as elsewhere, hook_at(302, elsewhere.url) as hook:
+    with (
+        serving(WebhookReceiver(200)) as elsewhere,
+        serving(WebhookReceiver(302, elsewhere.url)) as hook,
+    ):
         argv = ["feed", "--config", str(dep.config_path), "--agency", dep.id(MET)]
         argv += ["--to-webhook", hook.url, "--webhook-token-env", "HOOK_TOKEN"]
         assert main([*argv, "--from-beginning"]) == 2  # no signing secret: refused
@@ -255,7 +157,7 @@ def test_redirecting_webhook_is_not_followed_and_nothing_is_counted(
         assert len(hook.requests) >= 2  # retried
         assert all(r[0] == "POST" for r in hook.requests)
     # Nothing was committed: pointed at the real receiver, every event arrives.
-    with hook_at(200) as good:
+    with serving(WebhookReceiver(200)) as good:
         argv[argv.index(hook.url)] = good.url
         assert main([*argv, "--from-beginning"]) == 0
         assert [json.loads(r[3])["event_id"] for r in good.requests][-3:] == order

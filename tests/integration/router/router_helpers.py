@@ -13,15 +13,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -30,8 +30,9 @@ from typing import Any
 
 import yaml
 from kafka import TopicPartition
+from service_helpers import running_service
 
-from broker.audit import DecisionRecord
+from broker.audit import DecisionRecord, Outcome, verify_log
 from broker.audit.reader import Message, TopicNotFound, TopicReader
 from broker.config import (
     TOPIC_AUDIT,
@@ -41,7 +42,7 @@ from broker.config import (
     load_config,
     topic_ingress,
 )
-from broker.envelope import Envelope, SigningKey, issue
+from broker.envelope import Envelope, KeyRegistry, SigningKey, issue
 from broker.feed import FeedItem, FeedReader
 from broker.kafka.client import KafkaClients, TopicSpec
 from broker.kafka.credentials import OPERATOR
@@ -340,23 +341,8 @@ def wait_for_decisions(
 def router_thread(dep: Deployment, *, instance: str = "t0") -> Iterator[RouterService]:
     """A router running in this process until the block ends."""
     service = RouterService(dep.config, instance_id=instance)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # surfaced in the test
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=f"router-{instance}", daemon=True)
-    thread.start()
-    try:
+    with running_service(service, f"router-{instance}"):
         yield service
-    finally:
-        service.stop()
-        thread.join(timeout=60)
-    assert not thread.is_alive(), "router did not stop"
-    assert not failure, failure
 
 
 def route_all(dep: Deployment, expected_decisions: int) -> RouterService:
@@ -458,6 +444,88 @@ def decisions_by_ingress(
     for r in records:
         out[(r.ingress_topic, r.ingress_partition, r.ingress_offset)].append(r)
     return out
+
+
+# -- exactly once ---------------------------------------------------------------------------
+
+# (issuer, event type, overrides, recipients) of each kind of event in the stream.
+Kind = tuple[str, str, dict[str, Any], set[str]]
+
+
+def event_kinds(dep: Deployment) -> list[Kind]:
+    """One event of each kind the example agreements treat differently, with its recipients."""
+    return [
+        (WESTMINSTER, "child.missing.started", {"missing_type": "M"}, {MET, STATS}),
+        (WESTMINSTER, "child.care.started", {"home_postcode": "SW1P 4DR"}, {STATS}),
+        (MET, "police.missing_report.opened", {"local_authority": dep.id(WESTMINSTER)},
+         {WESTMINSTER}),
+        (MET, "police.missing_report.opened", {"local_authority": dep.id(LAMBETH)}, set()),
+        (NRM, "nrm.decision.made", {"first_responder": dep.id(LAMBETH)}, {LAMBETH, STATS}),
+    ]  # fmt: skip
+
+
+def event_stream(
+    dep: Deployment, count: int, duplicates: int, seed: int
+) -> tuple[list[tuple[str, bytes, bytes]], Counter[tuple[str, str]]]:
+    """`count` signed events (plus re-sent copies) as (topic, key, value), and the
+    (event id, recipient) pairs the agreements permit."""
+    rng = random.Random(seed)
+    kinds = event_kinds(dep)
+    out: list[tuple[str, bytes, bytes]] = []
+    permitted: Counter[tuple[str, str]] = Counter()
+    for i in range(count):
+        issuer, event_type, overrides, recipients = kinds[i % len(kinds)]
+        subject = f"s{rng.randrange(200)}"
+        evt = event(event_type, subject, f"{dep.suffix}-{i}", **overrides)
+        value = signed(dep, issuer, evt).to_bytes()
+        out.append((topic_ingress(dep.id(issuer)), subject.encode(), value))
+        for recipient in recipients:
+            permitted[(evt["event_id"], recipient)] += 1
+    # Re-sent envelopes (same bytes) come after their originals, on the same partition.
+    for topic, key, value in rng.sample(out, duplicates):
+        out.append((topic, key, value))
+    return out, permitted
+
+
+def check_exactly_once(
+    dep: Deployment,
+    permitted: Counter[tuple[str, str]],
+    ingress_records: int,
+    duplicates: int,
+    bad: int = 0,
+) -> None:
+    """Every permitted (event, recipient) pair in the feeds exactly once, each verified end to
+    end; one decision per ingress record (`duplicates` of them duplicates, `bad` quarantined,
+    all of those in the quarantine topic); unbroken, checkpointed audit chains."""
+    delivered: Counter[tuple[str, str]] = Counter()
+    for base, items in feeds(dep).items():
+        for item in items:
+            assert item.event is not None, f"{base}: {item.error}"
+            delivered[(item.event.event_id, base)] += 1
+    assert delivered == permitted, (
+        f"missing {sum((permitted - delivered).values())}, "
+        f"extra {sum((delivered - permitted).values())}"
+    )
+
+    # One decision per ingress record, and unbroken, checkpointed audit chains.
+    ends = ingress_counts(dep)
+    assert sum(ends.values()) == ingress_records
+    by_ingress = decisions_by_ingress(decisions(dep))
+    expected_keys = {(t, p, o) for (t, p), end in ends.items() for o in range(end)}
+    assert set(by_ingress) == expected_keys
+    assert all(len(v) == 1 for v in by_ingress.values())
+    outcomes = Counter(r[0].outcome for r in by_ingress.values())
+    assert outcomes[Outcome.DUPLICATE] == duplicates, outcomes
+    assert outcomes[Outcome.QUARANTINED] == bad, outcomes
+    assert len(read_quarantine(dep)) == duplicates + bad
+    keys = KeyRegistry.from_dir(dep.keys_dir)
+    report = verify_log(
+        [(r.partition, r.offset, r.value or b"") for r in read_audit(dep)],
+        [(r.partition, r.offset, r.value or b"") for r in read_checkpoints(dep)],
+        lambda agency, key_id, at: keys.lookup(agency, key_id, at, role="checkpoint").public_key,
+    )
+    assert report.ok, report.findings[:5]
+    assert report.records == ingress_records
 
 
 def now_utc() -> datetime:

@@ -1,8 +1,8 @@
 """Acceptance 3 and 4: exactly once across SIGKILLs, and two routers sharing the partitions.
 
-Expectations per event kind are written out from the example agreements; the feeds are read
-with `read_committed` (`FeedReader`), so anything an aborted transaction wrote is invisible and
-anything committed twice is counted twice.
+Expectations per event kind are written out from the example agreements
+(`router_helpers.event_kinds`); the feeds are read with `read_committed` (`FeedReader`), so
+anything an aborted transaction wrote is invisible and anything committed twice is counted twice.
 """
 
 from __future__ import annotations
@@ -13,82 +13,29 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kafka.errors import KafkaError
 from router_helpers import (
     BASE_AGENCIES,
-    LAMBETH,
-    MET,
-    NRM,
-    STATS,
-    WESTMINSTER,
     AuditTail,
     Deployment,
     RouterProcess,
+    check_exactly_once,
     create_topics,
-    decisions,
-    decisions_by_ingress,
-    event,
-    feeds,
-    ingress_counts,
+    event_stream,
     make_deployment,
     metric,
-    read_audit,
-    read_checkpoints,
-    read_quarantine,
     router_thread,
     scrape,
-    signed,
     wait_for_decisions,
 )
 
-from broker.audit import Outcome, verify_log
-from broker.config import topic_ingress
-from broker.envelope import KeyRegistry
 from broker.kafka.client import KafkaClients, TransactionalProducer
 from broker.kafka.credentials import OPERATOR
 from broker.kafka.local import ClusterAccess
 
 pytestmark = pytest.mark.integration
-
-# (issuer, event type, overrides, recipients) of each kind of event in the stream.
-Kind = tuple[str, str, dict[str, Any], set[str]]
-
-
-def _kinds(dep: Deployment) -> list[Kind]:
-    return [
-        (WESTMINSTER, "child.missing.started", {"missing_type": "M"}, {MET, STATS}),
-        (WESTMINSTER, "child.care.started", {"home_postcode": "SW1P 4DR"}, {STATS}),
-        (MET, "police.missing_report.opened", {"local_authority": dep.id(WESTMINSTER)},
-         {WESTMINSTER}),
-        (MET, "police.missing_report.opened", {"local_authority": dep.id(LAMBETH)}, set()),
-        (NRM, "nrm.decision.made", {"first_responder": dep.id(LAMBETH)}, {LAMBETH, STATS}),
-    ]  # fmt: skip
-
-
-def _stream(
-    dep: Deployment, count: int, duplicates: int, seed: int
-) -> tuple[list[tuple[str, bytes, bytes]], Counter[tuple[str, str]]]:
-    """`count` signed events (plus re-sent copies) as (topic, key, value), and the
-    (event id, recipient) pairs the agreements permit."""
-    rng = random.Random(seed)
-    kinds = _kinds(dep)
-    out: list[tuple[str, bytes, bytes]] = []
-    permitted: Counter[tuple[str, str]] = Counter()
-    for i in range(count):
-        issuer, event_type, overrides, recipients = kinds[i % len(kinds)]
-        subject = f"s{rng.randrange(200)}"
-        evt = event(event_type, subject, f"{dep.suffix}-{i}", **overrides)
-        value = signed(dep, issuer, evt).to_bytes()
-        out.append((topic_ingress(dep.id(issuer)), subject.encode(), value))
-        for recipient in recipients:
-            permitted[(evt["event_id"], recipient)] += 1
-    # Re-sent envelopes (same bytes) come after their originals, on the same partition.
-    for topic, key, value in rng.sample(out, duplicates):
-        out.append((topic, key, value))
-    return out, permitted
 
 
 def _produce_slowly(
@@ -105,41 +52,6 @@ def _produce_slowly(
             time.sleep(pause)
     finally:
         producer.close()
-
-
-def _check_exactly_once(
-    dep: Deployment, permitted: Counter[tuple[str, str]], ingress_records: int, duplicates: int
-) -> None:
-    # Every permitted (event, recipient) pair exactly once, each verified end to end.
-    delivered: Counter[tuple[str, str]] = Counter()
-    for base, items in feeds(dep).items():
-        for item in items:
-            assert item.event is not None, f"{base}: {item.error}"
-            delivered[(item.event.event_id, base)] += 1
-    assert delivered == permitted, (
-        f"missing {sum((permitted - delivered).values())}, "
-        f"extra {sum((delivered - permitted).values())}"
-    )
-
-    # One decision per ingress record, and unbroken, checkpointed audit chains.
-    ends = ingress_counts(dep)
-    assert sum(ends.values()) == ingress_records
-    by_ingress = decisions_by_ingress(decisions(dep))
-    expected_keys = {(t, p, o) for (t, p), end in ends.items() for o in range(end)}
-    assert set(by_ingress) == expected_keys
-    assert all(len(v) == 1 for v in by_ingress.values())
-    outcomes = Counter(r[0].outcome for r in by_ingress.values())
-    assert outcomes[Outcome.DUPLICATE] == duplicates
-    assert outcomes[Outcome.QUARANTINED] == 0
-    assert len(read_quarantine(dep)) == duplicates
-    keys = KeyRegistry.from_dir(dep.keys_dir)
-    report = verify_log(
-        [(r.partition, r.offset, r.value or b"") for r in read_audit(dep)],
-        [(r.partition, r.offset, r.value or b"") for r in read_checkpoints(dep)],
-        lambda agency, key_id, at: keys.lookup(agency, key_id, at, role="checkpoint").public_key,
-    )
-    assert report.ok, report.findings[:5]
-    assert report.records == ingress_records
 
 
 @pytest.fixture
@@ -160,7 +72,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
     rng = random.Random(seed)
     dep = make_deployment(tmp_path / "deployment", kafka_access)
     create_topics(dep)
-    records, permitted = _stream(dep, 5000, duplicates=50, seed=seed)
+    records, permitted = event_stream(dep, 5000, duplicates=50, seed=seed)
     feeder = threading.Thread(target=_produce_slowly, args=(dep, records, 12.0))
     feeder.start()
     tail = AuditTail(dep)
@@ -185,7 +97,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
         tail.close()
         feeder.join()
     assert kills >= 3
-    _check_exactly_once(dep, permitted, len(records), duplicates=50)
+    check_exactly_once(dep, permitted, len(records), duplicates=50)
 
 
 @pytest.mark.slow
@@ -216,7 +128,7 @@ def test_two_routers_split_the_partitions_and_route_everything_once(
         assert time.monotonic() < deadline, f"group did not settle: {owned}"
         time.sleep(0.3)
 
-    records, permitted = _stream(dep, 600, duplicates=10, seed=1)
+    records, permitted = event_stream(dep, 600, duplicates=10, seed=1)
     _produce_slowly(dep, records, 0.0)
     tail = AuditTail(dep)
     try:
@@ -231,7 +143,7 @@ def test_two_routers_split_the_partitions_and_route_everything_once(
     counts = [_records_routed(r.output()) for r in routers]
     assert all(routed) and all(counts), counts
     assert sum(counts) == len(records)
-    _check_exactly_once(dep, permitted, len(records), duplicates=10)
+    check_exactly_once(dep, permitted, len(records), duplicates=10)
 
 
 def _records_routed(output: str) -> int:
@@ -249,7 +161,7 @@ def test_aborted_transactions_are_retried_without_repeats(
     routes the batch again: nothing is lost, repeated, or left out of the audit chains."""
     dep = deployment
     create_topics(dep)
-    records, permitted = _stream(dep, 400, duplicates=5, seed=2)
+    records, permitted = event_stream(dep, 400, duplicates=5, seed=2)
     commits = Counter[str]()
     commit = TransactionalProducer.commit
 
@@ -267,4 +179,4 @@ def test_aborted_transactions_are_retried_without_repeats(
         "broker_transactions_total", {"result": "abort"}
     )
     assert aborts == 2
-    _check_exactly_once(dep, permitted, len(records), duplicates=5)
+    check_exactly_once(dep, permitted, len(records), duplicates=5)

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,26 +35,23 @@ from router_helpers import (
     AuditTail,
     Deployment,
     RouterProcess,
+    check_exactly_once,
     copy_to_audit_topic,
     create_topics,
     decisions,
-    decisions_by_ingress,
     event,
-    feeds,
-    ingress_counts,
+    event_kinds,
+    event_stream,
     make_deployment,
     metric,
     read_audit,
     read_checkpoints,
-    read_quarantine,
     read_topic,
     scrape,
     signed,
     wait_for_decisions,
 )
-from test_router_exactly_once import _check_exactly_once, _kinds, _stream
 
-from broker.audit import Outcome
 from broker.config import TOPIC_ROUTER_STATE, topic_ingress
 from broker.kafka.client import KafkaClients
 from broker.kafka.credentials import OPERATOR
@@ -175,47 +173,135 @@ def _no_traceback(router: RouterProcess) -> None:
     assert "Traceback" not in router.output(), router.output()
 
 
+def _sigkill_for_a_while(cluster: LocalKafka, node: int) -> tuple[float, float]:
+    """SIGKILL `node` and start it again 5 s later; return when it was killed and when it was
+    back (Unix seconds)."""
+    killed_at = time.time()
+    cluster.kill_node(node)
+    time.sleep(5)
+    cluster.start_node(node, timeout=180)
+    return killed_at, time.time()
+
+
+@dataclass
+class FaultRun:
+    """A fault test's deployment, its stream of events and its router (see `_fault_run`)."""
+
+    dep: Deployment
+    records: list[tuple[str, bytes, bytes]]
+    permitted: Counter[tuple[str, str]]
+    duplicates: int
+    seed: int
+    router: RouterProcess
+    errors: list[str] = field(default_factory=list)
+    feeder: threading.Thread | None = None
+
+    def publish(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        """Publish `records` now, every one acknowledged."""
+        _feed(self.dep, records, 0.0, self.errors)
+        assert not self.errors, self.errors
+
+    def wait_beyond(self, count: int, *, drain: bool = False) -> int:
+        """Wait until the router has committed more than `count` decisions; return how many
+        were seen (with `drain`: every one committed by then, counted)."""
+        tail = AuditTail(self.dep)
+        try:
+            tail.wait_beyond(count, timeout=180, router=self.router)
+            return tail.drain() if drain else tail.count
+        finally:
+            tail.close()
+
+    def fed(self) -> None:
+        """Wait for the feeder (if any): every record published and acknowledged."""
+        if self.feeder is not None:
+            self.feeder.join(timeout=300)
+        assert not self.errors, self.errors
+
+    def routed(self, timeout: float = 240) -> float:
+        """Wait until every record is published and decided; return the time (Unix seconds)
+        they were all seen decided."""
+        self.fed()
+        wait_for_decisions(self.dep, len(self.records), timeout=timeout, router=self.router)
+        return time.time()
+
+    def stop(self) -> float:
+        """SIGTERM the router (stopped cleanly within 60 s, no traceback); return how long it
+        took."""
+        took = _stop(self.router, 60)
+        _no_traceback(self.router)
+        return took
+
+    def finish(self, timeout: float = 240) -> tuple[float, float]:
+        """`routed`, `stop` and `check`: return when all were seen decided (Unix seconds) and
+        how long SIGTERM took."""
+        done_at = self.routed(timeout)
+        stopped = self.stop()
+        self.check()
+        return done_at, stopped
+
+    def logged(self, phrase: str, since: float = 0.0) -> list[float]:
+        """Unix times of the router's log lines containing `phrase`, from `since` on."""
+        return [t for t in _log_times(self.router, phrase) if t >= since]
+
+    def check(self) -> None:
+        """Every pair exactly once, one decision per record, unbroken chains; then `broker
+        audit verify` and `broker audit replay` clean."""
+        check_exactly_once(self.dep, self.permitted, len(self.records), self.duplicates)
+        _audit_commands(self.dep)
+
+
+def _fault_run(
+    tmp_path: Path,
+    cluster: LocalKafka,
+    routers: list[RouterProcess],
+    *,
+    events: int = EVENTS,
+    duplicates: int = DUPLICATES,
+    backlog: int | None = None,
+    feed_s: float | None = None,
+    **router: object,
+) -> FaultRun:
+    """A deployment on the cluster (router options `router`), a seeded stream of `events` signed
+    events and `duplicates` re-sent copies, and router `r1` started. The first `backlog` records
+    (default: all, or none when `feed_s` is given) are published before the router starts;
+    with `feed_s`, the rest are published over about that many seconds while it routes."""
+    dep = _deployment(tmp_path, cluster, **router)
+    create_topics(dep)
+    seed = random.randrange(1 << 30)
+    records, permitted = event_stream(dep, events, duplicates=duplicates, seed=seed)
+    if backlog is None:
+        backlog = 0 if feed_s is not None else len(records)
+    errors: list[str] = []
+    if backlog:
+        _feed(dep, records[:backlog], 0.0, errors)
+        assert not errors, errors
+    process = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
+    routers.append(process)
+    run = FaultRun(dep, records, permitted, duplicates, seed, process, errors)
+    if feed_s is not None:
+        run.feeder = threading.Thread(target=_feed, args=(dep, records[backlog:], feed_s, errors))
+        run.feeder.start()
+    return run
+
+
 def test_sigkill_of_the_coordinator_node_mid_stream(
     cluster: LocalKafka, tmp_path: Path, routers: list[RouterProcess]
 ) -> None:
     # Small transactions back to back, so that the kill finds requests in flight to the
     # coordinator (the case that hung for ever before issue 14).
-    dep = _deployment(tmp_path, cluster, batch_max_records=20)
-    create_topics(dep)
-    seed = random.randrange(1 << 30)
-    records, permitted = _stream(dep, EVENTS, duplicates=DUPLICATES, seed=seed)
-    router = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
-    routers.append(router)
-    errors: list[str] = []
-    feeder = threading.Thread(target=_feed, args=(dep, records, 40.0, errors))
-    feeder.start()
-    tail = AuditTail(dep)
-    try:
-        tail.wait_beyond(200, timeout=180, router=router)
-    finally:
-        tail.close()
-    coordinator = _coordinator(dep, "r1")
-    killed_at = time.time()
-    cluster.kill_node(coordinator)
-    time.sleep(5)
-    cluster.start_node(coordinator, timeout=180)
-    back_at = time.time()
-    feeder.join(timeout=300)
-    assert not errors, errors
-    wait_for_decisions(dep, len(records), timeout=240, router=router)
-    done_at = time.time()
-    stopped = _stop(router, 60)
-    _no_traceback(router)
-    _check_exactly_once(dep, permitted, len(records), duplicates=DUPLICATES)
-    _audit_commands(dep)
-    paused = [t for t in _log_times(router, "routing paused") if t >= killed_at]
-    resumed = [t for t in _log_times(router, "routing resumed") if t >= killed_at]
+    run = _fault_run(tmp_path, cluster, routers, feed_s=40.0, batch_max_records=20)
+    run.wait_beyond(200)
+    coordinator = _coordinator(run.dep, "r1")
+    killed_at, back_at = _sigkill_for_a_while(cluster, coordinator)
+    done_at, stopped = run.finish()
+    paused = run.logged("routing paused", killed_at)
+    resumed = run.logged("routing resumed", killed_at)
     print(
         f"\n[coordinator node {coordinator} SIGKILLed, back after {back_at - killed_at:.1f} s; "
         f"router paused {len(paused)}x, resumed "
         f"{', '.join(f'{t - killed_at:.1f} s' for t in resumed) or 'without pausing'} after the "
-        f"kill; all {len(records)} routed {done_at - back_at:.1f} s after the node was back; "
-        f"SIGTERM took {stopped:.1f} s; seed {seed}]"
+        f"kill; all {len(run.records)} routed {done_at - back_at:.1f} s after the node was back; "
+        f"SIGTERM took {stopped:.1f} s; seed {run.seed}]"
     )
     assert len(paused) == len(resumed)
 
@@ -251,47 +337,24 @@ def test_sigkill_of_a_partition_leader_that_is_no_coordinator_mid_stream(
     """The node killed leads ingress partitions (and replicas of the feeds, the audit topics and
     router.state) but coordinates neither the router's transactions nor its group: fetches
     and produce requests fail over to new leaders while the coordinators stay up."""
-    dep = _deployment(tmp_path, cluster, batch_max_records=20)
-    create_topics(dep)
-    seed = random.randrange(1 << 30)
-    records, permitted = _stream(dep, EVENTS, duplicates=DUPLICATES, seed=seed)
-    router = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
-    routers.append(router)
-    errors: list[str] = []
-    feeder = threading.Thread(target=_feed, args=(dep, records, 40.0, errors))
-    feeder.start()
-    tail = AuditTail(dep)
-    try:
-        tail.wait_beyond(200, timeout=180, router=router)
-    finally:
-        tail.close()
-    coordinators = {_coordinator(dep, "r1"), _group_coordinator(dep)}
-    leaders = _ingress_leaders(dep)
+    run = _fault_run(tmp_path, cluster, routers, feed_s=40.0, batch_max_records=20)
+    run.wait_beyond(200)
+    coordinators = {_coordinator(run.dep, "r1"), _group_coordinator(run.dep)}
+    leaders = _ingress_leaders(run.dep)
     candidates = sorted((n for n in leaders if n not in coordinators), key=lambda n: -leaders[n])
     if not candidates:  # every ingress leader coordinates: nothing this test can kill
-        feeder.join(timeout=300)
+        run.fed()
         pytest.skip(f"no ingress partition leader outside the coordinators {coordinators}")
     victim = candidates[0]
-    killed_at = time.time()
-    cluster.kill_node(victim)
-    time.sleep(5)
-    cluster.start_node(victim, timeout=180)
-    back_at = time.time()
-    feeder.join(timeout=300)
-    assert not errors, errors
-    wait_for_decisions(dep, len(records), timeout=240, router=router)
-    done_at = time.time()
-    stopped = _stop(router, 60)
-    _no_traceback(router)
-    _check_exactly_once(dep, permitted, len(records), duplicates=DUPLICATES)
-    _audit_commands(dep)
-    paused = [t for t in _log_times(router, "routing paused") if t >= killed_at]
-    resumed = [t for t in _log_times(router, "routing resumed") if t >= killed_at]
+    killed_at, back_at = _sigkill_for_a_while(cluster, victim)
+    done_at, stopped = run.finish()
+    paused = run.logged("routing paused", killed_at)
+    resumed = run.logged("routing resumed", killed_at)
     print(
         f"\n[node {victim} (leader of {leaders[victim]} ingress partitions; coordinators "
         f"{sorted(coordinators)}) SIGKILLed, back after {back_at - killed_at:.1f} s; router "
-        f"paused {len(paused)}x; all {len(records)} routed {done_at - back_at:.1f} s after the "
-        f"node was back; SIGTERM took {stopped:.1f} s; seed {seed}]"
+        f"paused {len(paused)}x; all {len(run.records)} routed {done_at - back_at:.1f} s after "
+        f"the node was back; SIGTERM took {stopped:.1f} s; seed {run.seed}]"
     )
     assert len(paused) == len(resumed)
 
@@ -299,41 +362,24 @@ def test_sigkill_of_a_partition_leader_that_is_no_coordinator_mid_stream(
 def test_full_cluster_stop_and_start_mid_backlog(
     cluster: LocalKafka, tmp_path: Path, routers: list[RouterProcess]
 ) -> None:
-    dep = _deployment(tmp_path, cluster)
-    create_topics(dep)
-    seed = random.randrange(1 << 30)
-    records, permitted = _stream(dep, EVENTS, duplicates=DUPLICATES, seed=seed)
-    errors: list[str] = []
-    _feed(dep, records, 0.0, errors)  # the backlog, before the router starts
-    assert not errors, errors
-    router = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
-    routers.append(router)
-    tail = AuditTail(dep)
-    try:
-        tail.wait_beyond(300, timeout=180, router=router)
-        before = tail.drain()
-    finally:
-        tail.close()
-    assert before < len(records), "the backlog was routed before the restart: make it larger"
+    run = _fault_run(tmp_path, cluster, routers)  # the backlog, before the router starts
+    before = run.wait_beyond(300, drain=True)
+    assert before < len(run.records), "the backlog was routed before the restart: make it larger"
     stopped_at = time.time()
     cluster.stop()
     time.sleep(3)
     cluster.start(timeout=240)
     ready_at = time.time()
-    wait_for_decisions(dep, len(records), timeout=240, router=router)
-    done_at = time.time()
-    took = _stop(router, 60)
-    _no_traceback(router)
-    _check_exactly_once(dep, permitted, len(records), duplicates=DUPLICATES)
-    _audit_commands(dep)
-    resumed = [t for t in _log_times(router, "routing resumed") if t >= stopped_at]
-    assert _log_times(router, "routing paused"), router.output()
+    done_at, took = run.finish()
+    router = run.router
+    resumed = run.logged("routing resumed", stopped_at)
+    assert run.logged("routing paused"), router.output()
     assert resumed, router.output()
     print(
-        f"\n[cluster stopped at {before} of {len(records)} decisions, down "
+        f"\n[cluster stopped at {before} of {len(run.records)} decisions, down "
         f"{ready_at - stopped_at:.1f} s; routing resumed {resumed[0] - ready_at:.1f} s after "
         f"Kafka was ready; all routed {done_at - ready_at:.1f} s after; SIGTERM took "
-        f"{took:.1f} s; seed {seed}]"
+        f"{took:.1f} s; seed {run.seed}]"
     )
     assert resumed[0] - ready_at < RESUME_BOUND_S, router.output()
 
@@ -342,35 +388,24 @@ def test_idle_router_routes_the_first_event_soon_after_a_full_restart(
     cluster: LocalKafka, tmp_path: Path, routers: list[RouterProcess]
 ) -> None:
     """Issue 14 saw the first event after a restart routed 37 s after Kafka was ready."""
-    dep = _deployment(tmp_path, cluster)
-    create_topics(dep)
-    seed = random.randrange(1 << 30)
-    records, permitted = _stream(dep, 20, duplicates=0, seed=seed)
-    errors: list[str] = []
-    _feed(dep, records[:10], 0.0, errors)
-    router = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
-    routers.append(router)
-    wait_for_decisions(dep, 10, timeout=180, router=router)
+    run = _fault_run(tmp_path, cluster, routers, events=20, duplicates=0, backlog=10)
+    wait_for_decisions(run.dep, 10, timeout=180, router=run.router)
     time.sleep(3)  # idle
     stopped_at = time.time()
     cluster.stop()
     time.sleep(3)
     cluster.start(timeout=240)
     ready_at = time.time()
-    _feed(dep, records[10:], 0.0, errors)
+    run.publish(run.records[10:])
     acked_at = time.time()  # the new events are in Kafka: from here on it is the router's turn
-    assert not errors, errors
-    wait_for_decisions(dep, len(records), timeout=120, router=router)
+    _, took = run.finish(timeout=120)
     # When the router decided, by its own record (`decided_at`), not when this harness saw it:
     # seeing it takes new clients' TLS/SCRAM handshakes, a topic check and a read of the whole
     # shared audit topic (every earlier test's decisions), seconds on a loaded machine that
     # were counted against the router, as was publishing the events after the restart.
-    decided_at = max(d.decided_at for d in decisions(dep)).timestamp()
+    decided_at = max(d.decided_at for d in decisions(run.dep)).timestamp()
     routed_in = decided_at - acked_at
-    took = _stop(router, 60)
-    _no_traceback(router)
-    _check_exactly_once(dep, permitted, len(records), duplicates=0)
-    _audit_commands(dep)
+    router = run.router
     print(
         f"\n[idle router: down {ready_at - stopped_at:.1f} s; publishing the next events took "
         f"{acked_at - ready_at:.1f} s after Kafka was ready; the last was routed {routed_in:.1f} s "
@@ -385,21 +420,9 @@ def test_two_of_three_nodes_killed_mid_backlog_then_back(
 ) -> None:
     """Quorum lost (the controllers and min in-sync replicas both need two nodes): commits
     cannot complete until the nodes are back; the router must neither crash nor hang."""
-    dep = _deployment(tmp_path, cluster)
-    create_topics(dep)
-    seed = random.randrange(1 << 30)
-    records, permitted = _stream(dep, EVENTS, duplicates=DUPLICATES, seed=seed)
-    errors: list[str] = []
-    _feed(dep, records, 0.0, errors)
-    assert not errors, errors
-    router = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
-    routers.append(router)
-    tail = AuditTail(dep)
-    try:
-        tail.wait_beyond(300, timeout=180, router=router)
-    finally:
-        tail.close()
-    coordinator = _coordinator(dep, "r1")
+    run = _fault_run(tmp_path, cluster, routers)
+    run.wait_beyond(300)
+    coordinator = _coordinator(run.dep, "r1")
     victims = [coordinator, next(n for n in (1, 2, 3) if n != coordinator)]
     killed_at = time.time()
     for node in victims:
@@ -407,58 +430,34 @@ def test_two_of_three_nodes_killed_mid_backlog_then_back(
     time.sleep(10)
     cluster.start(timeout=240)  # starts just the stopped nodes
     ready_at = time.time()
-    wait_for_decisions(dep, len(records), timeout=240, router=router)
-    done_at = time.time()
-    took = _stop(router, 60)
-    _no_traceback(router)
-    _check_exactly_once(dep, permitted, len(records), duplicates=DUPLICATES)
-    _audit_commands(dep)
-    resumed = [t for t in _log_times(router, "routing resumed") if t >= killed_at]
+    done_at, took = run.finish()
+    resumed = run.logged("routing resumed", killed_at)
     print(
         f"\n[nodes {victims} SIGKILLed, back after {ready_at - killed_at:.1f} s; routing resumed "
         f"{', '.join(f'{t - ready_at:+.1f} s' for t in resumed) or 'without pausing'} from when "
         f"they were back; all routed {done_at - ready_at:.1f} s after; SIGTERM took {took:.1f} s; "
-        f"seed {seed}]"
+        f"seed {run.seed}]"
     )
-    assert all(t - ready_at < RESUME_BOUND_S for t in resumed), router.output()
+    assert all(t - ready_at < RESUME_BOUND_S for t in resumed), run.router.output()
 
 
 def test_rolling_restart_of_all_three_nodes_while_events_flow(
     cluster: LocalKafka, tmp_path: Path, routers: list[RouterProcess]
 ) -> None:
-    dep = _deployment(tmp_path, cluster, batch_max_records=50)
-    create_topics(dep)
-    seed = random.randrange(1 << 30)
-    records, permitted = _stream(dep, EVENTS, duplicates=DUPLICATES, seed=seed)
-    router = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
-    routers.append(router)
-    errors: list[str] = []
-    feeder = threading.Thread(target=_feed, args=(dep, records, 90.0, errors))
-    feeder.start()
-    tail = AuditTail(dep)
-    try:
-        tail.wait_beyond(100, timeout=180, router=router)
-    finally:
-        tail.close()
+    run = _fault_run(tmp_path, cluster, routers, feed_s=90.0, batch_max_records=50)
+    run.wait_beyond(100)
     began = time.time()
     for node in (1, 2, 3):
         cluster.stop_node(node)
         cluster.start_node(node, timeout=240)
         time.sleep(3)
     rolled_at = time.time()
-    feeder.join(timeout=300)
-    assert not errors, errors
-    wait_for_decisions(dep, len(records), timeout=240, router=router)
-    done_at = time.time()
-    took = _stop(router, 60)
-    _no_traceback(router)
-    _check_exactly_once(dep, permitted, len(records), duplicates=DUPLICATES)
-    _audit_commands(dep)
-    paused = _log_times(router, "routing paused")
+    done_at, took = run.finish()
+    paused = run.logged("routing paused")
     print(
         f"\n[rolling restart took {rolled_at - began:.1f} s; router paused {len(paused)}x; all "
         f"routed {done_at - rolled_at:.1f} s after the last node was back; SIGTERM took "
-        f"{took:.1f} s; seed {seed}]"
+        f"{took:.1f} s; seed {run.seed}]"
     )
 
 
@@ -477,21 +476,10 @@ def test_frozen_cluster_shows_stuck_and_sigterm_stops_within_the_bound(
     a dead coordinator looks to a client. The health endpoint and `broker_stuck` must say
     "stuck" within a minute, and SIGTERM must stop the router within its bound. Then the
     cluster thaws and a router started again routes the rest exactly once."""
-    dep = _deployment(tmp_path, cluster)
-    create_topics(dep)
-    seed = random.randrange(1 << 30)
-    records, permitted = _stream(dep, EVENTS, duplicates=DUPLICATES, seed=seed)
-    errors: list[str] = []
-    _feed(dep, records, 0.0, errors)
-    assert not errors, errors
-    router = RouterProcess(dep.config_path, "r1", tmp_path / "router.log").start()
-    routers.append(router)
+    run = _fault_run(tmp_path, cluster, routers)
+    router = run.router
     port = router.metrics_port()
-    tail = AuditTail(dep)
-    try:
-        tail.wait_beyond(300, timeout=180, router=router)
-    finally:
-        tail.close()
+    run.wait_beyond(300)
     status, health = _health(port)
     assert status == 200 and health["status"] in ("busy", "idle"), health
     nodes = [node.node_id for node in cluster.running_nodes()]
@@ -515,17 +503,15 @@ def test_frozen_cluster_shows_stuck_and_sigterm_stops_within_the_bound(
             cluster.kill_node(node, signal.SIGCONT)
     _no_traceback(router)
     thawed_at = time.time()
-    again = RouterProcess(dep.config_path, "r1", tmp_path / "router-again.log").start()
-    routers.append(again)
-    wait_for_decisions(dep, len(records), timeout=240, router=again)
-    done_at = time.time()
-    assert again.terminate(timeout=90) == 0, again.output()
-    _check_exactly_once(dep, permitted, len(records), duplicates=DUPLICATES)
-    _audit_commands(dep)
+    run.router = RouterProcess(run.dep.config_path, "r1", tmp_path / "router-again.log")
+    routers.append(run.router.start())
+    done_at = run.routed()
+    assert run.router.terminate(timeout=90) == 0, run.router.output()
+    run.check()
     print(
         f"\n[frozen cluster flagged stuck after {flagged:.1f} s; SIGTERM stopped the router in "
         f"{took:.1f} s; after the thaw a new router routed the rest in "
-        f"{done_at - thawed_at:.1f} s; seed {seed}]"
+        f"{done_at - thawed_at:.1f} s; seed {run.seed}]"
     )
 
 
@@ -544,7 +530,7 @@ def _soak_stream(
     key (inside the window), and bad records: forged (signed by another agency, sent to this
     one's ingress), tampered (a byte of a signed envelope flipped), malformed (not an envelope).
     Returns the records, the permitted (event, recipient) pairs, duplicates and bad ones."""
-    kinds = _kinds(dep)
+    kinds = event_kinds(dep)
     out: list[tuple[str, bytes, bytes]] = []
     permitted: Counter[tuple[str, str]] = Counter()
     duplicates = bad = 0
@@ -672,7 +658,7 @@ def test_bounded_soak_with_router_kills_and_node_restarts(
     finally:
         feeder.join(timeout=300)
     _stop(router, 60)
-    _check_soak(dep, permitted, len(records), duplicates, bad)
+    check_exactly_once(dep, permitted, len(records), duplicates, bad)
     _audit_commands(dep)
     print(
         f"\n[soak: {SOAK_EVENTS} events + {duplicates} re-sent + {bad} bad in "
@@ -691,30 +677,3 @@ def test_bounded_soak_with_router_kills_and_node_restarts(
     assert written1 - written0 > 300, samples
     assert keys1 - keys0 <= max(30, (written1 - written0) // 20), samples
     assert size1 <= 1.5 * size0 + 16 * 1024, samples
-
-
-def _check_soak(
-    dep: Deployment,
-    permitted: Counter[tuple[str, str]],
-    ingress_records: int,
-    duplicates: int,
-    bad: int,
-) -> None:
-    delivered: Counter[tuple[str, str]] = Counter()
-    for base, items in feeds(dep).items():
-        for item in items:
-            assert item.event is not None, f"{base}: {item.error}"
-            delivered[(item.event.event_id, base)] += 1
-    assert delivered == permitted, (
-        f"missing {sum((permitted - delivered).values())}, "
-        f"extra {sum((delivered - permitted).values())}"
-    )
-    ends = ingress_counts(dep)
-    assert sum(ends.values()) == ingress_records
-    by_ingress = decisions_by_ingress(decisions(dep))
-    assert set(by_ingress) == {(t, p, o) for (t, p), end in ends.items() for o in range(end)}
-    assert all(len(v) == 1 for v in by_ingress.values())
-    outcomes = Counter(r[0].outcome for r in by_ingress.values())
-    assert outcomes[Outcome.DUPLICATE] == duplicates, outcomes
-    assert outcomes[Outcome.QUARANTINED] == bad, outcomes
-    assert len(read_quarantine(dep)) == duplicates + bad

@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import re
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -34,6 +33,7 @@ from router_helpers import (
     route_all,
     wait_for_decisions,
 )
+from service_helpers import running_service
 
 from broker.agreements import SubjectContext
 from broker.audit import Outcome, verify_log
@@ -202,22 +202,8 @@ def test_junk_in_router_state_neither_stops_nor_slows_a_start(
 def _router(dep: Deployment, **options: bool) -> Iterator[RouterService]:
     """A router running in this process until the block ends (with service options)."""
     service = RouterService(dep.config, instance_id="t0", **options)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # surfaced in the test
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    with running_service(service, "router-t0"):
         yield service
-    finally:
-        service.stop()
-        thread.join(timeout=60)
-    assert not thread.is_alive() and not failure, failure
 
 
 def test_state_from_before_sealing_is_adopted_once_on_request(

@@ -25,7 +25,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
+from service_helpers import running_service
 from stats_e2e_helpers import (
     LAMBETH,
     SAMPLE,
@@ -148,23 +148,8 @@ def _publish(dep: StatsDeployment, council: str, events: list[dict[str, Any]]) -
 
 @contextlib.contextmanager
 def _router(dep: StatsDeployment) -> Iterator[None]:
-    service = RouterService(dep.config, instance_id="stats-e2e")
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # surfaced below
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="router-stats-e2e", daemon=True)
-    thread.start()
-    try:
+    with running_service(RouterService(dep.config, instance_id="stats-e2e"), "router-stats-e2e"):
         yield
-    finally:
-        service.stop()
-        thread.join(timeout=60)
-    assert not thread.is_alive() and not failure, failure
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The alerts service's ACLs come from `registry_acls` alone: its agency rules plus exactly the
-state topic and its transactional ids, and only when the config has an `alerts` section."""
+state topic, write on quarantine and its transactional ids, and only when the config has an
+`alerts` section."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from broker.config import load_config
+from broker.config import TOPIC_QUARANTINE, load_config
 from broker.kafka.acl import (
     DESCRIBE,
     LITERAL,
@@ -29,7 +30,7 @@ def _config(tmp_path: Path, *, alerts: bool) -> Path:
                             alerts={"id": ALERTS_ID} if alerts else None)
 
 
-def test_the_alerts_section_adds_its_state_topic_and_transactional_ids_only(
+def test_the_alerts_section_adds_its_state_topic_quarantine_and_transactional_ids_only(
     tmp_path: Path,
 ) -> None:
     with_alerts = set(registry_acls(load_config(_config(tmp_path / "a", alerts=True))))
@@ -39,12 +40,18 @@ def test_the_alerts_section_adds_its_state_topic_and_transactional_ids_only(
         Acl(me, TOPIC, LITERAL, f"state.{ALERTS_ID}", READ),
         Acl(me, TOPIC, LITERAL, f"state.{ALERTS_ID}", WRITE),
         Acl(me, TOPIC, LITERAL, f"state.{ALERTS_ID}", DESCRIBE),
+        Acl(me, TOPIC, LITERAL, TOPIC_QUARANTINE, WRITE),
+        Acl(me, TOPIC, LITERAL, TOPIC_QUARANTINE, DESCRIBE),
         Acl(me, TRANSACTIONAL_ID, PREFIXED, f"{ALERTS_ID}-", WRITE),
         Acl(me, TRANSACTIONAL_ID, PREFIXED, f"{ALERTS_ID}-", DESCRIBE),
     }
     assert without - with_alerts == set()
     # Nobody else may touch the state topic.
     assert {a.principal for a in with_alerts if a.name == f"state.{ALERTS_ID}"} == {me}
+    # Quarantine: written by the router and the alerts service, read by the auditor only.
+    quarantine = {(a.principal, a.operation) for a in with_alerts if a.name == TOPIC_QUARANTINE}
+    assert {p for p, op in quarantine if op == WRITE} == {principal_of("router.main"), me}
+    assert {p for p, op in quarantine if op == READ} == {"auditor"}
 
 
 def test_an_alerts_service_must_be_a_registered_agency(tmp_path: Path) -> None:

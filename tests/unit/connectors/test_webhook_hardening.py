@@ -11,16 +11,12 @@ from __future__ import annotations
 import io
 import json
 import ssl
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_subscriber_delivery import StubFeed, item
+from webhook_receiver import WebhookReceiver, serving
 
 from broker.errors import BrokerError
 from broker.kafka.tls import make_local_ca
@@ -30,56 +26,12 @@ from connectors.subscriber.signing import SIGNATURE_HEADER, sign, verify
 SECRET = b"webhook-secret-for-tests-0123456789"
 
 
-class Receiver(ThreadingHTTPServer):
-    """Records each request (method, path, headers, raw body); answers `status` (with a
-    `Location` when `location` is set)."""
-
-    daemon_threads = True
-
-    def __init__(self, status: int = 204, location: str | None = None) -> None:
-        self.status = status
-        self.location = location
-        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _any(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.server.requests.append((self.command, self.path, dict(self.headers), body))
-        self.send_response(self.server.status)
-        if self.server.location:
-            self.send_header("Location", self.server.location)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_GET = do_POST = _any
-
-
-@contextmanager
-def running(server: ThreadingHTTPServer) -> Iterator[Any]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_redirects_are_not_followed_nor_delivered(status: int) -> None:
-    with running(Receiver()) as elsewhere, running(Receiver(status, elsewhere.url)) as hook:
+    with (
+        serving(WebhookReceiver()) as elsewhere,
+        serving(WebhookReceiver(status, elsewhere.url)) as hook,
+    ):
         target = WebhookTarget(hook.url, secret=SECRET, token="bearer-secret")
         with pytest.raises(DeliveryError) as error:
             target.deliver({"event_id": "e1"})
@@ -100,7 +52,7 @@ def test_redirects_are_not_followed_nor_delivered(status: int) -> None:
 
 
 def test_only_2xx_from_the_configured_url_counts() -> None:
-    with running(Receiver(204)) as hook:
+    with serving(WebhookReceiver(204)) as hook:
         feed = StubFeed([item(0, 0), item(1, 0)])
         target = WebhookTarget(hook.url, secret=SECRET)
         stats = deliver_feed(feed, target, follow=False, log_out=io.StringIO())
@@ -111,7 +63,7 @@ def test_only_2xx_from_the_configured_url_counts() -> None:
 
 
 def test_every_delivery_is_signed_and_the_receiver_check_holds() -> None:
-    with running(Receiver(200)) as hook:
+    with serving(WebhookReceiver(200)) as hook:
         target = WebhookTarget(hook.url, secret=SECRET)
         target.deliver({"event_id": "e1", "subject": "s"})
         target.deliver({"event_id": "e2", "subject": "s"})
@@ -141,13 +93,13 @@ def test_every_delivery_is_signed_and_the_receiver_check_holds() -> None:
 def test_private_ca_and_client_certificate(tmp_path: Path) -> None:
     files = make_local_ca(tmp_path / "ca")
     pem = files.broker_keystore  # a key and a certificate for 127.0.0.1 (server and client)
-    server = Receiver(200)
+    server = WebhookReceiver(200)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(files.ca_cert))
     context.load_cert_chain(str(pem))
     context.verify_mode = ssl.CERT_REQUIRED  # the receiver demands a client certificate
     server.socket = context.wrap_socket(server.socket, server_side=True)
     url = f"https://127.0.0.1:{server.server_address[1]}/hook"
-    with running(server):
+    with serving(server):
         # Not trusting the private CA: unreachable (certificate verification), retried.
         with pytest.raises(DeliveryError, match="unreachable") as error:
             WebhookTarget(url, secret=SECRET, timeout_s=5).deliver({"event_id": "e0"})

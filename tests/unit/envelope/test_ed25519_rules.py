@@ -1,22 +1,23 @@
 """Which Ed25519 verification rules apply (docs/wire-format.md, "Ed25519"), pinned.
 
-Verification is pyca/cryptography's, i.e. OpenSSL's: cofactorless, S must be below the group
+The first tests pin what pyca/cryptography (OpenSSL) does: cofactorless, S must be below the group
 order L, R is compared as bytes (so a non-canonical R fails), and public keys of small order or
-with a non-canonical encoding are NOT refused by the library. The key file loader refuses those
-keys; these tests show both what the library does and that such a key never gets in.
+with a non-canonical encoding are NOT refused. The key file loader refuses those keys. The broker
+itself verifies through libsodium (PyNaCl), which refuses them too: the last tests pin that.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from broker.envelope import KeyFileError, PublicKeyInfo
+from broker.envelope import KeyFileError, PublicKeyInfo, SigningKey
 from broker.envelope.keys import check_public_key
 
 L = 2**252 + 27742317777372353535851937790883648493
@@ -88,3 +89,48 @@ def test_ordinary_keys_pass_the_check() -> None:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
         assert check_public_key(raw) == raw
+
+
+# -- the broker's own verification: libsodium (PyNaCl), stricter than the library above ---------
+
+
+def _info(raw: bytes) -> PublicKeyInfo:
+    """A key built around the loader's checks, to see what verification alone does."""
+    return PublicKeyInfo(
+        agency_id="police.met",
+        key_id="weak",
+        public_key=Ed25519PublicKey.from_public_bytes(raw),
+        valid_from=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_ORDER))
+def test_the_broker_refuses_the_small_order_forgeries_the_library_accepts(name: str) -> None:
+    raw = SMALL_ORDER[name]
+    forged = [m for m in range(64) if _accepts(raw, IDENTITY + bytes(32), m.to_bytes(2, "big"))]
+    assert forged, name  # OpenSSL accepts these...
+    info = _info(raw)
+    for m in forged:  # ...libsodium does not, even had such a key got past the loader
+        assert not info.verify(IDENTITY + bytes(32), m.to_bytes(2, "big")), name
+
+
+def test_the_broker_refuses_s_above_the_order_and_a_non_canonical_r() -> None:
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    info = _info(public)
+    signature = key.sign(b"m")
+    s = int.from_bytes(signature[32:], "little")
+    assert info.verify(signature, b"m")
+    assert not info.verify(signature[:32] + (s + L).to_bytes(32, "little"), b"m")
+    assert not info.verify(signature[:63], b"m")  # a short signature is not read into the message
+    assert not info.verify(signature + b"\x00", b"m")
+
+
+def test_libsodium_signs_the_same_bytes_as_openssl() -> None:
+    # Ed25519 is deterministic: the golden vectors stay valid whichever library signs.
+    private = Ed25519PrivateKey.generate()
+    key = SigningKey("police.met", "k1", private, roles=("issuer",))
+    for message in (b"", b"m", bytes(range(256)) * 8):
+        assert key.sign(message) == private.sign(message)

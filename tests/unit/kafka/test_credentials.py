@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from broker.config import KafkaSettings
 from broker.kafka.credentials import (
+    OPERATOR,
     Credential,
     CredentialError,
     read_credential,
     write_credential,
 )
+from broker.kafka.local import ClusterAccess
 from broker.kafka.tls import BROKER_CN, make_local_ca
 
 
@@ -52,3 +55,31 @@ def test_local_ca_signs_a_broker_certificate_for_loopback(tmp_path: Path) -> Non
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert files.ca_key.stat().st_mode & 0o777 == 0o600
     assert files.broker_keystore.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_deployments_clients_and_the_operator_connect_with_the_same_security(
+    tmp_path: Path,
+) -> None:
+    """Both connect through `sasl_ssl_options`: SASL_SSL, SCRAM, the CA, host name checked."""
+    write_credential(tmp_path, Credential(OPERATOR, "operator-pw"))
+    ca = tmp_path / "ca.pem"
+    settings = KafkaSettings(
+        bootstrap_servers="127.0.0.1:1,127.0.0.1:2",
+        security_protocol="SASL_SSL",
+        credentials_dir=tmp_path,
+        ssl_cafile=ca,
+    )
+    access = ClusterAccess("127.0.0.1:1,127.0.0.1:2", ca_file=ca, credentials_dir=tmp_path)
+    expected = {
+        "bootstrap_servers": ["127.0.0.1:1", "127.0.0.1:2"],
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": OPERATOR,
+        "sasl_plain_password": "operator-pw",
+        "ssl_cafile": str(ca),
+        "ssl_check_hostname": True,
+    }
+    assert access.operator_options() == expected
+    assert settings.client_options(OPERATOR) == {**expected, "request_timeout_ms": 30000}
+    insecure = ClusterAccess("127.0.0.1:1")
+    assert insecure.operator_options() == {"bootstrap_servers": ["127.0.0.1:1"]}
