@@ -239,6 +239,9 @@ def replay_log(
     from broker.audit.replay import Judge, Replay, WorkerPool, index_decisions
     from broker.registry.live import RegistryHistory
 
+    if workers < 1:
+        raise BrokerError(f"replay with {workers} worker processes: give 1 or more")
+
     with TopicReader(KafkaClients(config.kafka, AUDITOR)) as reader:
         history = RegistryHistory.from_config(config, reader)
     keys, agreements = history.latest()
@@ -527,6 +530,20 @@ def run_dump(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------------
 
 
+def worker_count(text: str) -> int:
+    """`--workers N`: a whole number of processes, 1 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of worker processes: give a whole number, 1 or more "
+            "(1 replays in this process alone)"
+        )
+    return count
+
+
 def _common(parser: argparse.ArgumentParser, *, checkpoints: bool = False) -> None:
     parser.add_argument("--config", type=Path, required=True, help="deployment config file")
     parser.add_argument(
@@ -565,9 +582,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--workers",
-        type=int,
+        type=worker_count,
         default=os.cpu_count() or 1,
-        help="processes sharing the ingress partitions (default: one per CPU)",
+        help="processes sharing the ingress partitions (default: one per CPU; 1: no worker "
+        "processes, all in this one)",
     )
     p.set_defaults(func=run_replay)
 
@@ -606,4 +624,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run_dump)
 
 
-__all__ = ["key_lookup", "read_values", "register", "replay_log"]
+__all__ = ["key_lookup", "read_values", "register", "replay_log", "worker_count"]

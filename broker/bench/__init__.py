@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from broker.kafka.local import ClusterAccess
@@ -29,3 +31,30 @@ def bench_kafka(
         yield kafka.access()
     finally:
         kafka.stop()
+
+
+def interleaved_costs(
+    actions: Mapping[str, Callable[[], object]], calls: int, repeat: int, *, warm_up: int = 200
+) -> list[dict[str, float]]:
+    """CPU µs per call of each action, in `repeat` rounds of `calls` calls that interleave the
+    actions, after `warm_up` calls of each. CPU time of this thread: unlike wall clock, hardly
+    moved by other processes; interleaving makes a change in the machine's load fall on all the
+    actions of a round alike, so ratios are best taken per round."""
+    for action in actions.values():
+        for _ in range(min(warm_up, calls)):
+            action()
+    rounds = []
+    for _ in range(repeat):
+        costs = {}
+        for label, action in actions.items():
+            begin = time.thread_time()
+            for _ in range(calls):
+                action()
+            costs[label] = (time.thread_time() - begin) / calls * 1e6
+        rounds.append(costs)
+    return rounds
+
+
+def median_costs(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """The median over rounds of each action's cost (`interleaved_costs`)."""
+    return {label: statistics.median(r[label] for r in rounds) for label in rounds[0]}

@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "envelope": "broker.bench.envelope",
     "agreements": "broker.bench.agreements",
     "router": "broker.bench.router",
+    "scale": "broker.bench.scale",
     "audit": "broker.bench.audit",
     "ssda903": "broker.bench.ssda903_publish",
     "alerts": "broker.bench.alerts",

@@ -1,8 +1,10 @@
 """`broker bench envelope`: per-event cost of issue, disclose and verify vs a bare Ed25519 verify.
 
 The event is a typical `child.missing.started` with a Philomena grab pack; the forward carries
-what a police missing-persons unit would receive. Timings are medians of several runs of many
-events each; the goal is full verification under 1.5x one bare Ed25519 verification.
+what a police missing-persons unit would receive. Timings are CPU time of this thread, medians of
+several interleaved rounds of many events each. The goal (issue 19) is verification from bytes
+within 1.5x its floor, measured in the same run: a bare Ed25519 verification plus decoding the
+same bytes (`Envelope.from_bytes`), the two things verification cannot do without.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print per-event costs and the verify / bare-verify ratios."""
     # Imported here so that building the `broker` parser does not load Avro and cryptography.
+    from broker.bench import interleaved_costs
     from broker.envelope import (
+        Envelope,
         KeyRegistry,
         canonical,
         disclose,
@@ -107,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     )
     actions: dict[str, Callable[[], object]] = {
         BARE: lambda: public_key.verify(envelope.signature, signed),
+        DECODE: lambda: Envelope.from_bytes(envelope_bytes),
         "issue (JSON event -> envelope bytes)": lambda: issue(
             EVENT, issuer=_ISSUER, key=issuer_key, now=_NOW
         ).to_bytes(),
@@ -117,18 +121,26 @@ def run(args: argparse.Namespace) -> int:
             forwarded_bytes, keys, router=_ROUTER, recipient="police.met"
         ),
     }
-    rounds = _measure(actions, args.events, args.repeat)
+    rounds = interleaved_costs(actions, args.events, args.repeat)
     costs = {label: statistics.median(r[label] for r in rounds) for label in actions}
     print(
         f"child.missing.started: {len(envelope.disclosures)} fields, "
         f"envelope {len(envelope_bytes)} bytes; forward of {len(POLICE_FIELDS)} fields, "
         f"{len(forwarded_bytes)} bytes"
     )
-    print(f"{args.events} events per measurement, median of {args.repeat} interleaved rounds")
+    print(
+        f"{args.events} events per measurement, median of {args.repeat} interleaved rounds "
+        "(CPU time of this thread)"
+    )
     for label, cost in costs.items():
         print(f"{label:>42}: {cost:8.1f} µs/event")
+    floor = statistics.median(r[INGRESS] / (r[BARE] + r[DECODE]) for r in rounds)
+    print(
+        f"{'verify envelope / (bare verify + decode)':>42}: {floor:8.2f}x (the floor; "
+        f"goal <= 1.5: {'met' if floor <= 1.5 else 'MISSED'})"
+    )
     ratios = {
-        "verify envelope / bare verify": (INGRESS, 1, " (goal < 1.5)"),
+        "verify envelope / bare verify": (INGRESS, 1, ""),
         "same, message already decoded": (DECODED, 1, ""),
         "verify forwarded / two bare verifies": (RECIPIENT, 2, " (issuer + router signatures)"),
     }
@@ -139,28 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 BARE = "bare Ed25519 verify"
+DECODE = "decode (envelope bytes, no checks)"
 INGRESS = "verify envelope (router ingress, bytes)"
 DECODED = "verify envelope (already decoded)"
 RECIPIENT = "verify forwarded (recipient, bytes)"
-
-
-def _measure(
-    actions: dict[str, Callable[[], object]], events: int, repeat: int
-) -> list[dict[str, float]]:
-    """Microseconds per call of each action, in `repeat` rounds that interleave the actions.
-
-    Interleaving keeps each round's ratios fair on a machine whose load changes.
-    """
-    for action in actions.values():  # warm-up
-        for _ in range(min(200, events)):
-            action()
-    rounds = []
-    for _ in range(repeat):
-        costs = {}
-        for label, action in actions.items():
-            begin = time.perf_counter()
-            for _ in range(events):
-                action()
-            costs[label] = (time.perf_counter() - begin) / events * 1e6
-        rounds.append(costs)
-    return rounds

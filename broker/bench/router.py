@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broker.bench import bench_kafka
+from broker.bench import bench_kafka, interleaved_costs, median_costs
 from broker.errors import BrokerError
 from broker.kafka.credentials import OPERATOR, credential_path
 from broker.kafka.local import ClusterAccess
@@ -65,27 +65,7 @@ class BenchOptionsError(BrokerError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=20000, help="events for the throughput runs")
-    parser.add_argument(
-        "--bootstrap",
-        default=None,
-        help="use this Kafka (host:port) instead of starting local ones: one measurement, "
-        "PLAINTEXT unless --kafka-ca and --kafka-credentials are given",
-    )
-    parser.add_argument(
-        "--kafka-ca",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="with --bootstrap: the secured cluster's CA certificate (PEM)",
-    )
-    parser.add_argument(
-        "--kafka-credentials",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="with --bootstrap: a directory holding operator.json; the bench issues the "
-        "credentials of its own principals into it",
-    )
+    add_cluster_arguments(parser)
     parser.add_argument(
         "--no-plaintext",
         action="store_true",
@@ -108,6 +88,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also measure the fan-out pass-through and the router without the workaround for "
         "kafka-python's stuck flush (docs/performance.md): before / after",
+    )
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """--bootstrap, --kafka-ca and --kafka-credentials: an external cluster (see `_external`)."""
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        help="use this Kafka (host:port) instead of starting local ones: one measurement, "
+        "PLAINTEXT unless --kafka-ca and --kafka-credentials are given",
+    )
+    parser.add_argument(
+        "--kafka-ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --bootstrap: the secured cluster's CA certificate (PEM)",
+    )
+    parser.add_argument(
+        "--kafka-credentials",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --bootstrap: a directory holding operator.json; the bench issues the "
+        "credentials of its own principals into it",
     )
 
 
@@ -217,13 +222,20 @@ class _Deployment:
     ids: dict[str, str]
 
     @classmethod
-    def make(cls, access: ClusterAccess, directory: Path, partitions: int) -> _Deployment:
+    def make(
+        cls,
+        access: ClusterAccess,
+        directory: Path,
+        partitions: int,
+        router: dict[str, Any] | None = None,
+    ) -> _Deployment:
+        """`router`: router settings added to the bench's own (e.g. a metrics port)."""
         from broker.config import load_config
         from broker.kafka.client import KafkaClients, TopicSpec
         from broker.router.service import topic_specs
 
         directory.mkdir()
-        config_path, ids = _deployment(directory, access, partitions)
+        config_path, ids = _deployment(directory, access, partitions, router)
         config = load_config(config_path)
         provision(config)  # credentials, topics and ACLs on a secured cluster
         # The harness (publishing, the pass-through, the latency reader) runs as the operator;
@@ -366,17 +378,7 @@ def _floor_parts(events: int = 2000, repeat: int = 5) -> dict[str, float]:
         "verify": lambda: public.verify(envelope.signature, signed),
         "sign": lambda: key.sign(signed),
     }
-    rounds: dict[str, list[float]] = {label: [] for label in actions}
-    for action in actions.values():  # warm-up
-        for _ in range(200):
-            action()
-    for _ in range(repeat):
-        for label, action in actions.items():
-            begin = time.thread_time()
-            for _ in range(events):
-                action()
-            rounds[label].append((time.thread_time() - begin) / events * 1e6)
-    costs = {label: statistics.median(values) for label, values in rounds.items()}
+    costs = median_costs(interleaved_costs(actions, events, repeat))
     return {"decode": costs["decode"], "verify": costs["verify"], "2 x sign": 2 * costs["sign"]}
 
 
@@ -396,7 +398,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _deployment(
-    directory: Path, bootstrap: ClusterAccess, partitions: int
+    directory: Path,
+    bootstrap: ClusterAccess,
+    partitions: int,
+    router: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, str]]:
     """The demo deployment with agency ids no earlier run used (so `--bootstrap` can be reused):
     every id gets a suffix, in the registry and in the example agreements alike."""
@@ -416,7 +421,7 @@ def _deployment(
         agencies={ids[a]: name for a, name in DEMO_AGENCIES.items()},
         agreements_dir=agreements,
         partitions=partitions,
-        router={"group_id": f"bench-router-{suffix}", "instance_id": "bench"},
+        router={"group_id": f"bench-router-{suffix}", "instance_id": "bench", **(router or {})},
     )
     return config, ids
 
@@ -428,8 +433,13 @@ def _event(number: int, tag: str) -> dict[str, Any]:
     return {**EVENT, "subject": child, "fields": {**EVENT["fields"], "la_child_id": child}}
 
 
-def _publish_presigned(deployment: _Deployment, count: int, tag: str = "tp") -> None:
-    """Sign first, then produce as fast as Kafka takes them (publishing is not measured)."""
+def _publish_presigned(
+    deployment: _Deployment, count: int, tag: str = "tp", *, transactional: bool = False
+) -> None:
+    """Sign first, then produce as fast as Kafka takes them (publishing is not measured).
+
+    `transactional`: all in one Kafka transaction, so that a `read_committed` consumer (the
+    router) sees the whole backlog at once, at the commit, and none of it before."""
     from broker.config import topic_ingress
     from broker.envelope import issue
     from broker.kafka.client import KafkaClients
@@ -444,13 +454,27 @@ def _publish_presigned(deployment: _Deployment, count: int, tag: str = "tp") -> 
     for number in range(count):
         envelope = issue(_event(number, tag), issuer=issuer, key=key, registry=registry)
         records.append(((envelope.subject or "").encode(), envelope.to_bytes(registry)))
-    producer = KafkaClients(config.kafka, OPERATOR).producer()
-    try:
-        for subject, value in records:
-            producer.send(topic_ingress(issuer), key=subject, value=value)
-        producer.flush()
-    finally:
-        producer.close()
+    clients = KafkaClients(config.kafka, OPERATOR)
+    if transactional:
+        batch = clients.bounded_transactional_producer(
+            f"bench-publish-{uuid.uuid4().hex[:8]}", timeout_s=120.0
+        )
+        batch.start()
+        try:
+            batch.begin()
+            for subject, value in records:
+                batch.send(topic_ingress(issuer), key=subject, value=value)
+            batch.commit()
+        finally:
+            batch.close()
+    else:
+        producer = clients.producer()
+        try:
+            for subject, value in records:
+                producer.send(topic_ingress(issuer), key=subject, value=value)
+            producer.flush()
+        finally:
+            producer.close()
     took = time.monotonic() - started
     print(f"  {deployment.mode:<9} published {count} events in {took:.1f} s", flush=True)
 

@@ -524,6 +524,26 @@ class RawRecord(NamedTuple):
     timestamp: int | None
 
 
+def seeder(config: BrokerConfig) -> Callable[[], tuple[LiveKeys, LiveAgreements]]:
+    """Fresh views of `keys_dir` and `agreements_dir`, the agreement files read, parsed and
+    validated once, here: a replay seeds a view per ingress partition (and again at each
+    rebuild), and parsing the files took about 0.3 s each time (issue 19: 22% of a small
+    replay). Each view gets an `AgreementSet` of its own, built from the parsed versions (a view
+    updates its set in place); versions loaded from files carry no revocation, so none is lost."""
+    from broker.agreements import AgreementSet, load_agreements
+
+    files = load_agreements(config.agreements_dir)
+
+    def seed() -> tuple[LiveKeys, LiveAgreements]:
+        own = AgreementSet.of(
+            v.agreement if v.source is None else (v.agreement, v.source)
+            for v in files.versions()
+        )
+        return LiveKeys.from_config(config), LiveAgreements.from_config(config, own)
+
+    return seed
+
+
 class RegistryHistory:
     """Every record of both registry topics, and the seed they apply to: the registry as it
     stood at any position (`RegistryCursor.at`), for replay to judge each decision with the
@@ -562,11 +582,7 @@ class RegistryHistory:
                     continue
                 records += [RawRecord(m.key, m.value, m.offset, m.timestamp) for m in messages]
 
-        def seed() -> tuple[LiveKeys, LiveAgreements]:
-            keys, agreements = LiveKeys.from_config(config), LiveAgreements.from_config(config)
-            return keys, agreements
-
-        return cls(seed, read[TOPIC_REGISTRY_KEYS], read[TOPIC_REGISTRY_AGREEMENTS])
+        return cls(seeder(config), read[TOPIC_REGISTRY_KEYS], read[TOPIC_REGISTRY_AGREEMENTS])
 
     def cursor(self) -> RegistryCursor:
         """A view of its own that moves through the history (one per ingress partition)."""

@@ -371,6 +371,69 @@ def test_decision_deleted_from_the_log_is_found_by_replay(
     assert any(where in f for f in findings_of(out))
 
 
+def test_replay_with_two_workers_reports_exactly_what_one_process_does(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--workers 2` shares the chains between two processes and merges their reports: on a
+    log with a decision the agreements do not allow, a decision deleted from another chain and
+    a decision recorded twice, its output is the output of `--workers 1`, line for line."""
+    partitions = read_partitions(deployment, TOPIC_AUDIT)
+    partition, chain, indexes = busiest_chain(partitions)
+    values = partitions[partition]
+    target = next(
+        i
+        for i in indexes
+        if any(r.fields_withheld for r in DecisionRecord.from_bytes(values[i]).recipients)
+    )
+    record = DecisionRecord.from_bytes(values[target])
+    leaked = next(r for r in record.recipients if r.fields_withheld)
+    changed = dataclasses.replace(
+        leaked,
+        fields_forwarded=(*leaked.fields_forwarded, leaked.fields_withheld[0]),
+        fields_withheld=leaked.fields_withheld[1:],
+    )
+    recipients = tuple(changed if r is leaked else r for r in record.recipients)
+    values[target] = dataclasses.replace(record, recipients=recipients).to_bytes()
+    values.append(values[indexes[-1]])  # recorded twice
+    lengths: dict[str, int] = defaultdict(int)
+    for vs in partitions.values():
+        for v in vs:
+            lengths[read_header(v).chain] += 1
+    others = [
+        (p, i)
+        for p, vs in partitions.items()
+        for i, v in enumerate(vs)
+        if (header := read_header(v)).chain != chain
+        and lengths[header.chain] >= 3
+        and DecisionRecord.from_bytes(v).seq == 1
+    ]
+    assert others, "the scenario routes more than one ingress partition"
+    other_partition, other_index = others[-1]
+    del partitions[other_partition][other_index]  # the second decision of another chain
+    topic = write_copy(deployment, partitions, "audit.copy")
+
+    outputs = {}
+    for workers in ("1", "2"):
+        status, out = run(
+            capsys,
+            "audit",
+            "replay",
+            "--config",
+            str(deployment.config_path),
+            "--no-progress",
+            "--audit-topic",
+            topic,
+            "--workers",
+            workers,
+        )
+        assert status == 1, out
+        outputs[workers] = out
+    assert outputs["2"] == outputs["1"]
+    found = " ".join(findings_of(outputs["1"]))
+    for code in ("decision_mismatch", "double_decision", "undecided"):
+        assert code in found, found
+
+
 # -- (3) inclusion proofs ----------------------------------------------------------------------
 
 
@@ -597,7 +660,20 @@ def test_dump_reports_a_tampered_ingress_event(
 def test_bench_audit_prints_throughput(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, out = run(capsys, "bench", "audit", "--config", str(deployment.config_path))
-    assert status == 0
-    assert "records/s (goal >= 20,000)" in out
+    status, out = run(
+        capsys, "bench", "audit", "--config", str(deployment.config_path), "--workers", "2"
+    )
+    assert status == 0, out
+    assert re.search(r"records/s \(goal >= 20,000: (met|MISSED)\); findings 0", out), out
+    assert f"replay, 1 process: {deployment.routed} decisions re-evaluated" in out, out
+    assert re.search(r"replay, 2 worker processes: .* the same report as 1 process", out), out
+    assert re.search(r"replay 2 workers / 1 process: \d+\.\d\d by records/s", out), out
+    # Issue 19: replay against its floor measured in the same run, on the deployment's records.
+    floor = re.search(
+        r"replay floor: (\d+) µs CPU/record = decode (\d+) \+ verify (\d+) \+ decide (\d+) "
+        r"\(bare costs on (\d+) of the ingress records",
+        out,
+    )
+    assert floor and all(int(part) > 0 for part in floor.groups()), out
+    assert re.search(r"replay / floor: \d+\.\d\d \(CPU per record, 1 process; goal <= 1\.5", out)
     assert "replay / plain read:" in out

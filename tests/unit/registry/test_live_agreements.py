@@ -22,6 +22,7 @@ from broker.registry.live import (
     RawRecord,
     RegistryHistory,
     RegistryPosition,
+    seeder,
 )
 from broker.registry.records import (
     AGREEMENT_CONFLICT,
@@ -232,3 +233,26 @@ def test_history_gives_the_registry_as_it_was_at_a_position(
         "dsa.test.live@2"
         not in back.decide(event(later), now=later).grants["police.met"].agreements
     )
+
+
+def test_history_seeds_parse_the_agreement_files_once_and_share_no_state(
+    tmp_path: Path,
+) -> None:
+    """A replay seeds a view per ingress partition: the files are parsed once (a file changed
+    afterwards does not reach later seeds), and each seed's set is its own (a revocation in one
+    partition's view does not reach another's)."""
+    folder = tmp_path / "agreements"
+    folder.mkdir()
+    seed_file = folder / "seed.yaml"
+    seed_file.write_text(doc(1).replace("dsa.test.live", "dsa.test.seed"))
+    config = load_config(write_deployment(tmp_path, bootstrap_servers="x:1", agreements_dir=folder))
+    seed = seeder(config)
+    _, first = seed()
+    seed_file.write_text(doc(2).replace("dsa.test.live", "dsa.test.seed"))
+    _, second = seed()
+    assert granted(first, NOW) == granted(second, NOW) == {"police.met": ("dsa.test.seed@1",)}
+    assert first.agreements is not second.agreements
+    first.agreements.revoke("dsa.test.seed", 1, NOW)
+    assert granted(first, NOW) == {}
+    assert granted(second, NOW) == {"police.met": ("dsa.test.seed@1",)}
+    assert seeder(config)()[1].agreements.get("dsa.test.seed@2") is not None  # read anew
