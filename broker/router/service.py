@@ -226,6 +226,9 @@ class RouterService:
         # (partitions taken over without one).
         self._since_snapshot = 0
         self._snapshot_needed = False
+        # Records per routing transaction: `batch_max_records`, less after failed transactions
+        # (see `_abort`).
+        self._batch_limit = config.router.batch_max_records
         # The live key registry: revocations and new keys reach `core.keys` between batches.
         # The live agreement registry likewise reaches `core.agreements`.
         self.live_keys: LiveKeys | None = None
@@ -343,7 +346,9 @@ class RouterService:
                         self._final_checkpoints(producer)
                     if self._snapshot_due():
                         self._write_snapshots(producer, consumer)
-                    polled = consumer.poll(timeout_ms=settings.poll_timeout_ms)
+                    polled = consumer.poll(
+                        timeout_ms=settings.poll_timeout_ms, max_records=self._batch_limit
+                    )
                     if polled:
                         self._route_batch(producer, consumer, polled)
                         last_input = time.monotonic()
@@ -385,6 +390,7 @@ class RouterService:
         """
         producer.abandon()
         self._rebuild_states(consumer)
+        self._shrink_batch()
         self.metrics.progress.begin()
         if self._outage.failed(exc):
             self.metrics.progress.kafka_down_since = time.time()
@@ -561,6 +567,7 @@ class RouterService:
             return
         self.metrics.transactions.labels("commit").inc()
         self.metrics.progress.committed()
+        self._batch_limit = min(self.config.router.batch_max_records, 2 * self._batch_limit)
         down = self._outage.resumed()
         if down is not None:
             log.info("routing resumed: first transaction committed %.1f s after the failure", down)
@@ -726,15 +733,25 @@ class RouterService:
                 with contextlib.suppress(Exception):
                     producer.abort()
             raise exc
+        self._shrink_batch()
         log.warning(
-            "routing transaction failed (%s); aborting and routing the batch again",
+            "routing transaction failed (%s); aborting and routing the batch again, at most %d "
+            "record(s) a transaction until one commits",
             _describe(exc),
+            self._batch_limit,
             exc_info=log.isEnabledFor(logging.DEBUG),
         )
         producer.abort()  # bounded; a failure goes up to the loop
         for tp, records in polled.items():
             consumer.seek(tp, records[0].offset)
         self._rebuild_states(consumer)
+
+    def _shrink_batch(self) -> None:
+        """Halve the records a transaction takes after a failed one (doubled back at each
+        commit, up to `batch_max_records`): a batch that outlives the transaction timeout on a
+        loaded machine is aborted by the coordinator, and routed again whole it would fail the
+        same way for ever (seen with batches of 2,000 at load 13)."""
+        self._batch_limit = max(1, self._batch_limit // 2)
 
     def _rebuild_states(self, consumer: Any) -> None:
         """Forget the state of every owned partition after an aborted transaction and rebuild it

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka.errors import KafkaError
@@ -34,6 +35,7 @@ from router_helpers import (
 from broker.kafka.client import KafkaClients, TransactionalProducer
 from broker.kafka.credentials import OPERATOR
 from broker.kafka.local import ClusterAccess
+from broker.router.core import RouterCore
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +182,33 @@ def test_aborted_transactions_are_retried_without_repeats(
     )
     assert aborts == 2
     check_exactly_once(dep, permitted, len(records), duplicates=5)
+
+
+def test_a_batch_that_outlives_the_transaction_timeout_is_routed_in_smaller_ones(
+    tmp_path: Path, kafka_access: ClusterAccess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routing slowed down (a loaded machine: 30 ms a record) with batches of 300 under a
+    1 s transaction timeout: the coordinator aborts each whole batch. Routed again whole it
+    would fail for ever; the router halves the batch after each failure until one commits."""
+    dep = make_deployment(
+        tmp_path / "deployment",
+        kafka_access,
+        router={"batch_max_records": 300, "transaction_timeout_ms": 1000},
+    )
+    create_topics(dep)
+    records, permitted = event_stream(dep, 300, duplicates=0, seed=4)
+    route = RouterCore.route
+
+    def slow_route(self: RouterCore, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.03)
+        return route(self, *args, **kwargs)
+
+    monkeypatch.setattr(RouterCore, "route", slow_route)
+    _produce_slowly(dep, records, 0.0)
+    with router_thread(dep) as service:
+        wait_for_decisions(dep, len(records), timeout=180)
+    aborts = service.metrics.registry.get_sample_value(
+        "broker_transactions_total", {"result": "abort"}
+    )
+    assert aborts, "no transaction failed: the test showed nothing"
+    check_exactly_once(dep, permitted, len(records), duplicates=0)
