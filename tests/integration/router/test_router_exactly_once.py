@@ -187,26 +187,29 @@ def test_aborted_transactions_are_retried_without_repeats(
 def test_a_batch_that_outlives_the_transaction_timeout_is_routed_in_smaller_ones(
     tmp_path: Path, kafka_access: ClusterAccess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Routing slowed down (a loaded machine: 30 ms a record) with batches of 300 under a
-    1 s transaction timeout: the coordinator aborts each whole batch. Routed again whole it
-    would fail for ever; the router halves the batch after each failure until one commits."""
+    """Routing slowed down (a loaded machine: 100 ms a record) with batches of 150 under a
+    1 s transaction timeout: a whole batch takes 15 s, longer than the timeout plus Kafka's
+    10 s sweep for timed-out transactions, so the coordinator aborts every one. Routed again
+    whole it would fail for ever (this test then times out); the router halves the batch after
+    each failure until one commits."""
     dep = make_deployment(
         tmp_path / "deployment",
         kafka_access,
-        router={"batch_max_records": 300, "transaction_timeout_ms": 1000},
+        partitions=1,  # one partition: each poll gets the whole batch
+        router={"batch_max_records": 150, "transaction_timeout_ms": 1000},
     )
     create_topics(dep)
-    records, permitted = event_stream(dep, 300, duplicates=0, seed=4)
+    records, permitted = event_stream(dep, 150, duplicates=0, seed=4)
     route = RouterCore.route
 
     def slow_route(self: RouterCore, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.03)
+        time.sleep(0.1)
         return route(self, *args, **kwargs)
 
     monkeypatch.setattr(RouterCore, "route", slow_route)
     _produce_slowly(dep, records, 0.0)
     with router_thread(dep) as service:
-        wait_for_decisions(dep, len(records), timeout=180)
+        wait_for_decisions(dep, len(records), timeout=240)
     aborts = service.metrics.registry.get_sample_value(
         "broker_transactions_total", {"result": "abort"}
     )
