@@ -48,6 +48,17 @@ def kafka_bootstrap(kafka_access: ClusterAccess) -> str:
 
 
 @pytest.fixture(scope="session")
+def bench_cluster_args(kafka_access: ClusterAccess) -> list[str]:
+    """`broker bench` options naming the session Kafka (`--bootstrap`, and its CA and
+    credentials when secured)."""
+    args = ["--bootstrap", kafka_access.bootstrap_servers]
+    if kafka_access.secured:
+        args += ["--kafka-ca", str(kafka_access.ca_file)]
+        args += ["--kafka-credentials", str(kafka_access.credentials_dir)]
+    return args
+
+
+@pytest.fixture(scope="session")
 def operator_options(kafka_access: ClusterAccess) -> dict[str, Any]:
     """kafka-python options of the operator (a super user) on the session Kafka."""
     return kafka_access.operator_options()

@@ -70,7 +70,6 @@ from broker.kafka.client import (
     TransactionalProducer,
     describe,
     rewind_to_committed,
-    within_deadline,
 )
 from broker.kafka.credentials import principal_of
 from broker.publish import agency_key
@@ -324,19 +323,15 @@ class AlertsService:
         """The feed consumer, made within the deadline (kafka-python's bootstrap has none
         against a frozen cluster)."""
         settings = self.settings
-        return within_deadline(
-            lambda: self.clients.consumer(
-                group_id=settings.group_id,
-                group_instance_id=self.instance_id,
-                max_poll_records=settings.batch_max_records,
-                session_timeout_ms=10000,
-                heartbeat_interval_ms=2000,
-                reconnect_backoff_max_ms=1000,
-                bootstrap_timeout_ms=int(settings.kafka_timeout_s * 1000),
-            ),
-            settings.kafka_timeout_s,
-            "connecting to read the feed",
-            discard=lambda consumer: consumer.close(autocommit=False, timeout_ms=0),
+        return self.clients.bounded_consumer(
+            timeout_s=settings.kafka_timeout_s,
+            what="connecting to read the feed",
+            group_id=settings.group_id,
+            group_instance_id=self.instance_id,
+            max_poll_records=settings.batch_max_records,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=2000,
+            reconnect_backoff_max_ms=1000,
         )
 
     # -- the live registry (as the router follows it) ------------------------------------------
@@ -657,11 +652,9 @@ def replay_state(
 ) -> dict[ChildKey, ChildState]:
     """Every child's committed state, read from `state.<service>` (sealed records only)."""
     states: dict[ChildKey, ChildState] = {}
-    reader = within_deadline(
-        lambda: clients.consumer(isolation_level="read_committed", reconnect_backoff_max_ms=1000,
-                                 bootstrap_timeout_ms=int(settings.kafka_timeout_s * 1000)),
-        settings.kafka_timeout_s, "connecting to read the alerts state",
-        discard=lambda consumer: consumer.close(autocommit=False, timeout_ms=0))
+    reader = clients.bounded_consumer(
+        timeout_s=settings.kafka_timeout_s, what="connecting to read the alerts state",
+        isolation_level="read_committed", reconnect_backoff_max_ms=1000)
     try:
         topic = settings.state_topic
         partitions = [TopicPartition(topic, p)

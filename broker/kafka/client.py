@@ -224,6 +224,22 @@ class KafkaClients:
         except _UNREACHABLE as exc:
             raise self._unreachable(exc) from None
 
+    def bounded_consumer(
+        self, *topics: str, timeout_s: float, what: str, **overrides: Any
+    ) -> KafkaConsumer:
+        """A consumer whose making waits at most `timeout_s` (`within_deadline`): a frozen
+        cluster accepts connections without answering, and kafka-python's bootstrap then
+        blocks past its own timeout (the frozen-cluster fault test). `what` names the wait in
+        the `KafkaDeadline` raised."""
+        return within_deadline(
+            lambda: self.consumer(
+                *topics, bootstrap_timeout_ms=int(timeout_s * 1000), **overrides
+            ),
+            timeout_s,
+            what,
+            discard=lambda consumer: consumer.close(autocommit=False, timeout_ms=0),
+        )
+
     def bounded_transactional_producer(
         self,
         transactional_id: str,

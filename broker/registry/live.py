@@ -337,20 +337,11 @@ class RegistryFollower:
         self._last_poll = 0.0
 
     def _new_consumer(self) -> Any:
-        """A consumer made within the deadline: a frozen cluster accepts connections without
-        answering, and kafka-python's bootstrap then blocks past its own timeout (the
-        frozen-cluster fault test: SIGTERM found the router in this constructor)."""
-        from broker.kafka.client import within_deadline
-
-        return within_deadline(
-            lambda: self._clients.consumer(
-                isolation_level="read_committed",
-                reconnect_backoff_max_ms=1000,
-                bootstrap_timeout_ms=int(self.timeout_s * 1000),
-            ),
-            self.timeout_s,
-            "connecting to read the registry",
-            discard=lambda consumer: consumer.close(autocommit=False, timeout_ms=0),
+        return self._clients.bounded_consumer(
+            timeout_s=self.timeout_s,
+            what="connecting to read the registry",
+            isolation_level="read_committed",
+            reconnect_backoff_max_ms=1000,
         )
 
     def _renew_if_stuck(self) -> None:

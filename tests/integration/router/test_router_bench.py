@@ -19,14 +19,11 @@ from broker.kafka.local import ClusterAccess
 @pytest.mark.integration
 @pytest.mark.slow
 def test_bench_router_prints_ratio_and_latency(
-    kafka_access: ClusterAccess, capsys: pytest.CaptureFixture[str]
+    kafka_access: ClusterAccess,
+    bench_cluster_args: list[str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cluster = ["--bootstrap", kafka_access.bootstrap_servers]
-    if kafka_access.secured:
-        cluster += [
-            "--kafka-ca", str(kafka_access.ca_file),
-            "--kafka-credentials", str(kafka_access.credentials_dir),
-        ]  # fmt: skip
+    cluster = bench_cluster_args
     status = main(
         [
             "bench", "router", *cluster, "--events", "600",

@@ -13,20 +13,14 @@ import re
 import pytest
 
 from broker.cli import main
-from broker.kafka.local import ClusterAccess
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_bench_scale_routes_each_backlog_exactly_once_and_prints_the_ratio(
-    kafka_access: ClusterAccess, capsys: pytest.CaptureFixture[str]
+    bench_cluster_args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cluster = ["--bootstrap", kafka_access.bootstrap_servers]
-    if kafka_access.secured:
-        cluster += [
-            "--kafka-ca", str(kafka_access.ca_file),
-            "--kafka-credentials", str(kafka_access.credentials_dir),
-        ]  # fmt: skip
+    cluster = bench_cluster_args
     status = main(["bench", "scale", *cluster, "--events", "1200", "--partitions", "2"])
     out = capsys.readouterr().out
     assert status == 0, out
