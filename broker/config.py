@@ -140,6 +140,11 @@ class RouterSettings(_Strict):
     # A snapshot of every owned partition's state every this many ingress records routed, so
     # a new owner reads the snapshot and what follows instead of the whole history; 0: never.
     snapshot_every_records: int = Field(default=5000, ge=0)
+    # ...and as soon as one partition has had this many routing transactions since its last
+    # snapshot: each takes a `w|` slot, so this bounds the slots compaction keeps per
+    # partition whatever the batch sizes (small batches at low rates, halved ones after
+    # failures, a takeover that continues the slots of the router before it).
+    snapshot_every_batches: int = Field(default=1000, ge=1)
 
     @property
     def dedup_policy(self) -> DedupPolicy:

@@ -606,7 +606,10 @@ class RouterService:
         every = self.config.router.snapshot_every_records
         if not every or not self.states or self._recovering:
             return False
-        return self._snapshot_needed or self._since_snapshot >= every
+        if self._snapshot_needed or self._since_snapshot >= every:
+            return True
+        slots = self.config.router.snapshot_every_batches
+        return any(state.batches_since_snapshot >= slots for state in self.states.values())
 
     def _write_snapshots(self, producer: TransactionalProducer, consumer: Any) -> None:
         """One transaction: a snapshot of every owned partition, and the consumer offsets with

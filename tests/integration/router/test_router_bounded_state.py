@@ -28,6 +28,7 @@ from router_helpers import (
     publish,
     read_audit,
     read_feed,
+    read_topic,
     router_thread,
     signed,
     wait_for_decisions,
@@ -35,7 +36,7 @@ from router_helpers import (
 
 from broker.audit import Outcome
 from broker.audit.cli import replay_log
-from broker.config import topic_ingress
+from broker.config import TOPIC_ROUTER_STATE, topic_ingress
 from broker.kafka.client import KafkaClients
 from broker.kafka.credentials import OPERATOR
 from broker.kafka.local import ClusterAccess
@@ -156,3 +157,33 @@ def test_duplicates_inside_and_outside_the_window_after_a_takeover(
     report = replay_log(dep.config, audit_topic=audit)
     assert report.ok, report.findings[:5]
     assert report.compared == 102
+
+
+def test_window_slots_stay_bounded_when_batches_are_small(
+    tmp_path: Path, kafka_access: ClusterAccess
+) -> None:
+    """One event per transaction and a record interval far away: without the per-partition
+    transaction bound every transaction would take a new `w|` slot that compaction keeps for
+    good (one key per event); with it the slots start again every SLOTS transactions."""
+    slots, events = 6, 40
+    dep = make_deployment(
+        tmp_path / "deployment",
+        kafka_access,
+        partitions=1,
+        router={
+            "batch_max_records": 1,
+            "snapshot_every_records": 10_000,
+            "snapshot_every_batches": slots,
+        },
+    )
+    create_topics(dep)
+    publish(dep, WESTMINSTER, _events(dep, 0, events))
+    with router_thread(dep) as service:
+        wait_for_decisions(dep, events)
+    assert service.stats.snapshots >= events // slots - 1, service.stats
+    chain = f"w|{topic_ingress(dep.id(WESTMINSTER))}/0|"
+    keys = {record.key for record in read_topic(dep, TOPIC_ROUTER_STATE) if record.key is not None}
+    used = sorted(
+        int(key.decode().rsplit("|", 1)[1]) for key in keys if key.decode().startswith(chain)
+    )
+    assert used and max(used) < slots, used

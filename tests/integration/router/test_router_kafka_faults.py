@@ -521,6 +521,7 @@ SOAK_EVENTS = 4000
 SOAK_FEED_S = 150.0
 SOAK_WINDOW = 100  # router.dedup_window_events: small, so the window fills during warm-up
 SOAK_SUBJECTS = 20
+SOAK_SLOTS = 25  # router.snapshot_every_batches: `w|` slots per partition before a snapshot
 
 
 def _soak_stream(
@@ -604,6 +605,7 @@ def test_bounded_soak_with_router_kills_and_node_restarts(
         batch_max_records=50,
         dedup_window_events=SOAK_WINDOW,
         snapshot_every_records=500,
+        snapshot_every_batches=SOAK_SLOTS,
     )
     create_topics(dep)
     seed = random.randrange(1 << 30)
@@ -668,6 +670,11 @@ def test_bounded_soak_with_router_kills_and_node_restarts(
     for at, rss, (keys, size, written) in samples:
         memory = f"{rss / 1024:13.1f}" if rss is not None else f"{'-':>13}"
         print(f"[{at:6.0f} | {memory} | {keys:10d} | {size / 1024:21.1f} | {written:15d}]")
+    # The ceiling compaction keeps whatever the count: per chain its head, checkpoint and
+    # snapshot (one part at this size), a record per subject and the slots of one interval.
+    chains = dep.config.kafka.topics.partitions * len(dep.ingress_topics)
+    ceiling = chains * (3 + SOAK_SUBJECTS + SOAK_SLOTS)
+    assert all(keys <= ceiling for _, _, (keys, _, _) in samples), (ceiling, samples)
     warm = [s for s in samples if s[0] >= SOAK_FEED_S / 3]
     assert len(warm) >= 2, samples
     # Flat after warm-up: the records written keep growing with the count, the state as
