@@ -506,12 +506,23 @@ class TransactionalProducer:
 
     def offset_of(self, future: Any) -> int:
         """The offset a record sent in the open transaction was written at (waits at most the
-        deadline for its delivery)."""
-        self._live()._sender.wakeup()
+        deadline for its delivery).
+
+        The record's batch is made ready at once, as `flush()` does: waking the sender alone
+        sends nothing before `linger_ms` (the router's is 1 s), so every snapshot, which needs
+        its first part's offset, used to stall the router for a second. The flush is taken
+        back when the record is written, so the count stays balanced (see the stuck-flush
+        workaround below)."""
+        producer = self._live()
+        counter = flushes_in_progress(producer)
+        producer._accumulator.begin_flush()
         try:
+            producer._sender.wakeup()
             return int(future.get(timeout=self.timeout_s).offset)
         except KafkaTimeoutError:
             raise KafkaDeadline("writing a record", self.timeout_s) from None
+        finally:
+            counter.decrement()
 
     def send_offsets(self, offsets: Any, group_metadata: Any) -> None:
         producer = self._live()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from broker.config import KafkaSettings
-from broker.kafka.client import KafkaClients, TransactionalProducer
+from broker.kafka.client import KafkaClients, TransactionalProducer, flushes_in_progress
 from broker.kafka.credentials import OPERATOR
 
 pytestmark = pytest.mark.integration
@@ -96,3 +96,30 @@ def test_kafka_python_sends_each_record_alone_after_a_commit_without_the_workaro
     assert counts[0] <= 3, counts  # the first transaction is batched: nothing stuck yet
     # From the second on, the flush left by the first commit sends records as they come.
     assert min(counts[1:]) >= RECORDS // 4, counts
+
+
+def test_offset_of_sends_the_record_without_waiting_for_linger(
+    operator_settings: KafkaSettings, new_topic: Callable[..., str]
+) -> None:
+    """A snapshot needs its first part's offset inside the open transaction. With a linger far
+    beyond the deadline, the offset only comes back within it if `offset_of` makes the batch
+    ready at once (before the fix the router stalled `linger_ms` at every snapshot; here it
+    would raise `KafkaDeadline`). The flush it begins is taken back: batching goes on."""
+    topic = new_topic("offset-of")
+    producer = KafkaClients(operator_settings, OPERATOR).bounded_transactional_producer(
+        f"test-offset-of-{topic}",
+        timeout_s=10,
+        linger_ms=120_000,
+        delivery_timeout_ms=300_000,
+        batch_size=512 * 1024,
+    )
+    producer.start()
+    try:
+        counter = flushes_in_progress(producer._live())
+        producer.begin()
+        producer.send(topic, value=b"first")
+        assert producer.offset_of(producer.send(topic, value=b"second")) == 1
+        assert counter.get() == 0
+        producer.commit()
+    finally:
+        producer.close()
