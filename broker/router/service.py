@@ -318,19 +318,32 @@ class RouterService:
             timeout_s=settings.kafka_timeout_s,
             **producer_options(settings),
         )
-        producer.start()
-        consumer = self.clients.consumer(
-            group_id=settings.group_id,
-            # Static membership: an instance restarted under its id (after a crash, a deploy)
-            # takes its partitions back at once instead of waiting out the old session.
-            group_instance_id=self.instance_id,
-            **consumer_options(settings),
+        # A cluster just thawed or restarted may take a while to answer: retried, logged once
+        # (the frozen-cluster fault test once saw a router started after SIGCONT exit here).
+        self._at_start("initialising transactions", producer.start)
+        consumer = self._at_start(
+            "connecting the routing consumer",
+            lambda: self.clients.bounded_consumer(
+                timeout_s=settings.kafka_timeout_s,
+                what="connecting the routing consumer",
+                group_id=settings.group_id,
+                # Static membership: an instance restarted under its id (after a crash, a
+                # deploy) takes its partitions back at once instead of waiting out the old
+                # session.
+                group_instance_id=self.instance_id,
+                **consumer_options(settings),
+            ),
         )
         self._consumer = consumer
         # Not consumer.subscribe(): this one also loads the partitions before the first poll,
         # without which a member can miss its first assignment for good (see its docstring).
-        self.clients.subscribe(
-            consumer, [topic_ingress(a) for a in self.config.agency_ids], listener=_Listener(self)
+        self._at_start(
+            "subscribing to the ingress topics",
+            lambda: self.clients.subscribe(
+                consumer,
+                [topic_ingress(a) for a in self.config.agency_ids],
+                listener=_Listener(self),
+            ),
         )
         last_input = 0.0
         try:

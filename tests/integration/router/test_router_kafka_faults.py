@@ -243,6 +243,14 @@ class FaultRun:
         """Unix times of the router's log lines containing `phrase`, from `since` on."""
         return [t for t in _log_times(self.router, phrase) if t >= since]
 
+    def pauses(self, since: float = 0.0) -> tuple[list[float], list[float]]:
+        """When routing stopped and when it resumed, from `since` on. It stops in two ways,
+        each logged once when it begins: `routing paused` (a Kafka call failed) and `routing
+        held` (the registry could not be read within its bound); each ends in one `routing
+        resumed` line."""
+        stopped = sorted(self.logged("routing paused", since) + self.logged("routing held", since))
+        return stopped, self.logged("routing resumed", since)
+
     def check(self) -> None:
         """Every pair exactly once, one decision per record, unbroken chains; then `broker
         audit verify` and `broker audit replay` clean."""
@@ -294,8 +302,7 @@ def test_sigkill_of_the_coordinator_node_mid_stream(
     coordinator = _coordinator(run.dep, "r1")
     killed_at, back_at = _sigkill_for_a_while(cluster, coordinator)
     done_at, stopped = run.finish()
-    paused = run.logged("routing paused", killed_at)
-    resumed = run.logged("routing resumed", killed_at)
+    paused, resumed = run.pauses(killed_at)
     print(
         f"\n[coordinator node {coordinator} SIGKILLed, back after {back_at - killed_at:.1f} s; "
         f"router paused {len(paused)}x, resumed "
@@ -348,8 +355,7 @@ def test_sigkill_of_a_partition_leader_that_is_no_coordinator_mid_stream(
     victim = candidates[0]
     killed_at, back_at = _sigkill_for_a_while(cluster, victim)
     done_at, stopped = run.finish()
-    paused = run.logged("routing paused", killed_at)
-    resumed = run.logged("routing resumed", killed_at)
+    paused, resumed = run.pauses(killed_at)
     print(
         f"\n[node {victim} (leader of {leaders[victim]} ingress partitions; coordinators "
         f"{sorted(coordinators)}) SIGKILLed, back after {back_at - killed_at:.1f} s; router "
