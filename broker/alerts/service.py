@@ -267,16 +267,10 @@ class AlertsService:
             retry_backoff_ms=20,
             reconnect_backoff_max_ms=1000,
         )
-        consumer = None
         try:
-            self._outage.at_start("starting the transactional producer", producer.start)
-            consumer = self._outage.at_start("connecting the feed consumer", self._new_consumer)
-            self._consumer = consumer
-            self._outage.at_start(
-                f"subscribing to {self.feed_topic}",
-                lambda: self.clients.subscribe(consumer, [self.feed_topic],
-                                               listener=_Listener(self),
-                                               timeout_s=settings.kafka_timeout_s))
+            consumer = self._outage.connect(
+                self.clients, producer, self._new_consumer, [self.feed_topic],
+                listener=_Listener(self), subscribe_timeout_s=settings.kafka_timeout_s)
             last_input = time.monotonic()
             while not self._stop.is_set():
                 try:
@@ -310,10 +304,10 @@ class AlertsService:
                     self._reset(consumer)
                     self._outage.failed(exc)
         finally:
-            if consumer is not None:
+            if self._consumer is not None:  # made, even if subscribing it then failed
                 with contextlib.suppress(Exception):  # bounded; a dead cluster must not keep us
-                    consumer.close(autocommit=False,
-                                   timeout_ms=int(settings.kafka_timeout_s * 1000))
+                    self._consumer.close(autocommit=False,
+                                         timeout_ms=int(settings.kafka_timeout_s * 1000))
             producer.close()
             if self._follower is not None:
                 self._follower.close()
@@ -323,7 +317,7 @@ class AlertsService:
         """The feed consumer, made within the deadline (kafka-python's bootstrap has none
         against a frozen cluster)."""
         settings = self.settings
-        return self.clients.bounded_consumer(
+        self._consumer = self.clients.bounded_consumer(
             timeout_s=settings.kafka_timeout_s,
             what="connecting to read the feed",
             group_id=settings.group_id,
@@ -333,6 +327,7 @@ class AlertsService:
             heartbeat_interval_ms=2000,
             reconnect_backoff_max_ms=1000,
         )
+        return self._consumer
 
     # -- the live registry (as the router follows it) ------------------------------------------
 

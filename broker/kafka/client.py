@@ -687,7 +687,8 @@ class KafkaRecovery:
     - `restart`: one attempt at a fresh producer (fencing the abandoned one) and rewinding the
       consumer to the committed offsets; after a failure, a back-off (`RETRY_BACKOFF_S`);
     - `resumed`: the first transaction committed after an outage ends it;
-    - `at_start`: a call made before the loop, retried while Kafka fails it in a way that passes.
+    - `at_start`: a call made before the loop, retried while Kafka fails it in a way that passes;
+      `connect`: the producer, consumer and subscription a service starts with, each so.
 
     It logs through the service's own logger, so each service's log reads as its own.
     """
@@ -774,6 +775,30 @@ class KafkaRecovery:
         self.failed_at = None
         self.auth_refused_since = None
         return down
+
+    def connect(
+        self,
+        clients: KafkaClients,
+        producer: TransactionalProducer,
+        make_consumer: Callable[[], KafkaConsumer],
+        topics: list[str],
+        *,
+        listener: Any,
+        subscribe_timeout_s: float,
+    ) -> KafkaConsumer:
+        """Before the loop: initialise transactions, make the consumer (`make_consumer`,
+        within a deadline) and subscribe it to `topics`, each step retried as `at_start` (a
+        cluster just restarted or thawed may take a while to answer). The subscribed
+        consumer."""
+        self.at_start("initialising transactions", producer.start)
+        consumer = self.at_start("connecting the consumer", make_consumer)
+        self.at_start(
+            f"subscribing to {', '.join(topics)}",
+            lambda: clients.subscribe(
+                consumer, topics, listener=listener, timeout_s=subscribe_timeout_s
+            ),
+        )
+        return consumer
 
     def at_start(self, what: str, call: Callable[[], T]) -> T:
         """`call()`, retried with back-off while Kafka fails it in a way that passes (a node

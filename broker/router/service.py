@@ -87,6 +87,8 @@ log = logging.getLogger(__name__)
 
 # Seconds without progress before the changelog replay re-checks where the topic ends.
 CHANGELOG_STALL_S = 3.0
+# How long subscribing waits for the ingress topics' partitions (`KafkaClients.subscribe`).
+SUBSCRIBE_TIMEOUT_S = 30.0
 # Ignored changelog records logged one by one at each replay (the rest only in the summary).
 IGNORED_LOGGED = 5
 # The recovery from Kafka failures is shared with the alerts service: `KafkaRecovery`, with
@@ -318,32 +320,15 @@ class RouterService:
             timeout_s=settings.kafka_timeout_s,
             **producer_options(settings),
         )
-        # A cluster just thawed or restarted may take a while to answer: retried, logged once
-        # (the frozen-cluster fault test once saw a router started after SIGCONT exit here).
-        self._at_start("initialising transactions", producer.start)
-        consumer = self._at_start(
-            "connecting the routing consumer",
-            lambda: self.clients.bounded_consumer(
-                timeout_s=settings.kafka_timeout_s,
-                what="connecting the routing consumer",
-                group_id=settings.group_id,
-                # Static membership: an instance restarted under its id (after a crash, a
-                # deploy) takes its partitions back at once instead of waiting out the old
-                # session.
-                group_instance_id=self.instance_id,
-                **consumer_options(settings),
-            ),
-        )
-        self._consumer = consumer
-        # Not consumer.subscribe(): this one also loads the partitions before the first poll,
-        # without which a member can miss its first assignment for good (see its docstring).
-        self._at_start(
-            "subscribing to the ingress topics",
-            lambda: self.clients.subscribe(
-                consumer,
-                [topic_ingress(a) for a in self.config.agency_ids],
-                listener=_Listener(self),
-            ),
+        # Not consumer.subscribe(): `KafkaClients.subscribe` also loads the partitions before
+        # the first poll, without which a member can miss its first assignment for good.
+        consumer = self._outage.connect(
+            self.clients,
+            producer,
+            self._new_consumer,
+            [topic_ingress(a) for a in self.config.agency_ids],
+            listener=_Listener(self),
+            subscribe_timeout_s=SUBSCRIBE_TIMEOUT_S,
         )
         last_input = 0.0
         try:
@@ -385,6 +370,21 @@ class RouterService:
         return self.stats
 
     # -- Kafka failures ------------------------------------------------------------------------
+
+    def _new_consumer(self) -> Any:
+        """The routing consumer, made within the deadline (kafka-python's bootstrap has none
+        against a frozen cluster); kept before it subscribes, for the rebalance listener."""
+        settings = self.config.router
+        self._consumer = self.clients.bounded_consumer(
+            timeout_s=settings.kafka_timeout_s,
+            what="connecting the routing consumer",
+            group_id=settings.group_id,
+            # Static membership: an instance restarted under its id (after a crash, a deploy)
+            # takes its partitions back at once instead of waiting out the old session.
+            group_instance_id=self.instance_id,
+            **consumer_options(settings),
+        )
+        return self._consumer
 
     def _at_start(self, what: str, call: Any) -> Any:
         """`call()`, retried with back-off while Kafka fails it in a way that passes (a node
