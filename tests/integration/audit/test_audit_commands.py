@@ -85,6 +85,16 @@ def busiest_chain(partitions: Partitions) -> tuple[int, str, list[int]]:
     return best
 
 
+def replay(
+    capsys: pytest.CaptureFixture[str], deployment: Deployment, *options: str
+) -> tuple[int, str]:
+    """`broker audit replay` of the deployment, without the progress bar, with `options`."""
+    return run(
+        capsys, "audit", "replay", "--config", str(deployment.config_path), "--no-progress",
+        *options,
+    )
+
+
 def findings_of(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("FINDING ")]
 
@@ -109,16 +119,7 @@ def test_verify_reports_no_findings_on_the_routed_log(
 def test_replay_reports_no_findings_and_compares_every_decision(
     deployment: Deployment, capsys: pytest.CaptureFixture[str], workers: str
 ) -> None:
-    status, out = run(
-        capsys,
-        "audit",
-        "replay",
-        "--config",
-        str(deployment.config_path),
-        "--no-progress",
-        "--workers",
-        workers,
-    )
+    status, out = replay(capsys, deployment, "--workers", workers)
     assert status == 0, out
     assert f"{deployment.routed} decision(s) re-evaluated and compared" in out
     # The scenario makes every kind of outcome the router has for valid input.
@@ -129,16 +130,7 @@ def test_replay_reports_no_findings_and_compares_every_decision(
 def test_replay_from_a_later_time_only_rebuilds_state(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, out = run(
-        capsys,
-        "audit",
-        "replay",
-        "--config",
-        str(deployment.config_path),
-        "--no-progress",
-        "--from",
-        "2999-01-01T00:00:00Z",
-    )
+    status, out = replay(capsys, deployment, "--from", "2999-01-01T00:00:00Z")
     assert status == 0, out
     assert "0 decision(s) re-evaluated" in out
     assert f"{deployment.routed} read for state before --from" in out
@@ -321,16 +313,7 @@ def test_decision_that_does_not_match_the_agreements_is_found_by_replay(
         prev = record_hash(values[i])
     topic = write_copy(deployment, partitions, "audit.copy")
 
-    status, out = run(
-        capsys,
-        "audit",
-        "replay",
-        "--config",
-        str(deployment.config_path),
-        "--no-progress",
-        "--audit-topic",
-        topic,
-    )
+    status, out = replay(capsys, deployment, "--audit-topic", topic)
     assert status == 1
     found = findings_of(out)
     assert len(found) == 1, found
@@ -353,16 +336,7 @@ def test_decision_deleted_from_the_log_is_found_by_replay(
     record = DecisionRecord.from_bytes(partitions[partition][indexes[1]])
     del partitions[partition][indexes[1]]
     topic = write_copy(deployment, partitions, "audit.copy")
-    status, out = run(
-        capsys,
-        "audit",
-        "replay",
-        "--config",
-        str(deployment.config_path),
-        "--no-progress",
-        "--audit-topic",
-        topic,
-    )
+    status, out = replay(capsys, deployment, "--audit-topic", topic)
     assert status == 1
     where = f"{record.ingress_topic}[{record.ingress_partition}] offset {record.ingress_offset}"
     assert [f for f in findings_of(out) if "undecided" in f] == [
@@ -414,18 +388,7 @@ def test_replay_with_two_workers_reports_exactly_what_one_process_does(
 
     outputs = {}
     for workers in ("1", "2"):
-        status, out = run(
-            capsys,
-            "audit",
-            "replay",
-            "--config",
-            str(deployment.config_path),
-            "--no-progress",
-            "--audit-topic",
-            topic,
-            "--workers",
-            workers,
-        )
+        status, out = replay(capsys, deployment, "--audit-topic", topic, "--workers", workers)
         assert status == 1, out
         outputs[workers] = out
     assert outputs["2"] == outputs["1"]
