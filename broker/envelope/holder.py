@@ -65,6 +65,7 @@ def disclose(
         if d.name in wanted
     ]
     kept = tuple(d for d, _ in pairs)
+    kept_at = tuple(i for i, d in enumerate(envelope.disclosures) if d.name in wanted)
     subject = envelope.subject_disclosure if share_subject else None
     if envelope.version == 2 and share_subject and subject is None:
         raise DisclosureError(f"{envelope.header.event_type} envelope has no subject disclosure")
@@ -95,9 +96,13 @@ def disclose(
         forwarded_at=forwarded_at,
         signature=signature,
     )
-    return ForwardedEnvelope(
+    forwarded = ForwardedEnvelope(
         envelope.header, envelope.digests, kept, envelope.signature, section, subject
     )
+    issued = envelope.issued_layout()
+    if issued is not None:  # decoded from bytes: the forward's bytes are slices of them
+        forwarded._source.append((issued, kept_at))
+    return forwarded
 
 
 def _derived_value(name: str, value: Any) -> Any:

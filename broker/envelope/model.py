@@ -13,7 +13,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from broker.envelope import canonical
+from broker.envelope import canonical, wire
 from broker.envelope.errors import VerificationError
 from broker.personal import PersonalDict
 from broker.schemas import (
@@ -32,6 +32,7 @@ ENVELOPE_SCHEMA_V2 = "uk.safeguarding.envelope.v2.Envelope"
 FORWARDED_SCHEMA_V2 = "uk.safeguarding.envelope.v2.ForwardedEnvelope"
 ENVELOPE_SCHEMAS = {1: ENVELOPE_SCHEMA, 2: ENVELOPE_SCHEMA_V2}
 FORWARDED_SCHEMAS = {1: FORWARDED_SCHEMA, 2: FORWARDED_SCHEMA_V2}
+_HEADER_SIZE = 10  # C3 01 and the schema's 8-byte fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +225,12 @@ class Envelope:
     _digest_cache: list[bytes] = field(
         default_factory=list, init=False, repr=False, compare=False
     )
+    # The canonical bytes this envelope was decoded from, and where its parts lie in them
+    # (`issued_layout`): forwards are built from them (`broker.envelope.wire`).
+    _wire: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
+    _layout: list[wire.IssuedLayout | None] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     @property
     def version(self) -> int:
@@ -235,6 +242,16 @@ class Envelope:
         if len(self._digest_cache) != len(self.disclosures):
             self._digest_cache[:] = canonical.disclosure_digests(self.disclosures)
         return self._digest_cache
+
+    def issued_layout(self) -> wire.IssuedLayout | None:
+        """Where this envelope's parts lie in the canonical v2 bytes it was decoded from;
+        None for an envelope not decoded from bytes (or v1)."""
+        if not self._layout:
+            found = None
+            if self._wire and self.version == 2 and self.subject_disclosure is not None:
+                found = wire.layout(self._wire[0], self.disclosures, self.subject_disclosure)
+            self._layout.append(found)
+        return self._layout[0]
 
     @property
     def subject(self) -> str | None:
@@ -282,7 +299,11 @@ class Envelope:
     @classmethod
     def from_bytes(cls, data: bytes, registry: SchemaRegistry | None = None) -> Envelope:
         """Decode; raises `VerificationError` (bad_encoding, unknown_schema)."""
-        return cls.from_record(_decode(data, ENVELOPE_SCHEMAS, registry))
+        registry = registry or SchemaRegistry.default()
+        envelope = cls.from_record(_decode(data, ENVELOPE_SCHEMAS, registry))
+        if data[2:_HEADER_SIZE] == registry.fingerprint(ENVELOPE_SCHEMA_V2):
+            envelope._wire.append(bytes(data))  # proved canonical by the decode
+        return envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +366,11 @@ class ForwardedEnvelope:
     signature: bytes = field(repr=False)
     derived: Derived
     subject_disclosure: SubjectDisclosure | None = field(default=None, repr=False)
+    # (issued envelope's layout, indices of the disclosures kept), set by `disclose` when the
+    # issued envelope came from bytes: `to_bytes` then joins their slices (`wire`).
+    _source: list[tuple[wire.IssuedLayout, tuple[int, ...]]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     @property
     def version(self) -> int:
@@ -385,6 +411,16 @@ class ForwardedEnvelope:
     def to_bytes(self, registry: SchemaRegistry | None = None) -> bytes:
         """Avro single-object encoding."""
         registry = registry or SchemaRegistry.default()
+        if self._source and self.version == 2:
+            issued, kept = self._source[0]
+            return wire.forwarded_bytes(
+                issued,
+                kept,
+                self.subject_disclosure is not None,
+                self.derived.to_record(),
+                registry,
+                FORWARDED_SCHEMA_V2,
+            )
         return registry.encode(FORWARDED_SCHEMAS[self.version], self.to_record())
 
     @classmethod
