@@ -52,6 +52,9 @@ def test_bench_router_prints_ratio_and_latency(
     assert floor and int(floor.group(1)) > int(floor.group(2)) == int(fanout.group(2)), out
     assert re.search(r"router / floor +: +\d+\.\d\d +\(CPU per event; goal <= 1\.5", out), out
     assert re.search(r"router / fan-out +: +\d+\.\d\d", out), out
+    pipeline = re.search(r"floor pipeline +: +(\d+) events/s, +(\d+) µs CPU/event", out)
+    assert pipeline and int(pipeline.group(2)) > int(fanout.group(2)), out
+    assert re.search(r"router / pipeline +: +\d+\.\d\d +\(CPU per event, against", out), out
     for label in ("fan-out 1:3", "router"):  # --flush-bug: before / after the workaround
         assert re.search(rf"{label} +: +\d+ µs CPU/event without the flush workaround", out), out
     match = re.search(r"\((\d+) events, (\d+) not seen\): p50 ([\d.]+) ms, p99 ([\d.]+) ms", out)
