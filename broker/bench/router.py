@@ -15,14 +15,14 @@ one to trust on a machine busy with other work). Then the design's floor, measur
 run: the fan-out pass-through's CPU per event plus, per event, one Ed25519 verify, two Ed25519
 signatures and one envelope decode (the least the router must do besides Kafka); printed with
 router / floor (goal <= 1.5, issue 19) and router / fan-out. The floor pipeline does that same
-work inside the fan-out pass-through, so it is paid beside a busy Kafka on the same cores as the
-router's is (on two cores each part costs 1.5-2x what it costs alone): router / pipeline says how
-far the router is from the floor's work done in its own conditions. `--flush-bug` also runs the fan-out
-pass-through and the router (on as many fresh events) without the workaround for kafka-python's
-stuck flush (docs/performance.md), to show what it saves. Last, with the router
-running as its own process, events are published at a fixed rate (default 200/s) and the time
-from publish to the police feed record being visible to a `read_committed` consumer gives
-p50/p99 (goals, issue 19: p99 < 100 ms at 200 events/s, < 250 ms at 1,000 events/s).
+work inside the fan-out pass-through, so it is paid beside a busy Kafka on the same cores, as the
+router's work is: router / pipeline says how far the router is from the floor's work done in its
+own conditions. `--flush-bug` also runs the fan-out pass-through and the router (on as many fresh
+events) without the workaround for kafka-python's stuck flush (docs/performance.md), to show
+what it saves. Last, with the router running as its own process, events signed beforehand are
+published at a fixed rate (default 200/s) and the time from publish to the police feed record
+being visible to a `read_committed` consumer gives p50/p99 (goals, issue 19: p99 < 100 ms at 200
+events/s, < 250 ms at 1,000 events/s); the records are decoded after the timed window.
 
 By default the bench starts two local Kafkas, one secured (TLS + SCRAM-SHA-512 + ACLs) and one
 plaintext, runs each throughput step on the secured one and then on the plaintext one (so that a
@@ -664,14 +664,26 @@ def _latency(
     config_path: Path, config: Any, ids: dict[str, str], *, rate: float, seconds: float
 ) -> tuple[list[float], int]:
     """Publish at `rate` for `seconds` with the router as its own process; return the
-    publish-to-visible times (ms) of the police feed, and how many events never showed."""
+    publish-to-visible times (ms) of the police feed, and how many events never showed.
+
+    The bench's own work stays out of the timed window, so that on a small machine it does not
+    take the cores the router needs: the events are signed before it, and the reader only notes
+    when each police feed record became readable; it decodes them after the window. (Signing
+    each event as it was published and decoding each forward as it arrived took 0.3-0.6 of a
+    core at 200 events/s on two cores, and the router's hop looked several times slower.)
+    """
     from kafka import TopicPartition
 
-    from broker.config import topic_feed
+    from broker.config import topic_feed, topic_ingress
+    from broker.envelope import ForwardedEnvelope, issue
     from broker.kafka.client import KafkaClients
-    from broker.publish import Publisher
+    from broker.publish import agency_key
+    from broker.schemas import SchemaRegistry
 
-    publisher = Publisher(config, ids[_WESTMINSTER])
+    issuer = ids[_WESTMINSTER]
+    registry = SchemaRegistry.default()
+    key = agency_key(config, issuer)
+    producer = KafkaClients(config.kafka, OPERATOR).producer()
     feed = topic_feed(ids[_POLICE])
     reader = KafkaClients(config.kafka, OPERATOR).consumer(group_id=None)
     partitions = [TopicPartition(feed, p) for p in sorted(reader.partitions_for_topic(feed))]
@@ -679,20 +691,25 @@ def _latency(
     reader.seek_to_end(*partitions)
     for tp in partitions:
         reader.position(tp)
-    # Matched by event id: feed record keys are per-recipient pseudonyms, not the subject.
-    sent: dict[str, float] = {}
-    seen: dict[str, float] = {}
+    arrivals: list[tuple[float, bytes]] = []  # (when readable, feed record value)
     stop = threading.Event()
 
     def read() -> None:
-        from broker.envelope import ForwardedEnvelope
-
         while not stop.is_set():
             for records in reader.poll(timeout_ms=20).values():
                 now = time.monotonic()
-                for record in records:
-                    event_id = ForwardedEnvelope.from_bytes(record.value).header.event_id
-                    seen.setdefault(event_id, now)
+                arrivals.extend((now, record.value) for record in records)
+
+    def signed(number: int, tag: str) -> tuple[str, bytes, bytes]:
+        envelope = issue(_event(number, tag), issuer=issuer, key=key, registry=registry)
+        return envelope.header.event_id, (envelope.subject or "").encode(), envelope.to_bytes()
+
+    def seen() -> dict[str, float]:
+        # Matched by event id: feed record keys are per-recipient pseudonyms, not the subject.
+        found: dict[str, float] = {}
+        for at, value in list(arrivals):
+            found.setdefault(ForwardedEnvelope.from_bytes(value, registry).header.event_id, at)
+        return found
 
     router = subprocess.Popen(
         [sys.executable, "-m", "broker.cli", "route", "--config", str(config_path)],
@@ -701,39 +718,43 @@ def _latency(
     )
     reader_thread = threading.Thread(target=read, daemon=True)
     reader_thread.start()
+    sent: dict[str, float] = {}
     try:
         # Warm up until the router (a process of its own) forwards.
-        warm = [publisher.publish(_event(number, "warm")) for number in range(10)]
-        publisher.producer.flush()
+        warm = [signed(number, "warm") for number in range(10)]
+        for _, subject, value in warm:
+            producer.send(topic_ingress(issuer), key=subject, value=value)
+        producer.flush()
         deadline = time.monotonic() + 90
-        while not all(k in seen for k in warm):
+        while not all(event_id in seen() for event_id, _, _ in warm):
             if time.monotonic() > deadline or router.poll() is not None:
                 raise RuntimeError("the router did not start forwarding")
-            time.sleep(0.05)
-        count = int(rate * seconds)
+            time.sleep(0.2)
+        events = [signed(number, "lat") for number in range(int(rate * seconds))]
         start = time.monotonic()
-        for number in range(count):
+        for number, (event_id, subject, value) in enumerate(events):
             due = start + number / rate
             pause = due - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            event = _event(number, "lat")
-            sent_at = time.monotonic()
-            sent[publisher.publish(event)] = sent_at
-        publisher.producer.flush()
+            sent[event_id] = time.monotonic()
+            producer.send(topic_ingress(issuer), key=subject, value=value)
+        producer.flush()
         deadline = time.monotonic() + 30
-        while not all(k in seen for k in sent) and time.monotonic() < deadline:
+        while len(arrivals) < len(sent) + len(warm) and time.monotonic() < deadline:
             time.sleep(0.05)
+        time.sleep(0.5)  # anything still on its way
     finally:
         stop.set()
         reader_thread.join()
         reader.close(autocommit=False)
-        publisher.close()
+        producer.close()
         router.send_signal(signal.SIGTERM)
         try:
             router.wait(timeout=30)
         except subprocess.TimeoutExpired:
             router.kill()
             router.wait()
-    latencies = [(seen[k] - t) * 1000 for k, t in sent.items() if k in seen]
+    seen_at = seen()
+    latencies = [(seen_at[k] - t) * 1000 for k, t in sent.items() if k in seen_at]
     return latencies, len(sent) - len(latencies)
