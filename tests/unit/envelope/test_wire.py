@@ -136,3 +136,4 @@ def test_avro_count_is_avros_long(n: int, encoded: bytes) -> None:
 def test_long_size_is_the_length_of_avro_count() -> None:
     for n in [*range(0, 20_000), 2**21 - 1, 2**21, 2**28, 2**40]:
         assert _long_size(n) == len(avro_count(n)), n
+
