@@ -193,9 +193,14 @@ def _measure(access: ClusterAccess, scratch: Path, rate: float, seconds: float) 
                 time.sleep(wait)
             send(signed)
         producer.flush()
-        # Each event brings two police feed records (its forward and its alert).
-        deadline = time.monotonic() + 60
+        # Each event brings two police feed records (its forward and its alert); wait for
+        # them, or until nothing more has come for 5 s once there is one per event.
+        deadline, last, quiet_since = time.monotonic() + 60, -1, time.monotonic()
         while len(arrivals) < 2 * count and time.monotonic() < deadline:
+            if len(arrivals) != last:
+                last, quiet_since = len(arrivals), time.monotonic()
+            elif last >= count and time.monotonic() - quiet_since > 5:
+                break
             time.sleep(0.1)
         time.sleep(0.5)  # anything still on its way
         cpu = {name: _cpu_seconds(p.pid) - cpu_before[name] for name, p in procs.items()}

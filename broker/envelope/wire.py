@@ -8,8 +8,8 @@ re-encodes them with fastavro and compares), every part but the router's section
 there, byte for byte: the forward is those slices joined, with the array count and the union
 index of the subject written in front of them. Only the router's section is encoded, by fastavro.
 
-Encoding the whole forward with fastavro cost about 120 us an event on this machine (fastavro
-writes a record item at about 3 us; an envelope has 24 disclosures); joining slices costs a few.
+Encoding a forward of 12 of 24 disclosures with fastavro cost about 70 us on this machine
+(fastavro writes a record item at about 3 us); joining slices about 14 (docs/performance.md).
 `tests/unit/envelope/test_wire.py` checks the result is exactly fastavro's encoding of the same
 forward, for random envelopes and every subset of their disclosures. Anything this module cannot
 place (a v1 envelope, bytes not from `Envelope.from_bytes`, sizes that do not add up) returns
