@@ -46,16 +46,17 @@ def issue(
     key.check_valid_at(issued_at)
     event_type, event_id, subject, occurred_at, fields = _read_event(event)
     values = registry.validate_fields(event_type, fields)
-    fresh = _fresh_salts(len(values) + 1) if salts is None else None
-    disclosures = []
-    for index, (name, value) in enumerate(values.items()):
-        salt = _salt(salts, name, fresh, index)
-        disclosures.append(Disclosure(salt, name, registry.encode_value(event_type, name, value)))
+    # v2 salts the subject too (its disclosure); v1 shows it in the signed header.
+    names = [*values, canonical.SUBJECT_NAME] if version == 2 else list(values)
+    salted = dict(zip(names, _salts(salts, names), strict=True))
+    disclosures = [
+        Disclosure(salted[name], name, registry.encode_value(event_type, name, value))
+        for name, value in values.items()
+    ]
     digests = tuple(sorted(canonical.disclosure_digests(disclosures)))
     subject_disclosure = None
     if version == 2:
-        salt = _salt(salts, canonical.SUBJECT_NAME, fresh, len(values))
-        subject_disclosure = SubjectDisclosure(salt, subject)
+        subject_disclosure = SubjectDisclosure(salted[canonical.SUBJECT_NAME], subject)
     header = Header(
         event_id=event_id,
         event_type=event_type,
@@ -73,22 +74,17 @@ def issue(
     return Envelope(header, digests, tuple(disclosures), signature, subject_disclosure)
 
 
-def _fresh_salts(count: int) -> bytes:
-    """`count` fresh salts from the OS's CSPRNG in one call: a system call per salt cost
-    several times more under load (issuing an alert makes 19), for the same random bytes."""
-    return os.urandom(canonical.SALT_SIZE * count)
-
-
-def _salt(salts: Mapping[str, bytes] | None, name: str, fresh: bytes | None, index: int) -> bytes:
-    """The salt of the `index`th disclosure: its slice of `fresh`, or the fixed one in `salts`."""
-    if fresh is not None:
-        return fresh[index * canonical.SALT_SIZE : (index + 1) * canonical.SALT_SIZE]
+def _salts(salts: Mapping[str, bytes] | None, names: list[str]) -> list[bytes]:
+    """A salt per name: fresh from the OS's CSPRNG, in one call (a system call per salt cost
+    several times more under load; an alert has 19), or the fixed ones in `salts`."""
+    size = canonical.SALT_SIZE
     if salts is None:
-        raise EventFormatError("no salts given and none fresh")
-    salt = salts[name]
-    if len(salt) != canonical.SALT_SIZE:
-        raise EventFormatError(f"salt for '{name}' must be {canonical.SALT_SIZE} bytes")
-    return salt
+        fresh = os.urandom(size * len(names))
+        return [fresh[i * size : (i + 1) * size] for i in range(len(names))]
+    for name in names:
+        if len(salts[name]) != size:
+            raise EventFormatError(f"salt for '{name}' must be {size} bytes")
+    return [salts[name] for name in names]
 
 
 def _read_event(event: Mapping[str, Any]) -> tuple[str, str, str, datetime, Mapping[str, Any]]:

@@ -17,6 +17,8 @@ from broker.envelope import canonical, wire
 from broker.envelope.errors import VerificationError
 from broker.personal import PersonalDict
 from broker.schemas import (
+    HEADER_SIZE,
+    SINGLE_OBJECT_MARKER,
     EncodingError,
     NonCanonicalError,
     SchemaError,
@@ -32,7 +34,6 @@ ENVELOPE_SCHEMA_V2 = "uk.safeguarding.envelope.v2.Envelope"
 FORWARDED_SCHEMA_V2 = "uk.safeguarding.envelope.v2.ForwardedEnvelope"
 ENVELOPE_SCHEMAS = {1: ENVELOPE_SCHEMA, 2: ENVELOPE_SCHEMA_V2}
 FORWARDED_SCHEMAS = {1: FORWARDED_SCHEMA, 2: FORWARDED_SCHEMA_V2}
-_HEADER_SIZE = 10  # C3 01 and the schema's 8-byte fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +249,7 @@ class Envelope:
         None for an envelope not decoded from bytes (or v1)."""
         if not self._layout:
             found = None
-            if self._wire and self.version == 2 and self.subject_disclosure is not None:
+            if self._wire and self.subject_disclosure is not None:  # kept for v2 only
                 found = wire.layout(self._wire[0], self.disclosures, self.subject_disclosure)
             self._layout.append(found)
         return self._layout[0]
@@ -301,7 +302,8 @@ class Envelope:
         """Decode; raises `VerificationError` (bad_encoding, unknown_schema)."""
         registry = registry or SchemaRegistry.default()
         envelope = cls.from_record(_decode(data, ENVELOPE_SCHEMAS, registry))
-        if data[2:_HEADER_SIZE] == registry.fingerprint(ENVELOPE_SCHEMA_V2):
+        fingerprint = data[len(SINGLE_OBJECT_MARKER) : HEADER_SIZE]
+        if fingerprint == registry.fingerprint(ENVELOPE_SCHEMA_V2):
             envelope._wire.append(bytes(data))  # proved canonical by the decode
         return envelope
 

@@ -25,9 +25,8 @@ from typing import Any, NamedTuple
 
 from fastavro import parse_schema, schemaless_writer
 
-from broker.schemas import SINGLE_OBJECT_MARKER, SchemaRegistry
+from broker.schemas import HEADER_SIZE, SINGLE_OBJECT_MARKER, SchemaRegistry
 
-_HEADER_SIZE = len(SINGLE_OBJECT_MARKER) + 8
 _SALT_SIZE = 16
 _SIGNATURE_SIZE = 64
 _NO_SUBJECT = b"\x00"  # union index 0: null
@@ -68,7 +67,7 @@ def layout(
     follow from them, and the parts are found from the end of the body backwards. None when the
     sizes do not fit the bytes (which canonical bytes always do).
     """
-    body_at = _HEADER_SIZE
+    body_at = HEADER_SIZE
     end = len(wire) - _SIGNATURE_SIZE
     salt, reference = subject
     subject_size = len(salt) + _string_size(reference)

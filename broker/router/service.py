@@ -284,7 +284,7 @@ class RouterService:
     def run(self, *, idle_exit_s: float | None = None) -> RouterStats:
         """Route until stopped; with `idle_exit_s`, also stop after that long without input."""
         tune_gc()
-        self._at_start(
+        self._outage.at_start(
             "creating the topics", lambda: self.clients.ensure_topics(topic_specs(self.config))
         )
         if self.config.router.metrics_port is not None:
@@ -385,11 +385,6 @@ class RouterService:
             **consumer_options(settings),
         )
         return self._consumer
-
-    def _at_start(self, what: str, call: Any) -> Any:
-        """`call()`, retried with back-off while Kafka fails it in a way that passes (a node
-        restarting when the router starts); logged once. Stopping ends the retries (raising)."""
-        return self._outage.at_start(what, call)
 
     def _retryable(self, exc: BaseException) -> bool:
         """`_recoverable`, and a refused credential while Kafka is coming back from an outage

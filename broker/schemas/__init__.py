@@ -9,10 +9,16 @@ from broker.schemas.errors import (
     UnknownSchemaError,
 )
 from broker.schemas.fields import FieldInfo
-from broker.schemas.registry import SINGLE_OBJECT_MARKER, SchemaRegistry, crc64_fingerprint
+from broker.schemas.registry import (
+    HEADER_SIZE,
+    SINGLE_OBJECT_MARKER,
+    SchemaRegistry,
+    crc64_fingerprint,
+)
 from broker.schemas.writer import WriterSchema
 
 __all__ = [
+    "HEADER_SIZE",
     "SINGLE_OBJECT_MARKER",
     "EncodingError",
     "FieldInfo",

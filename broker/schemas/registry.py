@@ -36,7 +36,8 @@ from broker.schemas.writer import CURRENT, FieldCodec, WriterSchema
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 FINGERPRINT_SIZE = 8
-_HEADER_SIZE = len(SINGLE_OBJECT_MARKER) + FINGERPRINT_SIZE
+# C3 01 and the schema fingerprint: what comes before the Avro body of a single-object message.
+HEADER_SIZE = len(SINGLE_OBJECT_MARKER) + FINGERPRINT_SIZE
 _VALUE_RECORD = "uk.safeguarding.wire.FieldValue"
 
 
@@ -184,14 +185,14 @@ class SchemaRegistry:
         canonical encoding of the record (re-encoded with its writer schema it gives the same
         bytes), else `NonCanonicalError`.
         """
-        if len(data) < _HEADER_SIZE or data[:2] != SINGLE_OBJECT_MARKER:
+        if len(data) < HEADER_SIZE or data[:2] != SINGLE_OBJECT_MARKER:
             raise EncodingError("not Avro single-object encoding (missing C3 01 marker)")
-        schema = self._by_fingerprint.get(bytes(data[2:_HEADER_SIZE]))
+        schema = self._by_fingerprint.get(bytes(data[2:HEADER_SIZE]))
         if schema is None:
             raise UnknownSchemaError("message names a schema fingerprint this registry lacks")
         if expected is not None and schema.name != self.schema_name(expected):
             raise EncodingError(f"expected a {expected} message, got {schema.name}")
-        body = data[_HEADER_SIZE:]
+        body = data[HEADER_SIZE:]
         record = _read_exact(body, schema.parsed, schema.name)
         if _encode(schema.parsed, record) != body:
             raise NonCanonicalError(f"{schema.name} message is not in canonical Avro form")
