@@ -68,6 +68,7 @@ from broker.kafka.client import (
     KafkaRecovery,
     KafkaUnavailable,
     TransactionalProducer,
+    consumer_position,
     describe,
     rewind_to_committed,
 )
@@ -674,7 +675,7 @@ def replay_state(
                         ignored[reason] = ignored.get(reason, 0) + 1
                 last = time.monotonic()
             for tp in list(pending):
-                if reader.position(tp) >= ends[tp]:
+                if (consumer_position(reader, tp) or 0) >= ends[tp]:
                     pending.discard(tp)
             if pending and time.monotonic() - last > 3.0:
                 ends = reader.end_offsets(partitions)  # an aborted tail: the end moved back

@@ -62,6 +62,7 @@ from broker.kafka.client import (
     KafkaUnavailable,
     TopicSpec,
     TransactionalProducer,
+    consumer_position,
     rewind_to_committed,
 )
 from broker.kafka.client import describe as _describe
@@ -810,13 +811,15 @@ class RouterService:
             if highwater is None:
                 continue
             try:
-                position = consumer.position(tp, timeout_ms=1000)
+                at = consumer_position(consumer, tp, timeout_ms=1000)
             except Exception:  # lag is best effort: it never stops routing
                 continue
+            if at is None:
+                continue
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                max(0, highwater - position)
+                max(0, highwater - at)
             )
-            lag += max(0, highwater - position)
+            lag += max(0, highwater - at)
         self.metrics.progress.lag = lag
 
     # -- partition ownership -----------------------------------------------------------------
@@ -942,7 +945,7 @@ class RouterService:
                         count += 1
                     progress_at = last_record_at = time.monotonic()
                 for tp in list(pending):
-                    if reader.position(tp) >= ends[tp]:
+                    if (consumer_position(reader, tp) or 0) >= ends[tp]:
                         pending.discard(tp)
                 if pending and time.monotonic() - progress_at > CHANGELOG_STALL_S:
                     # No record for a while yet not at the end: the end may have moved back
