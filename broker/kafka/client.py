@@ -667,16 +667,35 @@ def rewind_to_committed(consumer: KafkaConsumer, bound_s: float) -> None:
     reached the coordinator). A fresh producer's initialisation completes it either way,
     and the committed offsets (read as `read_committed`: stable) then say where to go on.
     """
-    deadline = time.monotonic() + bound_s
-    for tp in consumer.assignment():
-        left_ms = int((deadline - time.monotonic()) * 1000)
-        if left_ms <= 0:
-            raise KafkaDeadline("reading the committed offsets", bound_s)
-        committed = consumer.committed(tp, timeout_ms=left_ms)
-        if committed is None:
-            consumer.seek_to_beginning(tp)
+    partitions = list(consumer.assignment())
+    committed = committed_offsets(consumer, partitions, bound_s)
+    for tp in partitions:
+        if tp in committed:
+            consumer.seek(tp, committed[tp].offset)
         else:
-            consumer.seek(tp, committed)
+            consumer.seek_to_beginning(tp)
+
+
+def committed_offsets(
+    consumer: KafkaConsumer, partitions: list[Any], bound_s: float
+) -> dict[Any, Any]:
+    """The group's committed offset (with its metadata) of each of `partitions` that has one,
+    in ONE request, within `bound_s`.
+
+    `KafkaConsumer.committed` in kafka-python 3.0.12 asks for one partition per request, so
+    rewinding after every Kafka failure cost a round trip per owned partition (0.54 s for 120
+    partitions on a local Kafka, against 9 ms for one request of all 120): it asks the
+    coordinator the same way `committed` does, for all of them at once.
+    """
+    if not partitions:
+        return {}
+    try:
+        found = consumer._coordinator.fetch_committed_offsets(
+            list(partitions), timeout_ms=int(bound_s * 1000)
+        )
+    except KafkaTimeoutError:
+        raise KafkaDeadline("reading the committed offsets", bound_s) from None
+    return {tp: meta for tp, meta in found.items() if tp in partitions and meta.offset >= 0}
 
 
 def consumer_position(

@@ -62,6 +62,7 @@ from broker.kafka.client import (
     KafkaUnavailable,
     TopicSpec,
     TransactionalProducer,
+    committed_offsets,
     consumer_position,
     rewind_to_committed,
 )
@@ -890,17 +891,7 @@ class RouterService:
         self, consumer: Any, partitions: list[TopicPartition]
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         """The group's committed offsets (with metadata) of `partitions`, within the deadline."""
-        bound = self.config.router.kafka_timeout_s
-        deadline = time.monotonic() + bound
-        found: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp in partitions:
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0:
-                raise KafkaDeadline("reading the committed offsets", bound)
-            meta = consumer.committed(tp, metadata=True, timeout_ms=left_ms)
-            if meta is not None:
-                found[tp] = meta
-        return found
+        return committed_offsets(consumer, partitions, self.config.router.kafka_timeout_s)
 
     def _replay_changelog(self, states: dict[str, PartitionState], start: int | None = None) -> int:
         """Apply `router.state` from `start` (None: its beginning) to its end; the number of
