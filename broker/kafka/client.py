@@ -220,6 +220,9 @@ class KafkaClients:
             "enable_idempotence": True,
             "linger_ms": 5,
             "partitioner": CachedHashPartitioner(),
+            # kafka-python's own client metrics: never read (the services export their own),
+            # recorded on every request and batch (docs/performance.md).
+            "metrics_enabled": False,
             **overrides,
         }
         try:
@@ -270,6 +273,7 @@ class KafkaClients:
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "isolation_level": "read_committed",
+            "metrics_enabled": False,  # as the producer's
             **overrides,
         }
         try:
