@@ -211,6 +211,8 @@ class RouterService:
         )
         self.metrics.watch_expiry(lambda: self.core.keys.keys(), config.kafka.ssl_cafile)
         self.states: dict[TopicPartition, PartitionState] = {}
+        # Each owned partition's lag gauge, looked up once (`_update_lag` runs after every batch).
+        self._lag_gauges: dict[TopicPartition, Any] = {}
         self.stats = RouterStats()
         self._stop = threading.Event()
         self.metrics_port: int | None = None
@@ -817,9 +819,11 @@ class RouterService:
                 continue
             if at is None:
                 continue
-            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                max(0, highwater - at)
-            )
+            gauge = self._lag_gauges.get(tp)
+            if gauge is None:
+                gauge = self.metrics.consumer_lag.labels(tp.topic, str(tp.partition))
+                self._lag_gauges[tp] = gauge
+            gauge.set(max(0, highwater - at))
             lag += max(0, highwater - at)
         self.metrics.progress.lag = lag
 
@@ -883,6 +887,7 @@ class RouterService:
         for tp in partitions:
             self._recovering.discard(tp)
             self.states.pop(tp, None)
+            self._lag_gauges.pop(tp, None)
             with contextlib.suppress(KeyError):  # no lag reported yet for that partition
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         self.metrics.partitions_owned.set(len(self.states))
