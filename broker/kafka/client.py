@@ -699,7 +699,8 @@ def committed_offsets(
         )
     except KafkaTimeoutError:
         raise KafkaDeadline("reading the committed offsets", bound_s) from None
-    return {tp: meta for tp, meta in found.items() if tp in partitions and meta.offset >= 0}
+    asked = set(partitions)
+    return {tp: meta for tp, meta in found.items() if tp in asked and meta.offset >= 0}
 
 
 def consumer_position(

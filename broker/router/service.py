@@ -848,7 +848,7 @@ class RouterService:
         }
         by_chain = {state.chain.chain: state for state in new.values()}
         started = time.monotonic()
-        committed = self._committed(consumer, list(new))
+        committed = committed_offsets(consumer, list(new), self.config.router.kafka_timeout_s)
         for tp, state in new.items():
             meta = committed.get(tp)
             state.snapshot_at = snapshot_offset(meta.metadata) if meta is not None else None
@@ -891,12 +891,6 @@ class RouterService:
             with contextlib.suppress(KeyError):  # no lag reported yet for that partition
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         self.metrics.partitions_owned.set(len(self.states))
-
-    def _committed(
-        self, consumer: Any, partitions: list[TopicPartition]
-    ) -> dict[TopicPartition, OffsetAndMetadata]:
-        """The group's committed offsets (with metadata) of `partitions`, within the deadline."""
-        return committed_offsets(consumer, partitions, self.config.router.kafka_timeout_s)
 
     def _replay_changelog(self, states: dict[str, PartitionState], start: int | None = None) -> int:
         """Apply `router.state` from `start` (None: its beginning) to its end; the number of
