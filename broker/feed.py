@@ -27,7 +27,7 @@ from broker.config import BrokerConfig, load_config, topic_feed
 from broker.envelope import KeyRegistry, VerificationError, VerifiedEvent, verify_forwarded
 from broker.errors import BrokerError
 from broker.ingress import record_time
-from broker.kafka.client import KafkaClients, KafkaDenied, consumer_position
+from broker.kafka.client import KafkaClients, KafkaDenied, reached
 from broker.kafka.credentials import principal_of
 from broker.registry.live import POLL_INTERVAL_S, LiveAgreements, LiveKeys, RegistryFollower
 from broker.schemas import SchemaRegistry
@@ -208,7 +208,7 @@ class FeedReader:
             if batch:
                 yield batch
             if ends is not None and all(
-                (consumer_position(self.consumer, tp) or 0) >= ends[tp] for tp in self.partitions
+                reached(self.consumer, tp, ends[tp]) for tp in self.partitions
             ):
                 return
 

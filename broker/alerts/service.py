@@ -68,8 +68,8 @@ from broker.kafka.client import (
     KafkaRecovery,
     KafkaUnavailable,
     TransactionalProducer,
-    consumer_position,
     describe,
+    reached,
     rewind_to_committed,
 )
 from broker.kafka.credentials import principal_of
@@ -675,7 +675,7 @@ def replay_state(
                         ignored[reason] = ignored.get(reason, 0) + 1
                 last = time.monotonic()
             for tp in list(pending):
-                if (consumer_position(reader, tp) or 0) >= ends[tp]:
+                if reached(reader, tp, ends[tp]):
                     pending.discard(tp)
             if pending and time.monotonic() - last > 3.0:
                 ends = reader.end_offsets(partitions)  # an aborted tail: the end moved back

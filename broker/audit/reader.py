@@ -17,7 +17,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from broker.errors import BrokerError
-from broker.kafka.client import KafkaClients, KafkaDenied, consumer_position
+from broker.kafka.client import KafkaClients, KafkaDenied, reached
 
 # Large fetches: auditors read whole topics, so fewer round trips matter more than latency.
 # No CRC-32C check of record batches: kafka-python computes it in pure Python (80% of a read's
@@ -180,10 +180,7 @@ class TopicReader:
                 ]
                 if batch:
                     yield batch
-            done = [
-                tp for tp in pending
-                if (consumer_position(self.consumer, tp) or 0) >= wanted[tp].end
-            ]
+            done = [tp for tp in pending if reached(self.consumer, tp, wanted[tp].end)]
             if done:
                 self.consumer.pause(*done)
                 pending.difference_update(done)

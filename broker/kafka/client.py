@@ -695,7 +695,7 @@ def committed_offsets(
         return {}
     try:
         found = consumer._coordinator.fetch_committed_offsets(
-            list(partitions), timeout_ms=int(bound_s * 1000)
+            partitions, timeout_ms=int(bound_s * 1000)
         )
     except KafkaTimeoutError:
         raise KafkaDeadline("reading the committed offsets", bound_s) from None
@@ -723,6 +723,11 @@ def consumer_position(
     if held is not None:
         return int(held.offset)
     return consumer.position(tp, timeout_ms=timeout_ms)  # type: ignore[no-any-return]
+
+
+def reached(consumer: KafkaConsumer, tp: Any, end: int) -> bool:
+    """True once the consumer's position in `tp` is at `end` or past it (`consumer_position`)."""
+    return (consumer_position(consumer, tp) or 0) >= end
 
 
 class KafkaRecovery:

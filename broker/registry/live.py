@@ -421,7 +421,7 @@ class RegistryFollower:
             raise
 
     def _catch_up(self, timeout_s: float) -> int:
-        from broker.kafka.client import consumer_position
+        from broker.kafka.client import reached
 
         asked_ms = int(time.time() * 1000)
         asked_at = time.monotonic()
@@ -430,7 +430,7 @@ class RegistryFollower:
         ends = self._consumer.end_offsets(self._partitions, timeout_ms=int(timeout_s * 1000))
         count = 0
         deadline = time.monotonic() + timeout_s
-        while any((consumer_position(self._consumer, tp) or 0) < end for tp, end in ends.items()):
+        while not all(reached(self._consumer, tp, end) for tp, end in ends.items()):
             if time.monotonic() > deadline:
                 log.warning("%s: not at its end after %.0f s", "registry", timeout_s)
                 break

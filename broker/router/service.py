@@ -64,6 +64,7 @@ from broker.kafka.client import (
     TransactionalProducer,
     committed_offsets,
     consumer_position,
+    reached,
     rewind_to_committed,
 )
 from broker.kafka.client import describe as _describe
@@ -935,7 +936,7 @@ class RouterService:
                         count += 1
                     progress_at = last_record_at = time.monotonic()
                 for tp in list(pending):
-                    if (consumer_position(reader, tp) or 0) >= ends[tp]:
+                    if reached(reader, tp, ends[tp]):
                         pending.discard(tp)
                 if pending and time.monotonic() - progress_at > CHANGELOG_STALL_S:
                     # No record for a while yet not at the end: the end may have moved back
