@@ -116,37 +116,35 @@ class WriterSchema:
         """Decode (field name, Avro bytes) pairs; each must hold exactly one value of its field.
 
         Fields the current schema no longer has are decoded (so their bytes are checked) and
-        left out. The values are read in ONE pass with a record composed of these fields, each
-        followed by `_MARKER`; the stream is the values with the marker after each. Every
-        marker read back in place proves that each value's bytes held exactly one value: a
-        value read short or long shifts the next marker read off the real marker, and the
-        bytes read there cannot be the marker (it is secret to this process, and no proper
-        suffix of it is a prefix). Anything unexpected falls back to reading the values one
-        by one, which names the field at fault.
-
-        Each value must be the canonical encoding of what it decodes to (`NonCanonicalError`):
-        the composed record re-encoded with the writer's types gives back the stream exactly
-        (the markers re-encode as themselves), and its ints are in range.
+        left out. The values are read in ONE pass, with a record composed of these fields, from
+        their concatenation. Then the record is written back with `_MARKER` after each value
+        and must give exactly the values with the marker after each. That proves each value's
+        bytes are the canonical encoding of exactly one value (`NonCanonicalError`): were one
+        value's re-encoding shorter or longer than its bytes, a marker written would fall off
+        the real marker's place, and what lies there cannot be the marker (it is secret to this
+        process, so no value's bytes hold it, and no proper suffix of it is a prefix, so it
+        cannot overlap itself). The record's ints are checked for range. Anything unexpected
+        falls back to reading the values one by one, which names the field at fault.
+        (The markers are written, not read: fastavro writes a field for about what it costs
+        to read one, and reading them too would double the fields read for no further proof.)
         """
         pairs = list(items)
         plan = self._plan(tuple(name for name, _ in pairs))
         if plan is not None:
-            data = _MARKER.join([value for _, value in pairs]) + _MARKER
-            stream = io.BytesIO(data)
+            values = [value for _, value in pairs]
+            joined = b"".join(values)
+            stream = io.BytesIO(joined)
             record: Any
             try:
-                record = schemaless_reader(stream, plan.writer, None)
+                record = schemaless_reader(stream, plan.plain, None)
             except Exception:
                 record = None
-            if (
-                isinstance(record, dict)
-                and stream.tell() == len(data)
-                and all(record[marker] == _MARKER for marker in plan.markers)
-                and _canonical(plan.writer, record, data, plan.has_int)
-            ):
-                if plan.reader is not None:  # an older version: resolve to the current types
-                    record = schemaless_reader(io.BytesIO(data), plan.writer, plan.reader)
-                return {name: record[slot] for name, slot in plan.kept}
+            if isinstance(record, dict) and stream.tell() == len(joined):
+                record.update(plan.markers)
+                if _canonical(plan.writer, record, _MARKER.join(values) + _MARKER, plan.has_int):
+                    if plan.reader is not None:  # an older version: resolve to current types
+                        record = schemaless_reader(io.BytesIO(joined), plan.plain, plan.reader)
+                    return {name: record[slot] for name, slot in plan.kept}
         return self._decode_each(pairs)
 
     def _decode_each(self, pairs: list[tuple[str, bytes]]) -> dict[str, Any]:
@@ -198,9 +196,10 @@ class WriterSchema:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    writer: Any
-    reader: Any
-    markers: tuple[str, ...]
+    writer: Any  # the values, each followed by its marker (written back to check them)
+    plain: Any  # the values alone (read from their concatenation)
+    reader: Any  # the values alone as the current schema types them; None if the same
+    markers: dict[str, bytes]  # each marker's slot in `writer`'s record, and the marker
     kept: tuple[tuple[str, str], ...]  # (field name, slot in the composed record)
     has_int: bool = False  # some value holds an Avro int: check ranges
 
@@ -224,16 +223,21 @@ _MARKER = _new_marker()
 def _compose(codecs: list[FieldCodec], names: tuple[str, ...]) -> _Plan | None:
     marker: Any = {"type": "fixed", "name": _MARKER_TYPE, "size": len(_MARKER)}
     writer_fields: list[dict[str, Any]] = []
+    plain_fields: list[dict[str, Any]] = []
     reader_fields: list[dict[str, Any]] = []
     for index, codec in enumerate(codecs):
-        slot, end = f"v{index}", f"m{index}"
-        writer_fields += [{"name": slot, "type": codec.avro_type}, {"name": end, "type": marker}]
+        slot = f"v{index}"
+        plain_fields.append({"name": slot, "type": codec.avro_type})
+        writer_fields += [plain_fields[-1], {"name": f"m{index}", "type": marker}]
         reader_type = codec.reader_type if codec.reader is not None else codec.avro_type
-        reader_fields += [{"name": slot, "type": reader_type}, {"name": end, "type": marker}]
+        reader_fields.append({"name": slot, "type": reader_type})
         marker = _MARKER_TYPE  # defined once, then named
     resolving = any(codec.reader is not None for codec in codecs)
     try:
-        writer = parse_schema({"type": "record", "name": _PLAN_RECORD, "fields": writer_fields})
+        writer, plain = (
+            parse_schema({"type": "record", "name": _PLAN_RECORD, "fields": fields})
+            for fields in (writer_fields, plain_fields)
+        )
         reader = (
             parse_schema({"type": "record", "name": _PLAN_RECORD, "fields": reader_fields})
             if resolving
@@ -244,8 +248,9 @@ def _compose(codecs: list[FieldCodec], names: tuple[str, ...]) -> _Plan | None:
         return None
     return _Plan(
         writer,
+        plain,
         reader,
-        tuple(f"m{i}" for i in range(len(codecs))),
+        {f"m{i}": _MARKER for i in range(len(codecs))},
         tuple((name, f"v{i}") for i, (name, c) in enumerate(zip(names, codecs, strict=True))
               if c.kept),
         any(codec.has_int for codec in codecs),
