@@ -73,7 +73,18 @@ class Grant:
     derived: Mapping[str, Any]
     agreements: tuple[str, ...]
     rules: tuple[RuleRef, ...]
-    reasons: Mapping[str, tuple[RuleRef, ...]]  # shared field or derived name -> rules
+    # Each rule applied, in order, with the shared fields and derived values it gave.
+    given: tuple[tuple[RuleRef, frozenset[str]], ...] = field(default=(), repr=False)
+
+    @property
+    def reasons(self) -> dict[str, tuple[RuleRef, ...]]:
+        """Shared field or derived name -> the rules that give it, in rule order (worked out
+        when asked: only `broker agreements explain` asks, so routing does not pay for it)."""
+        found: dict[str, dict[RuleRef, None]] = {}  # dicts as ordered sets
+        for ref, names in self.given:
+            for name in names:
+                found.setdefault(name, {})[ref] = None
+        return {name: tuple(refs) for name, refs in found.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +321,9 @@ def _provider_keys(providers: Iterable[str]) -> list[str]:
     return sorted(k for k in keys if k in kinds or k.partition(".")[0] not in kinds)
 
 
+_SUBJECT = frozenset((SUBJECT_FIELD,))
+
+
 def _grant(
     event: EventView,
     recipient: str,
@@ -318,17 +332,16 @@ def _grant(
     errors: list[ConditionError],
 ) -> Grant:
     """The union of what `rules` give `recipient`, with derived values computed."""
-    # Dicts as ordered sets: each item's rules, each once, in rule order.
-    reasons: dict[str, dict[RuleRef, None]] = {}
+    present = _SUBJECT.union(event.fields)
+    given: list[tuple[RuleRef, frozenset[str]]] = []
     shared: set[str] = set()
     derived: dict[str, Any] = {}
     key: bytes | None = None
     key_looked_up = False
     for rule in rules:
-        for name in rule.share:
-            if name in event.fields or name == SUBJECT_FIELD:
-                shared.add(name)
-                reasons.setdefault(name, {})[rule.ref] = None
+        names = rule.share & present
+        shared |= names
+        made: list[str] = []
         for derivation in rule.derive:
             raw = event.fields.get(derivation.field)
             if raw is None:
@@ -344,14 +357,15 @@ def _grant(
                                              f"{derivation.name}: {exc}"))
                 continue
             derived.setdefault(derivation.name, value)
-            reasons.setdefault(derivation.name, {})[rule.ref] = None
+            made.append(derivation.name)
+        given.append((rule.ref, names.union(made) if made else names))
     refs = tuple(dict.fromkeys(rule.ref for rule in rules))
     return Grant(
         recipient=recipient,
         fields_shared=frozenset(shared),
-        fields_withheld=frozenset((*event.fields, SUBJECT_FIELD)) - shared,
+        fields_withheld=present - shared,
         derived=derived,
         agreements=tuple(sorted({ref.agreement for ref in refs})),
         rules=refs,
-        reasons={name: tuple(found) for name, found in reasons.items()},
+        given=tuple(given),
     )

@@ -37,6 +37,7 @@ _MICROSECOND = timedelta(microseconds=1)
 
 _U32 = struct.Struct(">I").pack
 _SALT_PREFIX = _U32(SALT_SIZE)
+_DIGEST_PREFIX = _U32(DIGEST_SIZE)
 
 
 def lp(data: bytes) -> bytes:
@@ -120,7 +121,10 @@ def header_bytes(
 
 def _digest_list(digests: Iterable[bytes]) -> bytes:
     ordered = sorted(digests)
-    return len(ordered).to_bytes(4, "big") + b"".join(lp(d) for d in ordered)
+    count = len(ordered).to_bytes(4, "big")
+    if ordered and set(map(len, ordered)) == {DIGEST_SIZE}:  # always, but in a malformed message
+        return count + _DIGEST_PREFIX + _DIGEST_PREFIX.join(ordered)  # = lp(d) for each d
+    return count + b"".join(lp(d) for d in ordered)
 
 
 def issuer_signing_input(header: bytes, digests: Iterable[bytes], *, version: int = 1) -> bytes:

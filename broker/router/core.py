@@ -10,6 +10,7 @@ batch: `state.chain_snapshot`, and `state.window_batch` of the `RouteResult.seen
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Collection
@@ -124,10 +125,13 @@ class RouterCore:
         self.agreements = agreements
         self.router_key = router_key
         self.agencies = frozenset(agencies)
-        self.pseudonym_key = pseudonym_key
+        # Derived once per recipient and kept: the secret is read from its file or environment
+        # variable once, not for every forward (changing it needs a restart, as it re-keys
+        # every feed).
+        self.pseudonym_key = functools.cache(pseudonym_key)
         # Every forward's record key is keyed per recipient: a missing pseudonym secret stops the
         # router at start (its ConfigError names the fix) instead of quarantining every event.
-        pseudonym_key(router_key.agency_id)
+        self.pseudonym_key(router_key.agency_id)
         self.registry = registry or SchemaRegistry.default()
         # (registry.keys, registry.agreements) positions of the view `keys` and `agreements`
         # stand at: recorded in every decision (the service sets it before each batch).
