@@ -357,3 +357,32 @@ def test_a_router_without_pseudonym_secret_does_not_start(
             agencies=config.agency_ids,
             pseudonym_key=config.pseudonym_key,
         )
+
+
+def test_each_recipients_pseudonym_key_is_derived_once(deployment: Path) -> None:
+    """The secret is read (from its file or environment variable) once per recipient, not for
+    every forward; the keys used are still the configured ones."""
+    config = load_config(deployment)
+    asked: list[str] = []
+
+    def pseudonym_key(recipient: str) -> bytes:
+        asked.append(recipient)
+        return config.pseudonym_key(recipient)
+
+    core = RouterCore(
+        keys=KeyRegistry.from_dir(config.keys_dir),
+        agreements=load_agreements(config.agreements_dir),
+        router_key=load_signing_key(config.router.signing_key),
+        agencies=config.agency_ids,
+        pseudonym_key=pseudonym_key,
+    )
+    key = _key(deployment, WESTMINSTER)
+    state = PartitionState.new(f"ingress.{WESTMINSTER}/0")
+    recipients: set[str] = set()
+    for offset, event in enumerate(_events(WESTMINSTER)[3:5]):  # two missing episodes
+        value = issue(event, issuer=WESTMINSTER, key=key).to_bytes()
+        outcome, outputs = _route(core, state, value, f"ingress.{WESTMINSTER}", offset)
+        assert outcome == Outcome.FORWARDED
+        recipients |= {t.removeprefix("feed.") for t, _, _ in outputs if t.startswith("feed.")}
+    assert {"police.met", "stats.national"} <= recipients
+    assert sorted(asked) == sorted({*recipients, "router.main"})  # each once
