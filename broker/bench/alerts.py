@@ -203,9 +203,9 @@ def _measure(
                 return 1
             time.sleep(0.1)
         count = int(rate * seconds)
-        raising = sum(_raises(n, share) for n in range(count))
-        # Signed before the timed window.
-        signed_load = [sign(n, "load", _raises(n, share)) for n in range(count)]
+        raises = [_raises(n, share) for n in range(count)]
+        raising = sum(raises)
+        signed_load = [sign(n, "load", raises[n]) for n in range(count)]  # before the window
         collect()
         latencies.clear()
         cpu_before = {name: _cpu_seconds(p.pid) for name, p in procs.items()}

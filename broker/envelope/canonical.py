@@ -122,7 +122,7 @@ def header_bytes(
 def _digest_list(digests: Iterable[bytes]) -> bytes:
     ordered = sorted(digests)
     count = len(ordered).to_bytes(4, "big")
-    if ordered and set(map(len, ordered)) == {DIGEST_SIZE}:  # always, but in a malformed message
+    if set(map(len, ordered)) == {DIGEST_SIZE}:  # always, but in a malformed message
         return count + _DIGEST_PREFIX + _DIGEST_PREFIX.join(ordered)  # = lp(d) for each d
     return count + b"".join(lp(d) for d in ordered)
 

@@ -233,16 +233,13 @@ def _compose(codecs: list[FieldCodec], names: tuple[str, ...]) -> _Plan | None:
         reader_fields.append({"name": slot, "type": reader_type})
         marker = _MARKER_TYPE  # defined once, then named
     resolving = any(codec.reader is not None for codec in codecs)
+
+    def composed(fields: list[dict[str, Any]]) -> Any:
+        return parse_schema({"type": "record", "name": _PLAN_RECORD, "fields": fields})
+
     try:
-        writer, plain = (
-            parse_schema({"type": "record", "name": _PLAN_RECORD, "fields": fields})
-            for fields in (writer_fields, plain_fields)
-        )
-        reader = (
-            parse_schema({"type": "record", "name": _PLAN_RECORD, "fields": reader_fields})
-            if resolving
-            else None
-        )
+        writer, plain = composed(writer_fields), composed(plain_fields)
+        reader = composed(reader_fields) if resolving else None
     except Exception:
         # e.g. two fields defining the same named type: such a set is read one by one.
         return None
