@@ -74,7 +74,7 @@ class Grant:
     agreements: tuple[str, ...]
     rules: tuple[RuleRef, ...]
     # Each rule applied, in order, with the shared fields and derived values it gave.
-    given: tuple[tuple[RuleRef, frozenset[str]], ...] = field(default=(), repr=False)
+    given: tuple[tuple[RuleRef, frozenset[str]], ...] = field(repr=False)
 
     @property
     def reasons(self) -> dict[str, tuple[RuleRef, ...]]:

@@ -130,15 +130,15 @@ def render(explanation: Explanation, agreements: AgreementSet, console: Console)
         table.add_column("value")
         table.add_column("agreement")
         table.add_column("rule")
+        reasons = grant.reasons  # worked out from the rules applied: once per grant
         for name in sorted(grant.fields_shared):
-            table.add_row(name, "[green]shared[/] (issuer-signed)", "",
-                          *_why(grant.reasons[name]))
+            table.add_row(name, "[green]shared[/] (issuer-signed)", "", *_why(reasons[name]))
         for name, value in sorted(grant.derived.items()):
-            how = derivations.get((grant.reasons[name][0], name))
+            how = derivations.get((reasons[name][0], name))
             keyed = how is not None and how.transform == "pseudonym"
             shown = f"{str(value)[:16]}… (illustrative key)" if keyed else str(value)
             label = f"[cyan]derived[/] {how.transform}({how.field})" if how else "[cyan]derived[/]"
-            table.add_row(name, label, shown, *_why(grant.reasons[name]))
+            table.add_row(name, label, shown, *_why(reasons[name]))
         for name in sorted(grant.fields_withheld):
             table.add_row(f"[dim]{name}[/]", "[red]withheld[/]", "", "", "")
         console.print(table)
